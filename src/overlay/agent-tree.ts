@@ -1,0 +1,509 @@
+import fs from 'node:fs';
+import type { LayerOp } from '../events/types.js';
+import type { EventLog } from '../events/log.js';
+import type { BlobStore } from '../store/blobs.js';
+import type { Store } from '../store/env.js';
+import {
+  FsError, O_ACCMODE, O_APPEND, O_EXCL, O_TRUNC, RENAME_NOREPLACE, S_IFDIR, S_IFREG,
+  type Attr, type DirEntryInfo, type StatFs, type TreeOps,
+} from './contract.js';
+import type { DirEntry, FileEntry, LiveEntry, SymlinkEntry } from './entry.js';
+import type { Layer } from './layer.js';
+import { OpenFile } from './open-file.js';
+import { baseName, checkPath, isWithin, parentOf, reroot } from './paths.js';
+import { attrOf, kindOf, TreeView, type Resolved } from './view.js';
+import type { Workspace } from './workspace.js';
+
+/** What every agent tree shares: the store, the log, the workspace. */
+export interface TreeServices {
+  store: Store;
+  blobs: BlobStore;
+  log: EventLog;
+  workspace: Workspace;
+  allocIno(): number;
+  /** A fresh scratch file name under the store's scratch directory. */
+  scratchName(): string;
+}
+
+/** What the crash-recovery record of a file being written holds. */
+export interface DirtyRecord {
+  agent: string;
+  path: string;
+  meta: OpenFile['meta'];
+}
+
+/**
+ * One agent's working tree: its own layer on top of its base commit's tree.
+ * Implements the adapter contract; every change is a LayerOp applied to the
+ * layer, persisted and logged in one store transaction.
+ */
+export class AgentTree implements TreeOps {
+  private view: TreeView;
+  /** The tree below the agent's own layer (its base commit's tree). */
+  private lower: TreeView;
+  /** Files open in this tree, by their current path. */
+  private readonly files = new Map<string, OpenFile>();
+  private readonly handles = new Map<number, { file: OpenFile; flags: number }>();
+  private nextFh = 1;
+
+  constructor(readonly agent: string, readonly layer: Layer, chain: Layer[], private readonly s: TreeServices) {
+    this.view = new TreeView([layer, ...chain], s.workspace);
+    this.lower = new TreeView(chain, s.workspace);
+  }
+
+  /** Puts the agent on another base (after a rebase). */
+  setChain(chain: Layer[]): void {
+    this.view = new TreeView([this.layer, ...chain], this.s.workspace);
+    this.lower = new TreeView(chain, this.s.workspace);
+  }
+
+  get tree(): TreeView {
+    return this.view;
+  }
+
+  // ---- reads -------------------------------------------------------------
+
+  getattr(p: string): Attr {
+    const f = this.files.get(checkPath(p));
+    return f ? this.fileAttr(f) : attrOf(this.resolve(p));
+  }
+
+  fgetattr(fh: number): Attr {
+    return this.fileAttr(this.handle(fh).file);
+  }
+
+  readdir(p: string): DirEntryInfo[] {
+    const names = this.view.list(checkPath(p));
+    if (!names) throw new FsError(this.view.lookup(p) ? 'ENOTDIR' : 'ENOENT');
+    for (const q of this.files.keys()) {
+      if (parentOf(q) === p && q !== '' && !names.has(baseName(q))) names.set(baseName(q), S_IFREG);
+    }
+    return [...names].map(([name, type]) => ({ name, type }));
+  }
+
+  readlink(p: string): string {
+    const r = this.resolve(p);
+    if (kindOf(r) !== 'symlink') throw new FsError('EINVAL', `${p} is not a symlink`);
+    return r.src === 'layer' ? (r.entry as SymlinkEntry).target : fs.readlinkSync(r.node.realPath);
+  }
+
+  access(p: string, mask: number, uid: number, gid: number): void {
+    const a = this.getattr(p);
+    if (mask === 0) return;
+    if (uid === 0) {
+      if (mask & 1 && (a.mode & S_IFDIR) !== S_IFDIR && (a.mode & 0o111) === 0) throw new FsError('EACCES');
+      return;
+    }
+    const bits = uid === a.uid ? (a.mode >> 6) & 7 : gid === a.gid ? (a.mode >> 3) & 7 : a.mode & 7;
+    if ((bits & mask) !== mask) throw new FsError('EACCES');
+  }
+
+  read(fh: number, buf: Buffer, length: number, position: number): number {
+    return this.handle(fh).file.read(buf, length, position);
+  }
+
+  statfs(): StatFs {
+    const st = fs.statfsSync(this.s.store.stateDir);
+    return {
+      bsize: st.bsize, frsize: st.bsize, blocks: st.blocks, bfree: st.bfree, bavail: st.bavail,
+      files: st.files, ffree: st.ffree, favail: st.ffree, namemax: 255,
+    };
+  }
+
+  // ---- open files --------------------------------------------------------
+
+  open(p: string, flags: number): number {
+    checkPath(p);
+    let file = this.files.get(p);
+    if (!file) {
+      const r = this.resolve(p);
+      const kind = kindOf(r);
+      // Directories are opened with opendir; symlinks are followed by the kernel before open.
+      if (kind === 'dir') throw new FsError('EISDIR');
+      if (kind === 'symlink') throw new FsError('ELOOP');
+      file = this.track(p, r);
+    }
+    if ((flags & O_ACCMODE) !== 0 && flags & O_TRUNC) {
+      this.copyUp(file, true);
+      file.truncate(0);
+    }
+    return this.addHandle(file, flags);
+  }
+
+  create(p: string, mode: number, flags: number, uid: number, gid: number): number {
+    checkPath(p);
+    if (this.files.has(p) || this.view.lookup(p)) {
+      if (flags & O_EXCL) throw new FsError('EEXIST');
+      return this.open(p, flags);
+    }
+    this.checkParentDir(p);
+    const file = new OpenFile(p, {
+      mode: mode & 0o7777, mtimeMs: Date.now(), ino: this.s.allocIno(), uid, gid, baseHash: null,
+    }, { empty: true }, 0, this.s.blobs);
+    this.files.set(p, file);
+    this.copyUp(file, true);
+    file.dirty = true;
+    return this.addHandle(file, flags);
+  }
+
+  write(fh: number, buf: Buffer, length: number, position: number): number {
+    const { file, flags } = this.handle(fh);
+    if ((flags & O_ACCMODE) === 0) throw new FsError('EBADF');
+    this.copyUp(file, false);
+    return file.write(buf, length, flags & O_APPEND ? file.size() : position);
+  }
+
+  ftruncate(fh: number, size: number): void {
+    const { file } = this.handle(fh);
+    this.copyUp(file, size === 0);
+    file.truncate(size);
+  }
+
+  fsync(fh: number): void {
+    const { file } = this.handle(fh);
+    this.ingest(file, 'put', false);
+    if (file.scratch) fs.fsyncSync(file.scratch.fd);
+    this.s.store.syncToDisk();
+  }
+
+  release(fh: number): void {
+    const h = this.handle(fh);
+    this.handles.delete(fh);
+    this.unref(h.file);
+  }
+
+  truncate(p: string, size: number): void {
+    checkPath(p);
+    let file = this.files.get(p);
+    if (!file) {
+      const r = this.resolve(p);
+      if (kindOf(r) !== 'file') throw new FsError(kindOf(r) === 'dir' ? 'EISDIR' : 'EINVAL');
+      file = this.track(p, r);
+    }
+    file.refs++;
+    try {
+      this.copyUp(file, size === 0);
+      file.truncate(size);
+      if (file.refs === 1) this.ingest(file, 'truncate', false);
+    } finally {
+      this.unref(file);
+    }
+  }
+
+  /** Ingests every file being written, so the layer holds the working tree's content (before a commit). */
+  settle(): void {
+    for (const f of this.files.values()) this.ingest(f, 'put', false);
+  }
+
+  /** Ingests a scratch file left by a crash (Overlay.recover). */
+  recover(p: string, scratchFile: string, meta: DirtyRecord['meta']): void {
+    const hash = this.s.blobs.putFile(scratchFile, 'link');
+    const size = this.s.blobs.size(hash);
+    const cur = this.layer.get(p);
+    if (cur?.kind === 'file' && cur.hash === hash && cur.mode === meta.mode) return;
+    this.mutate({ type: 'put', path: p, entry: { kind: 'file', hash, size, ...meta } });
+  }
+
+  /** Files still open in this tree. */
+  get openCount(): number {
+    return this.handles.size;
+  }
+
+  // ---- namespace changes -------------------------------------------------
+
+  unlink(p: string): void {
+    checkPath(p);
+    const file = this.files.get(p);
+    const r = this.view.lookup(p);
+    if (!r && !file) throw new FsError('ENOENT');
+    if (r && kindOf(r) === 'dir') throw new FsError('EISDIR');
+    if (file) this.detach(file);
+    if (r) this.mutate({ type: 'delete', path: p, whiteout: this.existsBelow(p) });
+  }
+
+  mkdir(p: string, mode: number, uid: number, gid: number): void {
+    checkPath(p);
+    if (p === '' || this.files.has(p) || this.view.lookup(p)) throw new FsError('EEXIST');
+    this.checkParentDir(p);
+    const entry: DirEntry = {
+      kind: 'dir', mode: mode & 0o7777, mtimeMs: Date.now(), ino: this.s.allocIno(), uid, gid,
+      opaque: this.existsBelow(p), redirect: null,
+    };
+    this.mutate({ type: 'mkdir', path: p, entry });
+  }
+
+  rmdir(p: string): void {
+    const r = this.resolve(p);
+    if (p === '') throw new FsError('EBUSY');
+    if (kindOf(r) !== 'dir') throw new FsError('ENOTDIR');
+    if (this.readdir(p).length > 0) throw new FsError('ENOTEMPTY');
+    this.mutate({ type: 'rmdir', path: p, whiteout: this.existsBelow(p) });
+  }
+
+  symlink(target: string, p: string, uid: number, gid: number): void {
+    checkPath(p);
+    if (p === '' || this.files.has(p) || this.view.lookup(p)) throw new FsError('EEXIST');
+    this.checkParentDir(p);
+    const entry: SymlinkEntry = { kind: 'symlink', target, mtimeMs: Date.now(), ino: this.s.allocIno(), uid, gid };
+    this.mutate({ type: 'symlink', path: p, entry });
+  }
+
+  rename(from: string, to: string, flags: number): void {
+    checkPath(from);
+    checkPath(to);
+    if (from === '' || to === '') throw new FsError('EBUSY');
+    if (flags & ~RENAME_NOREPLACE) throw new FsError('EINVAL', 'only RENAME_NOREPLACE is supported');
+    const openOnly = this.files.get(from);
+    if (openOnly && !this.view.lookup(from)) this.ingest(openOnly, 'put', false);
+    const src = this.resolve(from);
+    if (from === to) return;
+    if (isWithin(to, from)) throw new FsError('EINVAL', 'cannot move a directory into itself');
+    this.checkParentDir(to);
+    const dst = this.view.lookup(to);
+    const replaced = this.files.get(to);
+    if (dst || replaced) {
+      if (flags & RENAME_NOREPLACE) throw new FsError('EEXIST');
+      const srcDir = kindOf(src) === 'dir';
+      const dstDir = dst !== undefined && kindOf(dst) === 'dir';
+      if (srcDir && !dstDir) throw new FsError('ENOTDIR');
+      if (!srcDir && dstDir) throw new FsError('EISDIR');
+      if (dstDir && this.readdir(to).length > 0) throw new FsError('ENOTEMPTY');
+      if (replaced) this.detach(replaced);
+    }
+    const entry = this.movedEntry(from, src);
+    this.mutate({ type: 'move', from, to, entry, whiteout: this.existsBelow(from) });
+    // Open files follow their names.
+    for (const [q, f] of [...this.files]) {
+      if (!isWithin(q, from)) continue;
+      this.files.delete(q);
+      f.path = reroot(q, from, to);
+      this.files.set(f.path, f);
+      this.saveDirty(f);
+    }
+  }
+
+  chmod(p: string, mode: number): void {
+    this.setMeta(p, { mode: mode & 0o7777 }, () => ({ type: 'chmod', path: p, mode: mode & 0o7777 }));
+  }
+
+  chown(p: string, uid: number, gid: number): void {
+    const cur = this.getattr(p);
+    const next = { uid: uid === -1 || uid === 0xffffffff ? cur.uid : uid, gid: gid === -1 || gid === 0xffffffff ? cur.gid : gid };
+    this.setMeta(p, next, () => ({ type: 'chown', path: p, ...next }));
+  }
+
+  utimens(p: string, _atimeMs: number, mtimeMs: number): void {
+    this.setMeta(p, { mtimeMs }, () => ({ type: 'utimens', path: p, mtimeMs }));
+  }
+
+  // ---- internals ---------------------------------------------------------
+
+  private resolve(p: string): Resolved {
+    const r = this.view.lookup(checkPath(p));
+    if (!r) throw new FsError('ENOENT');
+    return r;
+  }
+
+  private checkParentDir(p: string): void {
+    const dir = parentOf(p);
+    const r = this.view.lookup(dir);
+    if (!r) throw new FsError('ENOENT');
+    if (kindOf(r) !== 'dir') throw new FsError('ENOTDIR');
+  }
+
+  private handle(fh: number): { file: OpenFile; flags: number } {
+    const h = this.handles.get(fh);
+    if (!h) throw new FsError('EBADF');
+    return h;
+  }
+
+  private addHandle(file: OpenFile, flags: number): number {
+    while (this.handles.has(this.nextFh)) this.nextFh = (this.nextFh % 0x7fffffff) + 1;
+    const fh = this.nextFh;
+    this.nextFh = (this.nextFh % 0x7fffffff) + 1;
+    file.refs++;
+    this.handles.set(fh, { file, flags });
+    return fh;
+  }
+
+  /** Starts tracking an existing file at `p` (opened, or truncated by path). */
+  private track(p: string, r: Resolved): OpenFile {
+    let file: OpenFile;
+    if (r.src === 'disk') {
+      const st = r.node.stat;
+      file = new OpenFile(p, {
+        mode: st.mode & 0o7777, mtimeMs: st.mtimeMs, ino: st.ino, uid: st.uid, gid: st.gid, baseHash: null,
+      }, { disk: r.node.realPath }, st.size, this.s.blobs);
+    } else {
+      const e = r.entry as FileEntry;
+      const own = this.layer.get(p) === e;
+      file = new OpenFile(p, {
+        mode: e.mode, mtimeMs: e.mtimeMs, ino: e.ino, uid: e.uid, gid: e.gid, baseHash: own ? e.baseHash : e.hash,
+      }, { blob: e.hash }, e.size, this.s.blobs);
+    }
+    this.files.set(p, file);
+    return file;
+  }
+
+  /**
+   * The first write: the file's content becomes the agent's own, in a
+   * scratch file. Content inherited from the workspace is stored first, so
+   * the merge base (`baseHash`) survives later changes on disk.
+   */
+  private copyUp(file: OpenFile, empty: boolean): void {
+    if (file.scratch) return;
+    const src = file.source;
+    if ('disk' in src) {
+      const id = this.s.blobs.putFile(src.disk, 'copy');
+      file.meta.baseHash = id;
+      file.rebase({ blob: id }, this.s.blobs.size(id));
+    }
+    file.copyUp(this.s.store.scratchDir, this.s.scratchName(), empty);
+    this.saveDirty(file);
+  }
+
+  /** Keeps the crash-recovery record of a file being written up to date. */
+  private saveDirty(file: OpenFile): void {
+    if (!file.scratch) return;
+    const key = baseName(file.scratch.file);
+    if (file.path === null) this.s.store.dbs.dirty.removeSync(key);
+    else this.s.store.dbs.dirty.putSync(key, { agent: this.agent, path: file.path, meta: file.meta } satisfies DirtyRecord);
+  }
+
+  /**
+   * Puts what was written into the store and logs a put (or truncate).
+   * `final`: the file is being closed for good, so a large scratch file is
+   * linked into the store instead of copied.
+   */
+  private ingest(file: OpenFile, type: 'put' | 'truncate', final: boolean): void {
+    if (!file.scratch || !file.dirty || file.path === null) return;
+    const path = file.path;
+    const scratch = file.scratch;
+    const size = file.size();
+    // A blob stored before a crash that kept its entry from committing is only garbage; the scratch file stays until then.
+    const hash = this.s.blobs.putFile(scratch.file, final ? 'link' : 'copy');
+    const entry: FileEntry = { kind: 'file', hash, size, ...file.meta };
+    this.mutate({ type, path, entry }, () => {
+      if (final) this.s.store.dbs.dirty.removeSync(baseName(scratch.file));
+    });
+    file.rebase({ blob: hash }, size);
+    file.dirty = false;
+  }
+
+  private unref(file: OpenFile): void {
+    if (--file.refs > 0) return;
+    try {
+      this.ingest(file, 'put', true);
+    } finally {
+      const scratch = file.scratch?.file;
+      file.close();
+      if (scratch) {
+        this.s.store.dbs.dirty.removeSync(baseName(scratch));
+        fs.rmSync(scratch, { force: true });
+      }
+      if (file.path !== null && this.files.get(file.path) === file) this.files.delete(file.path);
+    }
+  }
+
+  /** The file's name is gone (unlink, replaced by a rename); processes holding it keep it. */
+  private detach(file: OpenFile): void {
+    if (file.path !== null) this.files.delete(file.path);
+    file.path = null;
+    this.saveDirty(file);
+  }
+
+  /** Where `p` lies in the tree below the agent's layer, honouring the layer's renamed directories; null if hidden. */
+  private lowerPath(p: string): string | null {
+    const r = this.layer.probeAbove(p);
+    if (!r) return p;
+    if (r.entry.kind === 'dir' && r.entry.redirect !== null) return reroot(p, r.at, r.entry.redirect);
+    return null;
+  }
+
+  /** Does the tree below the agent's layer have `p`? Then removing it needs a whiteout. */
+  private existsBelow(p: string): boolean {
+    const q = this.lowerPath(p);
+    return q !== null && this.lower.lookup(q) !== undefined;
+  }
+
+  /** The entry `to` gets when `from` is renamed to it. */
+  private movedEntry(from: string, src: Resolved): LiveEntry {
+    const own = this.layer.get(from);
+    if (own && own.kind !== 'whiteout' && own.kind !== 'dir') return own;
+    if (kindOf(src) !== 'dir') return this.copiedUpEntry(src);
+    // A directory: what lies below it follows it by a redirect, never by copying.
+    const dir = (own ?? this.copiedUpEntry(src)) as DirEntry;
+    const below = dir.opaque ? null : dir.redirect ?? (this.existsBelow(from) ? this.lowerPath(from) : null);
+    return { ...dir, redirect: below, opaque: below === null };
+  }
+
+  /** An inherited entry as the agent's own, content unchanged (chmod, rename). */
+  private copiedUpEntry(r: Resolved): LiveEntry {
+    if (r.src === 'layer') {
+      const e = r.entry;
+      if (e.kind === 'file') return { ...e, baseHash: e.hash };
+      if (e.kind === 'dir') return { ...e, opaque: false, redirect: null };
+      return e;
+    }
+    const st = r.node.stat;
+    const common = { mtimeMs: st.mtimeMs, ino: st.ino, uid: st.uid, gid: st.gid };
+    switch (r.node.kind) {
+      case 'file': {
+        const hash = this.s.blobs.putFile(r.node.realPath, 'copy');
+        return { kind: 'file', hash, size: st.size, mode: st.mode & 0o7777, baseHash: hash, ...common };
+      }
+      case 'dir':
+        return { kind: 'dir', mode: st.mode & 0o7777, opaque: false, redirect: null, ...common };
+      case 'symlink':
+        return { kind: 'symlink', target: fs.readlinkSync(r.node.realPath), ...common };
+    }
+  }
+
+  /** chmod/chown/utimens: a file being written carries it to its ingest; anything else is copied up first. */
+  private setMeta(p: string, meta: Partial<OpenFile['meta']>, op: () => LayerOp): void {
+    const file = this.files.get(checkPath(p));
+    if (file) Object.assign(file.meta, meta);
+    if (file?.scratch) {
+      // Its ingest carries the new attributes.
+      file.dirty = true;
+      this.saveDirty(file);
+      return;
+    }
+    const r = this.resolve(p);
+    const own = this.layer.get(p);
+    if (!own || own.kind === 'whiteout') {
+      const entry = this.copiedUpEntry(r);
+      this.mutate(entry.kind === 'file' ? { type: 'put', path: p, entry }
+        : entry.kind === 'dir' ? { type: 'mkdir', path: p, entry }
+        : { type: 'symlink', path: p, entry });
+    }
+    this.mutate(op());
+  }
+
+  private fileAttr(f: OpenFile): Attr {
+    const m = f.meta;
+    return {
+      ino: m.ino, mode: S_IFREG | m.mode, size: f.size(), nlink: f.path === null ? 0 : 1, uid: m.uid, gid: m.gid,
+      atimeMs: m.mtimeMs, mtimeMs: m.mtimeMs, ctimeMs: m.mtimeMs,
+    };
+  }
+
+  /** Applies one operation to the layer, persists it and logs it, atomically (with `also`, if given). */
+  private mutate(op: LayerOp, also?: () => void): void {
+    const { store, log } = this.s;
+    try {
+      store.txn(() => {
+        also?.();
+        for (const [p, e] of this.layer.apply(op)) {
+          if (e) store.dbs.layers.putSync([this.agent, p], e);
+          else store.dbs.layers.removeSync([this.agent, p]);
+        }
+        log.append(this.agent, op);
+      });
+    } catch (err) {
+      log.discardPending();
+      throw err;
+    }
+    log.publish();
+  }
+}

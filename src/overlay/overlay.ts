@@ -1,0 +1,220 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { EventLog } from '../events/log.js';
+import { isLayerOp, type LayerOp } from '../events/types.js';
+import { BlobStore } from '../store/blobs.js';
+import { Store } from '../store/env.js';
+import { AgentTree, type DirtyRecord } from './agent-tree.js';
+import type { Entry } from './entry.js';
+import { Layer } from './layer.js';
+import { OverlayError, Registry, type AgentRecord, type CommitRecord } from './registry.js';
+import { replayView } from './replay.js';
+import { TreeView } from './view.js';
+import { Workspace } from './workspace.js';
+
+export interface OverlayOptions {
+  workspace: string;
+  /** Default: `<workspace>/.cowfs`. */
+  stateDir?: string;
+}
+
+/** Layer-allocated inode numbers live above the workspace's (ext4's stay far below 2^31). */
+const FIRST_INO = 0x80000000;
+const INO_BLOCK = 4096;
+
+/**
+ * The core's front door: one workspace, its store, its agents. Everything
+ * the daemon does to agents goes through here; the FUSE adapters only see
+ * an agent's AgentTree through the TreeOps contract.
+ */
+export class Overlay {
+  readonly registry: Registry;
+  readonly log: EventLog;
+  readonly blobs: BlobStore;
+  readonly workspace: Workspace;
+  private readonly trees = new Map<string, AgentTree>();
+  private nextIno: number;
+  private inoLimit: number;
+  private scratchSeq = 0;
+
+  private constructor(readonly store: Store, workspace: Workspace) {
+    this.workspace = workspace;
+    this.registry = new Registry(store);
+    this.log = new EventLog(store);
+    this.blobs = new BlobStore(store);
+    this.nextIno = this.inoLimit = store.dbs.meta.get('inoLimit') ?? FIRST_INO;
+  }
+
+  static async open(opts: OverlayOptions): Promise<Overlay> {
+    const root = path.resolve(opts.workspace);
+    const workspace = new Workspace(root);
+    const stateDir = path.resolve(opts.stateDir ?? path.join(root, '.cowfs'));
+    workspace.hide(stateDir);
+    const overlay = new Overlay(await Store.open(stateDir), workspace);
+    overlay.recover();
+    return overlay;
+  }
+
+  get stateDir(): string {
+    return this.store.stateDir;
+  }
+
+  // ---- agents --------------------------------------------------------------
+
+  /** A new agent over the live workspace (parent null) or over another agent's head: O(1), nothing copied. */
+  createAgent(name: string, parent: string | null): AgentRecord {
+    this.registry.checkNew(name, parent);
+    const base = parent === null ? null : this.registry.get(parent).head;
+    const head = this.registry.allocCommitId();
+    let agent!: AgentRecord;
+    this.atomically(() => {
+      const ev = this.log.append(name, { type: 'AGENT_CREATED', parent, base, head });
+      this.registry.saveCommit({ id: head, agent: name, base, prev: null, message: '', seq: ev.seq, time: ev.time }, new Layer());
+      agent = {
+        name, parent, base, head, state: 'active', createdSeq: ev.seq, createdAt: ev.time, mountpoint: null,
+      };
+      this.registry.saveAgent(agent);
+    });
+    return agent;
+  }
+
+  agent(name: string): AgentRecord {
+    return this.registry.get(name);
+  }
+
+  agents(): AgentRecord[] {
+    return this.registry.agents();
+  }
+
+  /** The agent's working tree (what its mount shows). */
+  tree(name: string): AgentTree {
+    let tree = this.trees.get(name);
+    if (!tree) {
+      const a = this.registry.get(name);
+      const entries: [string, Entry][] = [];
+      for (const { key, value } of this.store.dbs.layers.getRange({ start: [name, ''], end: [name, '\uffff'] })) {
+        entries.push([key[1], value]);
+      }
+      tree = new AgentTree(name, new Layer(entries), this.registry.chainOf(a.base), this.services());
+      this.trees.set(name, tree);
+    }
+    return tree;
+  }
+
+  /** The tree of a commit (what children based on it see). */
+  commitView(commit: number): TreeView {
+    return new TreeView(this.registry.chainOf(commit), this.workspace);
+  }
+
+  /** Snapshots the agent's working tree as its new head. */
+  commit(name: string, message: string): CommitRecord {
+    const a = this.registry.get(name);
+    const tree = this.tree(name);
+    tree.settle();
+    const prev = this.registry.commit(a.head);
+    const ops: LayerOp[] = [];
+    for (const ev of this.log.byAgent(name, Infinity, prev.seq + 1)) if (isLayerOp(ev)) ops.push(ev);
+    const id = this.registry.allocCommitId();
+    let commit!: CommitRecord;
+    this.atomically(() => {
+      const ev = this.log.append(name, { type: 'AGENT_COMMIT_CREATED', commit: id, message, base: a.base, ops });
+      commit = { id, agent: name, base: a.base, prev: a.head, message, seq: ev.seq, time: ev.time };
+      this.registry.saveCommit(commit, tree.layer.clone());
+      this.registry.saveAgent({ ...a, head: id });
+    });
+    return commit;
+  }
+
+  /** Removes an agent (and, with `recursive`, its descendants); refuses while it has children otherwise. */
+  removeAgent(name: string, recursive = false): string[] {
+    this.registry.get(name);
+    const kids = this.registry.children(name);
+    if (kids.length > 0 && !recursive) {
+      throw new OverlayError(`agent ${name} has children (${kids.map((k) => k.name).join(', ')}); remove them first or use --recursive`);
+    }
+    const removed = kids.flatMap((k) => this.removeAgent(k.name, true));
+    this.atomically(() => {
+      this.log.append(name, { type: 'AGENT_REMOVED' });
+      this.registry.saveAgent({ ...this.registry.get(name), state: 'removed', mountpoint: null });
+    });
+    this.trees.delete(name);
+    return [...removed, name];
+  }
+
+  setMountpoint(name: string, mountpoint: string | null): void {
+    this.registry.saveAgent({ ...this.registry.get(name), mountpoint });
+  }
+
+  /** Files the agent changed and the bytes its own files take. */
+  usage(name: string): { changed: number; bytes: number } {
+    let changed = 0;
+    let bytes = 0;
+    for (const [, e] of this.tree(name).layer.entriesList()) {
+      if (e.kind === 'dir') continue;
+      changed++;
+      if (e.kind === 'file') bytes += e.size;
+    }
+    return { changed, bytes };
+  }
+
+  /** The agent's tree as it was at event `to`, rebuilt from the log alone. */
+  replay(name: string, to = Infinity): TreeView {
+    return replayView(this.log, this.workspace, name, to);
+  }
+
+  async close(): Promise<void> {
+    this.trees.clear();
+    await this.store.close();
+  }
+
+  // ---- internals -------------------------------------------------------------
+
+  private atomically(fn: () => void): void {
+    try {
+      this.store.txn(fn);
+    } catch (err) {
+      this.log.discardPending();
+      throw err;
+    }
+    this.log.publish();
+  }
+
+  private services() {
+    return {
+      store: this.store,
+      blobs: this.blobs,
+      log: this.log,
+      workspace: this.workspace,
+      allocIno: () => this.allocIno(),
+      scratchName: () => `${process.pid}-${Date.now().toString(36)}-${++this.scratchSeq}`,
+    };
+  }
+
+  private allocIno(): number {
+    if (this.nextIno >= this.inoLimit) {
+      this.inoLimit = this.nextIno + INO_BLOCK;
+      this.store.dbs.meta.putSync('inoLimit', this.inoLimit);
+    }
+    return this.nextIno++;
+  }
+
+  /**
+   * After a crash: files that were being written live on in their scratch
+   * files (the page cache survives the process); ingest them, so nothing
+   * written before the crash is lost.
+   */
+  private recover(): void {
+    const known = new Set<string>();
+    for (const { key, value } of this.store.dbs.dirty.getRange()) {
+      const rec = value as DirtyRecord;
+      const file = path.join(this.store.scratchDir, key);
+      known.add(key);
+      if (fs.existsSync(file) && this.registry.find(rec.agent)) this.tree(rec.agent).recover(rec.path, file, rec.meta);
+      this.store.dbs.dirty.removeSync(key);
+      fs.rmSync(file, { force: true });
+    }
+    for (const name of fs.readdirSync(this.store.scratchDir)) {
+      if (!known.has(name)) fs.rmSync(path.join(this.store.scratchDir, name), { force: true });
+    }
+  }
+}

@@ -1,0 +1,156 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { createHash64, hash64 } from './hash.js';
+import type { Store } from './env.js';
+
+/**
+ * Content-addressed blobs. A blob's id is `xxhash64:size`; when two different
+ * contents share it, the later one gets `:1`, `:2`… — a hash hit is only
+ * shared after comparing the bytes, so a collision never returns the wrong
+ * content. Small blobs live inline in lmdb; large ones are files under
+ * `blobs/` (a scratch file is renamed there, never copied).
+ */
+export const INLINE_MAX = 64 * 1024;
+const CHUNK = 1024 * 1024;
+
+export type BlobId = string;
+
+export class BlobStore {
+  constructor(private readonly store: Store) {}
+
+  /** Stores bytes (once, whatever the number of agents) and returns their id. */
+  put(bytes: Buffer): BlobId {
+    const base = `${hash64(bytes)}:${bytes.length}`;
+    for (let n = 0; ; n++) {
+      const id = n === 0 ? base : `${base}:${n}`;
+      const rec = this.store.dbs.blobMeta.get(id);
+      if (!rec) {
+        this.writeNew(id, bytes);
+        return id;
+      }
+      if (this.get(id).equals(bytes)) return id;
+    }
+  }
+
+  /**
+   * Stores the content of a file without consuming it. A large file is
+   * hard-linked into the store when the caller will never write it again
+   * (`link`: a scratch file being released), copied otherwise; the caller
+   * deletes its file only after the change that names the blob committed, so
+   * a crash in between loses nothing.
+   */
+  putFile(file: string, how: 'link' | 'copy'): BlobId {
+    const size = fs.statSync(file).size;
+    if (size <= INLINE_MAX) return this.put(fs.readFileSync(file));
+    const base = `${hashFile(file)}:${size}`;
+    for (let n = 0; ; n++) {
+      const id = n === 0 ? base : `${base}:${n}`;
+      const dest = this.filePath(id);
+      if (!this.store.dbs.blobMeta.get(id)) {
+        fs.mkdirSync(path.dirname(dest), { recursive: true });
+        fs.rmSync(dest, { force: true }); // a leftover of a crash before its record was written
+        if (how === 'link') fs.linkSync(file, dest);
+        else fs.copyFileSync(file, dest);
+        this.store.dbs.blobMeta.putSync(id, { size, file: true });
+        return id;
+      }
+      if (filesEqual(file, dest)) return id;
+    }
+  }
+
+  has(id: BlobId): boolean {
+    return this.store.dbs.blobMeta.get(id) !== undefined;
+  }
+
+  size(id: BlobId): number {
+    return blobSize(id);
+  }
+
+  /** The whole content. */
+  get(id: BlobId): Buffer {
+    const rec = this.store.dbs.blobMeta.get(id);
+    if (!rec) throw new Error(`blob ${id} is missing from the store`);
+    if (rec.file) return fs.readFileSync(this.filePath(id));
+    const bytes = this.store.dbs.blobs.getBinary(id);
+    if (!bytes) throw new Error(`blob ${id} is missing from the store`);
+    return bytes;
+  }
+
+  /** The file that holds a large blob, or undefined for an inline one. */
+  fileOf(id: BlobId): string | undefined {
+    return this.store.dbs.blobMeta.get(id)?.file ? this.filePath(id) : undefined;
+  }
+
+  /** Reads `length` bytes at `position` of an inline blob into `buf`. */
+  readInline(id: BlobId, buf: Buffer, length: number, position: number): number {
+    const bytes = this.store.dbs.blobs.getBinaryFast(id);
+    if (!bytes) throw new Error(`blob ${id} is missing from the store`);
+    if (position >= bytes.length) return 0;
+    // lmdb's fast buffer is a window on a shared one that Buffer#copy refuses; a typed-array copy works.
+    const part = bytes.subarray(position, Math.min(bytes.length, position + length));
+    buf.set(part);
+    return part.length;
+  }
+
+  /** Writes a blob's content to a new file (copy-up into scratch, replay into a directory). */
+  copyTo(id: BlobId, dest: string): void {
+    const file = this.fileOf(id);
+    if (file) fs.copyFileSync(file, dest);
+    else fs.writeFileSync(dest, this.get(id));
+  }
+
+  private writeNew(id: BlobId, bytes: Buffer): void {
+    if (bytes.length <= INLINE_MAX) {
+      this.store.txn(() => {
+        this.store.dbs.blobs.putSync(id, bytes);
+        this.store.dbs.blobMeta.putSync(id, { size: bytes.length, file: false });
+      });
+      return;
+    }
+    const dest = this.filePath(id);
+    fs.mkdirSync(path.dirname(dest), { recursive: true });
+    const tmp = `${dest}.tmp${process.pid}`;
+    fs.writeFileSync(tmp, bytes);
+    fs.renameSync(tmp, dest);
+    this.store.dbs.blobMeta.putSync(id, { size: bytes.length, file: true });
+  }
+
+  private filePath(id: BlobId): string {
+    return path.join(this.store.blobDir, id.slice(0, 2), id.replace(/:/g, '-'));
+  }
+}
+
+/** The size is part of the id: no store access needed. */
+export function blobSize(id: BlobId): number {
+  return Number(id.split(':')[1]);
+}
+
+function hashFile(file: string): string {
+  const h = createHash64();
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(CHUNK);
+    for (let n; (n = fs.readSync(fd, buf, 0, CHUNK, null)) > 0;) h.update(buf.subarray(0, n));
+  } finally {
+    fs.closeSync(fd);
+  }
+  return h.digest();
+}
+
+function filesEqual(a: string, b: string): boolean {
+  const fa = fs.openSync(a, 'r');
+  const fb = fs.openSync(b, 'r');
+  try {
+    const ba = Buffer.allocUnsafe(CHUNK);
+    const bb = Buffer.allocUnsafe(CHUNK);
+    for (;;) {
+      const na = fs.readSync(fa, ba, 0, CHUNK, null);
+      const nb = fs.readSync(fb, bb, 0, CHUNK, null);
+      if (na !== nb || !ba.subarray(0, na).equals(bb.subarray(0, nb))) return false;
+      if (na === 0) return true;
+    }
+  } finally {
+    fs.closeSync(fa);
+    fs.closeSync(fb);
+  }
+}

@@ -1,0 +1,257 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FsError, O_RDWR, O_WRONLY, RENAME_NOREPLACE } from '../../src/overlay/contract.js';
+import { Overlay } from '../../src/overlay/overlay.js';
+import { diskListing, openOverlay, readFile, snapshot, tempDir, writeFile } from '../helpers/core.js';
+
+const opened: Overlay[] = [];
+afterEach(async () => {
+  for (const ov of opened.splice(0)) await ov.close();
+});
+
+async function setup(files: Record<string, string>) {
+  const r = await openOverlay(files);
+  opened.push(r.ov);
+  return r;
+}
+
+function code(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof FsError) return err.code;
+    throw err;
+  }
+  return undefined;
+}
+
+describe('agents', () => {
+  it('validates names, parents, duplicates', async () => {
+    const { ov } = await setup({});
+    expect(() => ov.createAgent('Bad Name', null)).toThrow(/invalid agent name/);
+    expect(() => ov.createAgent('-x', null)).toThrow(/invalid agent name/);
+    expect(() => ov.createAgent('a'.repeat(65), null)).toThrow(/invalid agent name/);
+    expect(() => ov.createAgent('kid', 'nobody')).toThrow(/no agent named "nobody"/);
+    ov.createAgent('a', null);
+    expect(() => ov.createAgent('a', null)).toThrow(/already exists/);
+    expect(() => ov.createAgent('b', 'b')).toThrow(/own parent/);
+    ov.createAgent('a.b_c-1', 'a');
+    expect(ov.agents().map((a) => a.name).sort()).toEqual(['a', 'a.b_c-1']);
+    expect(() => ov.removeAgent('a')).toThrow(/has children/);
+    expect(ov.removeAgent('a', true).sort()).toEqual(['a', 'a.b_c-1']);
+    expect(ov.agents()).toEqual([]);
+  });
+});
+
+describe('copy-on-write tree', () => {
+  it('reads the workspace, writes privately, never touches the workspace', async () => {
+    const { ov, ws } = await setup({ 'src/a.ts': 'a1', 'src/b.ts': 'b1', 'README.md': 'hi', 'link': '->src/a.ts' });
+    const before = diskListing(ws);
+    ov.createAgent('one', null);
+    ov.createAgent('two', null);
+    const one = ov.tree('one');
+    const two = ov.tree('two');
+    expect(readFile(one, 'src/a.ts')).toBe('a1');
+    expect(one.readlink('link')).toBe('src/a.ts');
+    writeFile(one, 'src/a.ts', 'changed');
+    writeFile(one, 'new.txt', 'new');
+    one.unlink('README.md');
+    expect(readFile(one, 'src/a.ts')).toBe('changed');
+    expect(readFile(two, 'src/a.ts')).toBe('a1');
+    expect(code(() => one.getattr('README.md'))).toBe('ENOENT');
+    expect(readFile(two, 'README.md')).toBe('hi');
+    expect(one.readdir('').map((d) => d.name).sort()).toEqual(['link', 'new.txt', 'src']);
+    expect(two.readdir('').map((d) => d.name).sort()).toEqual(['README.md', 'link', 'src']);
+    expect(diskListing(ws)).toEqual(before);
+  });
+
+  it('partial writes copy up the inherited content first and keep the merge base', async () => {
+    const { ov } = await setup({ 'f.txt': 'hello world' });
+    ov.createAgent('a', null);
+    const t = ov.tree('a');
+    const fh = t.open('f.txt', O_RDWR);
+    t.write(fh, Buffer.from('HELLO'), 5, 0);
+    expect(t.fgetattr(fh).size).toBe(11);
+    t.release(fh);
+    expect(readFile(t, 'f.txt')).toBe('HELLO world');
+    const e = t.layer.get('f.txt');
+    expect(e?.kind === 'file' && ov.blobs.get(e.baseHash!).toString()).toBe('hello world');
+  });
+
+  it('hides the state directory and refuses escaping paths', async () => {
+    const { ov } = await setup({ 'x': '1' });
+    ov.createAgent('a', null);
+    const t = ov.tree('a');
+    expect(t.readdir('').map((d) => d.name)).toEqual(['x']);
+    expect(code(() => t.getattr('.cowfs'))).toBe('ENOENT');
+    for (const bad of ['../etc/passwd', '/etc/passwd', 'a/../../x', 'x\0y', 'a//b', './x']) {
+      expect(code(() => t.getattr(bad))).toBe('EINVAL');
+    }
+  });
+
+  it('unlink, rmdir, mkdir over deleted dirs (opaque), symlinks, chmod, truncate', async () => {
+    const { ov } = await setup({ 'd/x': 'x', 'd/y': 'y', 'e/': '', 'run.sh': '#!/bin/sh\necho hi\n' });
+    ov.createAgent('a', null);
+    const t = ov.tree('a');
+    expect(code(() => t.rmdir('d'))).toBe('ENOTEMPTY');
+    t.unlink('d/x');
+    t.unlink('d/y');
+    t.rmdir('d');
+    expect(code(() => t.getattr('d'))).toBe('ENOENT');
+    t.mkdir('d', 0o755, 0, 0);
+    expect(t.readdir('d')).toEqual([]);
+    expect(code(() => t.mkdir('d', 0o755, 0, 0))).toBe('EEXIST');
+    expect(code(() => t.mkdir('nope/d', 0o755, 0, 0))).toBe('ENOENT');
+    expect(code(() => t.rmdir('run.sh'))).toBe('ENOTDIR');
+    t.rmdir('e');
+    t.symlink('run.sh', 'sl', 0, 0);
+    expect(t.readlink('sl')).toBe('run.sh');
+    t.chmod('run.sh', 0o755);
+    expect(t.getattr('run.sh').mode & 0o777).toBe(0o755);
+    expect(readFile(t, 'run.sh')).toContain('echo hi');
+    t.truncate('run.sh', 4);
+    expect(readFile(t, 'run.sh')).toBe('#!/b');
+    t.utimens('run.sh', 0, 1_000_000);
+    expect(t.getattr('run.sh').mtimeMs).toBe(1_000_000);
+  });
+
+  it('renames files and whole inherited directories without copying', async () => {
+    const { ov, ws } = await setup({ 'pkg/lib/a.js': 'A', 'pkg/lib/b.js': 'B', 'pkg/index.js': 'I', 'other': 'O' });
+    const before = diskListing(ws);
+    ov.createAgent('a', null);
+    const t = ov.tree('a');
+    t.rename('pkg', 'moved', 0);
+    expect(code(() => t.getattr('pkg'))).toBe('ENOENT');
+    expect(readFile(t, 'moved/lib/a.js')).toBe('A');
+    expect(t.readdir('moved').map((d) => d.name).sort()).toEqual(['index.js', 'lib']);
+    // No file was copied up: only the directory entry, a redirect, and a whiteout.
+    expect([...t.layer.entriesList()].map(([p, e]) => `${p}:${e.kind}`).sort()).toEqual(['moved:dir', 'pkg:whiteout']);
+    writeFile(t, 'moved/lib/a.js', 'A2');
+    t.rename('moved/lib', 'lib2', 0);
+    expect(readFile(t, 'lib2/a.js')).toBe('A2');
+    expect(readFile(t, 'lib2/b.js')).toBe('B');
+    t.unlink('lib2/b.js');
+    expect(t.readdir('lib2').map((d) => d.name)).toEqual(['a.js']);
+    expect(code(() => t.rename('other', 'lib2', 0))).toBe('EISDIR');
+    expect(code(() => t.rename('lib2', 'other', 0))).toBe('ENOTDIR');
+    expect(code(() => t.rename('lib2', 'lib2/x', 0))).toBe('EINVAL');
+    writeFile(t, 'tmp', 'T');
+    expect(code(() => t.rename('tmp', 'other', RENAME_NOREPLACE))).toBe('EEXIST');
+    t.rename('tmp', 'other', 0);
+    expect(readFile(t, 'other')).toBe('T');
+    // Moving a directory back where it came from.
+    t.rename('lib2', 'moved/lib', 0);
+    t.rename('moved', 'pkg', 0);
+    expect(snapshot(t.tree, ov)).toMatchObject({ 'pkg/lib/a.js': 'file 644 A2', 'pkg/index.js': 'file 644 I' });
+    expect(snapshot(t.tree, ov)['pkg/lib/b.js']).toBeUndefined();
+    expect(diskListing(ws)).toEqual(before);
+  });
+
+  it('open files survive rename and unlink', async () => {
+    const { ov } = await setup({});
+    ov.createAgent('a', null);
+    const t = ov.tree('a');
+    const fh = t.create('f', 0o644, O_WRONLY, 0, 0);
+    t.write(fh, Buffer.from('abc'), 3, 0);
+    t.rename('f', 'g', 0);
+    t.write(fh, Buffer.from('def'), 3, 3);
+    expect(t.fgetattr(fh).size).toBe(6);
+    t.release(fh);
+    expect(readFile(t, 'g')).toBe('abcdef');
+    const fh2 = t.open('g', O_RDWR);
+    t.unlink('g');
+    t.write(fh2, Buffer.from('X'), 1, 0);
+    const buf = Buffer.alloc(6);
+    expect(t.read(fh2, buf, 6, 0)).toBe(6);
+    expect(buf.toString()).toBe('Xbcdef');
+    expect(t.fgetattr(fh2).nlink).toBe(0);
+    t.release(fh2);
+    expect(code(() => t.getattr('g'))).toBe('ENOENT');
+  });
+});
+
+describe('commits and children', () => {
+  it('children see the parent head, never its uncommitted writes', async () => {
+    const { ov } = await setup({ 'f': 'base' });
+    ov.createAgent('p', null);
+    const p = ov.tree('p');
+    writeFile(p, 'f', 'v1');
+    writeFile(p, 'g', 'g1');
+    ov.commit('p', 'first');
+    writeFile(p, 'f', 'v2 uncommitted');
+    ov.createAgent('c', 'p');
+    const c = ov.tree('c');
+    expect(readFile(c, 'f')).toBe('v1');
+    expect(readFile(c, 'g')).toBe('g1');
+    ov.createAgent('gc', 'c');
+    expect(readFile(ov.tree('gc'), 'f')).toBe('v1');
+    const commitEv = [...ov.log.byAgent('p')].find((e) => e.type === 'AGENT_COMMIT_CREATED');
+    expect(commitEv && 'ops' in commitEv && commitEv.ops.map((o) => o.type)).toEqual(['put', 'put']);
+  });
+
+  it('survives reopening the store: layers, commits, agents, events', async () => {
+    const { ov, ws } = await setup({ 'f': 'base' });
+    const state = ov.stateDir;
+    ov.createAgent('p', null);
+    writeFile(ov.tree('p'), 'f', 'v1');
+    ov.commit('p', 'c1');
+    ov.createAgent('c', 'p');
+    writeFile(ov.tree('c'), 'own', 'mine');
+    const before = snapshot(ov.tree('c').tree, ov);
+    const seq = ov.log.head;
+    await ov.close();
+    opened.pop();
+    const again = await Overlay.open({ workspace: ws, stateDir: state });
+    opened.push(again);
+    expect(snapshot(again.tree('c').tree, again)).toEqual(before);
+    expect(again.log.head).toBe(seq);
+    again.createAgent('later', null);
+    expect(again.log.head).toBe(seq + 1);
+  });
+
+  it('recovers files that were being written when the daemon died', async () => {
+    const { ov, ws } = await setup({});
+    const state = ov.stateDir;
+    ov.createAgent('a', null);
+    const t = ov.tree('a');
+    const fh = t.create('unclosed', 0o600, O_WRONLY, 0, 0);
+    t.write(fh, Buffer.from('written before the crash'), 24, 0);
+    // No release: the process "dies" here.
+    await ov.close();
+    opened.pop();
+    const again = await Overlay.open({ workspace: ws, stateDir: state });
+    opened.push(again);
+    expect(readFile(again.tree('a'), 'unclosed')).toBe('written before the crash');
+    expect(again.tree('a').getattr('unclosed').mode & 0o777).toBe(0o600);
+    expect(fs.readdirSync(path.join(state, 'scratch'))).toEqual([]);
+  });
+
+  it('a separate state directory works and the workspace stays clean', async () => {
+    const state = tempDir();
+    const { ov, ws } = await openOverlay({ a: '1' }, path.join(state, 'st'));
+    opened.push(ov);
+    ov.createAgent('a', null);
+    writeFile(ov.tree('a'), 'a', '2');
+    expect(fs.readdirSync(ws)).toEqual(['a']);
+  });
+});
+
+describe('replay', () => {
+  it('rebuilds any agent at any event from the log alone', async () => {
+    const { ov } = await setup({ 'f': 'base', 'd/x': 'x' });
+    ov.createAgent('p', null);
+    const p = ov.tree('p');
+    writeFile(p, 'f', 'p1');
+    const atP1 = { seq: ov.log.head, snap: snapshot(p.tree, ov) };
+    p.rename('d', 'd2', 0);
+    ov.commit('p', 'c1');
+    ov.createAgent('c', 'p');
+    const c = ov.tree('c');
+    writeFile(c, 'd2/y', 'y');
+    c.chmod('f', 0o600);
+    expect(snapshot(ov.replay('c'), ov)).toEqual(snapshot(c.tree, ov));
+    expect(snapshot(ov.replay('p', atP1.seq), ov)).toEqual(atP1.snap);
+    expect(() => ov.replay('c', 1)).toThrow(/did not exist/);
+  });
+});
