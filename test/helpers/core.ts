@@ -6,9 +6,17 @@ import { contentOf, modeOf, targetOf, walk } from '../../src/overlay/materialize
 import { Overlay } from '../../src/overlay/overlay.js';
 import { kindOf, type TreeView } from '../../src/overlay/view.js';
 
-/** A temporary directory, removed by the returned cleanup. */
+const made: string[] = [];
+
+/** A temporary directory, removed by removeTempDirs() (call it in afterEach/afterAll). */
 export function tempDir(prefix = 'cowfs-unit-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+}
+
+export function removeTempDirs(): void {
+  for (const dir of made.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 }
 
 /** A workspace on disk with the given files ('dir/' keys make directories, '->x' values symlinks). */

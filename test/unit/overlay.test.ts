@@ -3,11 +3,12 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FsError, O_RDWR, O_WRONLY, RENAME_NOREPLACE } from '../../src/overlay/contract.js';
 import { Overlay } from '../../src/overlay/overlay.js';
-import { diskListing, openOverlay, readFile, snapshot, tempDir, writeFile } from '../helpers/core.js';
+import { diskListing, openOverlay, readFile, removeTempDirs, snapshot, tempDir, writeFile } from '../helpers/core.js';
 
 const opened: Overlay[] = [];
 afterEach(async () => {
   for (const ov of opened.splice(0)) await ov.close();
+  removeTempDirs();
 });
 
 async function setup(files: Record<string, string>) {

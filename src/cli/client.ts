@@ -1,0 +1,59 @@
+import WebSocket from 'ws';
+import type { CowEvent } from '../events/types.js';
+import type { Response } from '../daemon/protocol.js';
+import { CliError } from './output.js';
+import type { Target } from './locate.js';
+
+/** A connection to the daemon's API. */
+export class Client {
+  private nextId = 1;
+  private readonly waiting = new Map<number, (r: Response) => void>();
+  private onEvent: ((ev: CowEvent) => void) | undefined;
+
+  private constructor(private readonly ws: WebSocket) {
+    ws.on('message', (data) => {
+      const msg = JSON.parse(String(data)) as Response | { event: CowEvent };
+      if ('event' in msg) this.onEvent?.(msg.event);
+      else this.waiting.get(msg.id)?.(msg);
+    });
+  }
+
+  static connect(target: Target): Promise<Client> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(`ws+unix://${target.socket}:/`);
+      ws.once('open', () => resolve(new Client(ws)));
+      ws.once('error', (err: NodeJS.ErrnoException) => {
+        const down = err.code === 'ENOENT' || err.code === 'ECONNREFUSED';
+        reject(new CliError(down
+          ? `the cowfs daemon is not running (no answer on ${target.socket}); start it with: cowfs daemon --detach --workspace WORKSPACE`
+          : `cannot reach the cowfs daemon on ${target.socket}: ${err.message}`, 'daemon_down'));
+      });
+    });
+  }
+
+  call<T = unknown>(method: string, params: Record<string, unknown> = {}): Promise<T> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const onClose = () => reject(new CliError('the cowfs daemon closed the connection', 'daemon_down'));
+      this.ws.once('close', onClose);
+      this.waiting.set(id, (r) => {
+        this.waiting.delete(id);
+        this.ws.off('close', onClose);
+        if ('error' in r) reject(new CliError(r.error.message, r.error.code));
+        else resolve(r.result as T);
+      });
+      this.ws.send(JSON.stringify({ id, method, params }));
+    });
+  }
+
+  /** Streams events as they happen until the connection closes. */
+  async follow(params: Record<string, unknown>, fn: (ev: CowEvent) => void): Promise<void> {
+    this.onEvent = fn;
+    await this.call('events.follow', params);
+    await new Promise<void>((resolve) => this.ws.once('close', () => resolve()));
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}

@@ -1,0 +1,65 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { Daemon } from '../../daemon/daemon.js';
+import { LOG_NAME } from '../../daemon/protocol.js';
+import { adapterNamed } from '../../fuse/adapters.js';
+import { Client } from '../client.js';
+import { globals } from '../context.js';
+import { CliError, emit } from '../output.js';
+
+interface DaemonOpts { detach?: boolean; fuse: string }
+
+/** Waits until the daemon answers on its socket, or its process ends. */
+async function waitReady(stateDir: string, child: { exitCode: number | null }): Promise<void> {
+  const socket = path.join(stateDir, 'daemon.sock');
+  for (let i = 0; i < 300; i++) {
+    if (child.exitCode !== null) break;
+    try {
+      (await Client.connect({ stateDir, socket })).close();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  const log = path.join(stateDir, LOG_NAME);
+  const tail = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').trim().split('\n').slice(-5).join('\n') : '';
+  throw new CliError(`the daemon did not start; the end of ${log}:\n${tail}`);
+}
+
+export function register(program: Command): void {
+  program
+    .command('daemon')
+    .description('run the daemon of a workspace: it holds every agent\'s mount and serves the API')
+    .option('--detach', 'run in the background (pid file and log in the state directory)')
+    .option('--fuse <adapter>', 'FUSE adapter: libfuse2 (fuse-native)', 'libfuse2')
+    .action(async (o: DaemonOpts, cmd: Command) => {
+      const g = globals(cmd);
+      const workspace = path.resolve(g.workspace ?? process.cwd());
+      const stateDir = path.resolve(g.stateDir ?? path.join(workspace, '.cowfs'));
+      const adapter = await adapterNamed(o.fuse);
+      if (o.detach) {
+        fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+        const out = fs.openSync(path.join(stateDir, LOG_NAME), 'a');
+        const args = [process.argv[1]!, 'daemon', '--workspace', workspace, '--state-dir', stateDir, '--fuse', o.fuse];
+        const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out] });
+        child.unref();
+        await waitReady(stateDir, child);
+        emit(g, { pid: child.pid, workspace, stateDir }, () => `cowfs daemon started (pid ${child.pid}) for ${workspace}`);
+        return;
+      }
+      const daemon = await Daemon.start({ workspace, stateDir, adapter, logToStderr: true });
+      await new Promise<void>((resolve) => {
+        let stopping = false;
+        const stop = () => {
+          if (stopping) return;
+          stopping = true;
+          daemon.stop().finally(resolve);
+        };
+        process.on('SIGTERM', stop);
+        process.on('SIGINT', stop);
+        process.on('SIGHUP', stop);
+      });
+    });
+}

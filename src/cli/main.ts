@@ -1,0 +1,34 @@
+import { Command, CommanderError } from 'commander';
+import { CliError } from './output.js';
+import * as commit from './commands/commit.js';
+import * as daemon from './commands/daemon.js';
+import * as events from './commands/events.js';
+import * as log from './commands/log.js';
+import * as ls from './commands/ls.js';
+import * as mount from './commands/mount.js';
+import * as replay from './commands/replay.js';
+import * as rm from './commands/rm.js';
+import * as status from './commands/status.js';
+import * as unmount from './commands/unmount.js';
+
+const program = new Command('cowfs')
+  .description('copy-on-write views of one project for many AI coding agents')
+  .option('--workspace <dir>', 'the workspace (default: found from the current directory upward)')
+  .option('--state-dir <dir>', 'the state directory (default: WORKSPACE/.cowfs)')
+  .option('--json', 'print results as JSON')
+  .showHelpAfterError()
+  .exitOverride();
+
+for (const verb of [daemon, mount, unmount, ls, status, commit, rm, log, events, replay]) verb.register(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) process.exit(err.exitCode);
+  const json = process.argv.includes('--json');
+  const message = err instanceof Error ? err.message : String(err);
+  const code = err instanceof CliError ? err.code : 'internal';
+  if (json) process.stdout.write(`${JSON.stringify({ error: { code, message } })}\n`);
+  else process.stderr.write(`cowfs: ${message}\n`);
+  process.exit(1);
+}

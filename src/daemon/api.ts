@@ -1,0 +1,146 @@
+import fs from 'node:fs';
+import type { CowEvent } from '../events/types.js';
+import { writeTree } from '../overlay/materialize.js';
+import { OverlayError } from '../overlay/registry.js';
+import type { Overlay } from '../overlay/overlay.js';
+import { ApiError } from './errors.js';
+import type { MountManager } from './mounts.js';
+import type { AgentInfo, StatusInfo } from './protocol.js';
+
+export interface ApiContext {
+  overlay: Overlay;
+  mounts: MountManager;
+  adapter: string;
+  startedAt: number;
+}
+
+type Params = Record<string, unknown>;
+type Handler = (ctx: ApiContext, p: Params) => Promise<unknown> | unknown;
+
+function str(p: Params, key: string): string {
+  const v = p[key];
+  if (typeof v !== 'string' || v === '') throw new ApiError('bad_request', `missing parameter: ${key}`);
+  return v;
+}
+
+function optStr(p: Params, key: string): string | undefined {
+  const v = p[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string') throw new ApiError('bad_request', `parameter ${key} must be a string`);
+  return v;
+}
+
+export function agentInfo(ctx: ApiContext, name: string): AgentInfo {
+  const a = ctx.overlay.agent(name);
+  const mp = ctx.mounts.mountpointOf(name);
+  return {
+    name: a.name, parent: a.parent, head: a.head, base: a.base,
+    mountpoint: mp ?? a.mountpoint, mounted: mp !== undefined,
+    ...ctx.overlay.usage(name), openFiles: ctx.overlay.tree(name).openCount,
+  };
+}
+
+/** The daemon's verbs; each answers plain JSON. */
+export const handlers: Record<string, Handler> = {
+  status(ctx, p) {
+    const agent = optStr(p, 'agent');
+    const info: StatusInfo = {
+      pid: process.pid,
+      workspace: ctx.overlay.workspace.root,
+      stateDir: ctx.overlay.stateDir,
+      adapter: ctx.adapter,
+      uptimeMs: Date.now() - ctx.startedAt,
+      agents: ctx.overlay.agents().length,
+      mounted: ctx.mounts.count,
+      lastSeq: ctx.overlay.log.head,
+    };
+    if (agent) info.agent = agentInfo(ctx, agent);
+    return info;
+  },
+
+  ls(ctx) {
+    return ctx.overlay.agents().map((a) => agentInfo(ctx, a.name));
+  },
+
+  async mount(ctx, p) {
+    const agent = str(p, 'agent');
+    const mountpoint = str(p, 'mountpoint');
+    const parent = optStr(p, 'parent') ?? null;
+    const existing = ctx.overlay.registry.find(agent);
+    if (existing && parent !== null && existing.parent !== parent) {
+      throw new ApiError('conflict', `agent ${agent} exists with parent ${existing.parent ?? '(workspace)'}, not ${parent}`);
+    }
+    const created = !existing;
+    if (created) ctx.overlay.createAgent(agent, parent);
+    try {
+      await ctx.mounts.mount(agent, mountpoint);
+    } catch (err) {
+      if (created) ctx.overlay.removeAgent(agent);
+      throw err;
+    }
+    return { ...agentInfo(ctx, agent), created };
+  },
+
+  async unmount(ctx, p) {
+    const agent = str(p, 'agent');
+    ctx.overlay.agent(agent);
+    if (!ctx.mounts.mountpointOf(agent)) throw new ApiError('bad_request', `agent ${agent} is not mounted`);
+    await ctx.mounts.unmount(agent, true);
+    return agentInfo(ctx, agent);
+  },
+
+  async rm(ctx, p) {
+    const agent = str(p, 'agent');
+    const recursive = p.recursive === true;
+    const doomed = [agent];
+    for (let i = 0; i < doomed.length; i++) doomed.push(...ctx.overlay.registry.children(doomed[i]!).map((c) => c.name));
+    if (doomed.length > 1 && !recursive) ctx.overlay.removeAgent(agent); // throws the "has children" error
+    for (const name of doomed.reverse()) await ctx.mounts.unmount(name, true);
+    return { removed: ctx.overlay.removeAgent(agent, recursive) };
+  },
+
+  commit(ctx, p) {
+    const agent = str(p, 'agent');
+    const message = str(p, 'message');
+    const c = ctx.overlay.commit(agent, message);
+    return { agent, commit: c.id, seq: c.seq, message };
+  },
+
+  replay(ctx, p) {
+    const agent = str(p, 'agent');
+    const out = str(p, 'out');
+    const to = typeof p.to === 'number' ? p.to : Infinity;
+    ctx.overlay.agent(agent);
+    // The daemon writes `out` itself: never into a mount it serves (a deadlock) or the workspace.
+    for (const a of ctx.overlay.agents()) {
+      const mp = ctx.mounts.mountpointOf(a.name);
+      if (mp && (out === mp || out.startsWith(`${mp}/`))) throw new ApiError('bad_request', `--out ${out} is inside the mount of ${a.name}`);
+    }
+    const ws = ctx.overlay.workspace.root;
+    if (out === ws || out.startsWith(`${ws}/`)) throw new ApiError('bad_request', `--out ${out} is inside the workspace`);
+    if (fs.existsSync(out) && fs.readdirSync(out).length > 0) throw new ApiError('bad_request', `--out ${out} is not empty`);
+    const files = writeTree(ctx.overlay.replay(agent, to), ctx.overlay.blobs, out);
+    return { agent, to: Number.isFinite(to) ? to : ctx.overlay.log.head, out, entries: files };
+  },
+
+  log(ctx, p) {
+    const agent = optStr(p, 'agent');
+    const since = typeof p.since === 'number' ? p.since : 0;
+    const events: CowEvent[] = [];
+    if (agent) {
+      ctx.overlay.agent(agent);
+      for (const ev of ctx.overlay.log.byAgent(agent, Infinity, since)) events.push(ev);
+    } else {
+      for (const ev of ctx.overlay.log.range(since)) events.push(ev);
+    }
+    return events;
+  },
+};
+
+/** Turns whatever a handler threw into an API error with a user-facing message. */
+export function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof OverlayError) return new ApiError(/^no agent/.test(err.message) ? 'not_found' : 'bad_request', err.message);
+  if (err instanceof Error && /invalid agent name/.test(err.message)) return new ApiError('bad_request', err.message);
+  return new ApiError('internal', err instanceof Error ? err.message : String(err));
+}

@@ -1,0 +1,85 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import pino, { type Logger } from 'pino';
+import { Overlay } from '../overlay/overlay.js';
+import { ApiServer } from './server.js';
+import type { MountAdapter } from '../fuse/adapters.js';
+import { MountManager } from './mounts.js';
+import { LOG_NAME, PID_NAME, SOCKET_NAME } from './protocol.js';
+
+export interface DaemonOptions {
+  workspace: string;
+  stateDir?: string;
+  adapter: MountAdapter;
+  /** Also log to stderr (foreground). */
+  logToStderr: boolean;
+}
+
+/** Is a process with this pid alive? */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * One daemon per workspace: the overlay, every agent's mount, and the API.
+ * A pid file keeps a second daemon off the same state directory; a stale one
+ * (a killed daemon) is taken over, and the mounts it left are cleaned.
+ */
+export class Daemon {
+  private constructor(
+    readonly overlay: Overlay,
+    readonly mounts: MountManager,
+    private readonly server: ApiServer,
+    readonly log: Logger,
+    private readonly files: { pid: string; socket: string },
+  ) {}
+
+  static async start(opts: DaemonOptions): Promise<Daemon> {
+    const workspace = path.resolve(opts.workspace);
+    const stateDir = path.resolve(opts.stateDir ?? path.join(workspace, '.cowfs'));
+    fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    const pidFile = path.join(stateDir, PID_NAME);
+    const socket = path.join(stateDir, SOCKET_NAME);
+    const old = Number(fs.readFileSync(pidFile, { encoding: 'utf8', flag: 'a+' }).trim());
+    if (old && old !== process.pid && alive(old)) {
+      throw new Error(`a cowfs daemon (pid ${old}) is already running for ${workspace}`);
+    }
+    if (Buffer.byteLength(socket) > 107) {
+      throw new Error(`the state directory path is too long for a unix socket (${socket}); use a shorter --state-dir`);
+    }
+    fs.writeFileSync(pidFile, `${process.pid}\n`);
+    const streams: pino.StreamEntry[] = [{ stream: pino.destination({ dest: path.join(stateDir, LOG_NAME), sync: false }) }];
+    if (opts.logToStderr) streams.push({ stream: process.stderr });
+    const log = pino({ base: { pid: process.pid } }, pino.multistream(streams));
+    let overlay: Overlay;
+    try {
+      overlay = await Overlay.open({ workspace, stateDir });
+    } catch (err) {
+      fs.rmSync(pidFile, { force: true });
+      throw err;
+    }
+    const mounts = new MountManager(overlay, opts.adapter, log);
+    const server = new ApiServer({ overlay, mounts, adapter: opts.adapter.name, startedAt: Date.now() }, log);
+    const daemon = new Daemon(overlay, mounts, server, log, { pid: pidFile, socket });
+    await mounts.restore();
+    await server.listen(socket);
+    log.info({ workspace, stateDir, adapter: opts.adapter.name, agents: overlay.agents().length, mounted: mounts.count }, 'daemon started');
+    return daemon;
+  }
+
+  async stop(): Promise<void> {
+    this.log.info('daemon stopping');
+    await this.server.close();
+    await this.mounts.unmountAll();
+    await this.overlay.close();
+    fs.rmSync(this.files.socket, { force: true });
+    fs.rmSync(this.files.pid, { force: true });
+    this.log.info('daemon stopped');
+    this.log.flush();
+  }
+}

@@ -1,0 +1,104 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { MountAdapter } from '../fuse/adapters.js';
+import type { Overlay } from '../overlay/overlay.js';
+import { cleanStaleMount, fuseMountAt } from './mountinfo.js';
+import { mountSource } from './protocol.js';
+import { ApiError } from './errors.js';
+
+/** The agents' FUSE mounts held by this daemon. */
+export class MountManager {
+  private readonly live = new Map<string, { mountpoint: string; unmount(): Promise<void> }>();
+
+  constructor(private readonly overlay: Overlay, private readonly adapter: MountAdapter, private readonly log: Logger) {}
+
+  mountpointOf(agent: string): string | undefined {
+    return this.live.get(agent)?.mountpoint;
+  }
+
+  get count(): number {
+    return this.live.size;
+  }
+
+  async mount(agent: string, mountpoint: string): Promise<void> {
+    const mp = path.resolve(mountpoint);
+    const current = this.live.get(agent);
+    if (current) {
+      if (current.mountpoint === mp) return;
+      throw new ApiError('busy', `agent ${agent} is already mounted at ${current.mountpoint}; unmount it first`);
+    }
+    this.checkMountpoint(mp);
+    const tree = this.overlay.tree(agent);
+    const source = mountSource(agent, this.overlay.stateDir);
+    // The daemon must never read its own mounts: hide any inside the workspace.
+    this.overlay.workspace.hide(mp);
+    try {
+      const handle = await this.adapter.mount(mp, tree, { fsname: source, allowOther: true });
+      this.live.set(agent, { mountpoint: mp, unmount: () => handle.unmount() });
+    } catch (err) {
+      this.overlay.workspace.unhide(mp);
+      throw new ApiError('internal', `cannot mount ${agent} at ${mp}: ${(err as Error).message}`);
+    }
+    this.overlay.setMountpoint(agent, mp);
+    this.log.info({ agent, mountpoint: mp }, 'mounted');
+  }
+
+  /** `forget`: the agent is not remounted at the next start (an explicit unmount, not a shutdown). */
+  async unmount(agent: string, forget: boolean): Promise<void> {
+    const m = this.live.get(agent);
+    if (m) {
+      const open = this.overlay.tree(agent).openCount;
+      if (open > 0) this.log.warn({ agent, open }, 'unmounting with files still open');
+      await m.unmount();
+      this.live.delete(agent);
+      this.overlay.workspace.unhide(m.mountpoint);
+      this.log.info({ agent, mountpoint: m.mountpoint }, 'unmounted');
+    }
+    if (forget && this.overlay.registry.find(agent)) this.overlay.setMountpoint(agent, null);
+  }
+
+  async unmountAll(): Promise<void> {
+    for (const agent of [...this.live.keys()]) {
+      try {
+        await this.unmount(agent, false);
+      } catch (err) {
+        this.log.error({ agent, err }, 'unmount failed');
+      }
+    }
+  }
+
+  /** At start: free mountpoints a killed daemon left behind, then remount the agents that were mounted. */
+  async restore(): Promise<void> {
+    for (const a of this.overlay.agents()) {
+      if (!a.mountpoint) continue;
+      const stale = fuseMountAt(a.mountpoint);
+      if (stale) {
+        this.log.warn({ agent: a.name, mountpoint: a.mountpoint }, 'cleaning a stale mount');
+        cleanStaleMount(stale);
+      }
+      try {
+        await this.mount(a.name, a.mountpoint);
+      } catch (err) {
+        this.log.error({ agent: a.name, err: (err as Error).message }, 'could not remount');
+      }
+    }
+  }
+
+  private checkMountpoint(mp: string): void {
+    const st = fs.statSync(mp, { throwIfNoEntry: false });
+    if (!st) throw new ApiError('not_found', `mountpoint ${mp} does not exist; create it first (mkdir -p ${mp})`);
+    if (!st.isDirectory()) throw new ApiError('bad_request', `mountpoint ${mp} is not a directory`);
+    if (fuseMountAt(mp)) throw new ApiError('busy', `mountpoint ${mp} is busy: something is already mounted there`);
+    const ws = this.overlay.workspace.root;
+    const state = this.overlay.stateDir;
+    const inside = (a: string, b: string) => a === b || a.startsWith(`${b}/`);
+    if (inside(ws, mp)) throw new ApiError('bad_request', `mountpoint ${mp} would hide the workspace ${ws}`);
+    if (inside(mp, state)) throw new ApiError('bad_request', `mountpoint ${mp} is inside the state directory`);
+    for (const [agent, m] of this.live) {
+      if (inside(mp, m.mountpoint) || inside(m.mountpoint, mp)) {
+        throw new ApiError('busy', `mountpoint ${mp} overlaps the mount of agent ${agent} at ${m.mountpoint}`);
+      }
+    }
+  }
+}

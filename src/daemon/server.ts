@@ -1,0 +1,84 @@
+import fs from 'node:fs';
+import http from 'node:http';
+import type { Logger } from 'pino';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { CowEvent } from '../events/types.js';
+import { handlers, toApiError, type ApiContext } from './api.js';
+import { ApiError } from './errors.js';
+import type { Request, Response } from './protocol.js';
+
+/** A subscriber further behind than this is cut off: a slow reader never holds up the filesystem. */
+const MAX_BUFFERED = 16 * 1024 * 1024;
+
+/** The WebSocket API on a unix socket, mode 0600. */
+export class ApiServer {
+  private readonly http = http.createServer((_req, res) => res.writeHead(426).end('cowfs speaks WebSocket\n'));
+  private readonly wss = new WebSocketServer({ server: this.http });
+
+  constructor(private readonly ctx: ApiContext, private readonly log: Logger) {
+    this.wss.on('connection', (ws) => this.serve(ws));
+  }
+
+  async listen(socketPath: string): Promise<void> {
+    fs.rmSync(socketPath, { force: true });
+    await new Promise<void>((resolve, reject) => {
+      this.http.once('error', reject);
+      // Created with a umask that leaves only the owner, so there is no window with a wider mode.
+      const old = process.umask(0o177);
+      this.http.listen(socketPath, () => {
+        process.umask(old);
+        resolve();
+      });
+    });
+    fs.chmodSync(socketPath, 0o600);
+  }
+
+  async close(): Promise<void> {
+    for (const ws of this.wss.clients) ws.terminate();
+    await new Promise<void>((resolve) => this.wss.close(() => this.http.close(() => resolve())));
+  }
+
+  private serve(ws: WebSocket): void {
+    let unsubscribe: (() => void) | undefined;
+    ws.on('close', () => unsubscribe?.());
+    ws.on('message', async (data) => {
+      let req: Request;
+      try {
+        req = JSON.parse(String(data)) as Request;
+      } catch {
+        ws.send(JSON.stringify({ id: 0, error: { code: 'bad_request', message: 'malformed request' } }));
+        return;
+      }
+      const params = req.params ?? {};
+      if (req.method === 'events.follow') {
+        unsubscribe?.();
+        unsubscribe = this.follow(ws, typeof params.agent === 'string' ? params.agent : undefined);
+        ws.send(JSON.stringify({ id: req.id, result: { following: true, seq: this.ctx.overlay.log.head } }));
+        return;
+      }
+      let res: Response;
+      try {
+        const handler = handlers[req.method];
+        if (!handler) throw new ApiError('bad_request', `unknown method ${req.method}`);
+        res = { id: req.id, result: await handler(this.ctx, params) };
+      } catch (err) {
+        const e = toApiError(err);
+        if (e.code === 'internal') this.log.error({ method: req.method, err }, 'request failed');
+        res = { id: req.id, error: { code: e.code, message: e.message } };
+      }
+      ws.send(JSON.stringify(res));
+    });
+  }
+
+  private follow(ws: WebSocket, agent: string | undefined): () => void {
+    return this.ctx.overlay.log.subscribe((ev: CowEvent) => {
+      if (agent && ev.agent !== agent) return;
+      if (ws.bufferedAmount > MAX_BUFFERED) {
+        this.log.warn('event subscriber too slow, disconnecting it');
+        ws.close(1013, 'too slow: events were dropped');
+        return;
+      }
+      ws.send(JSON.stringify({ event: ev }));
+    });
+  }
+}

@@ -1,0 +1,173 @@
+import { execSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TestDaemon, treeChecksum } from '../helpers/daemon.js';
+
+/** A workspace that is a git repo with a node_modules and a local package, as users have. */
+function prepareProject(ws: string): void {
+  const w = (p: string, s: string) => {
+    fs.mkdirSync(path.dirname(path.join(ws, p)), { recursive: true });
+    fs.writeFileSync(path.join(ws, p), s);
+  };
+  w('package.json', JSON.stringify({ name: 'sample', version: '1.0.0', scripts: { test: 'node test.js' } }, null, 2));
+  w('src/index.js', "const pad = require('left-pad');\nmodule.exports = (s) => pad(s, 8);\n");
+  w('src/util/strings.js', "exports.upper = (s) => s.toUpperCase();\n");
+  w('test.js', "const f = require('./src/index.js');\nif (f('x') !== '       x') throw new Error('bad');\nconsole.log('ok');\n");
+  w('.gitignore', 'node_modules/\n.env\n');
+  w('.env', 'SECRET=1\n');
+  w('node_modules/left-pad/package.json', JSON.stringify({ name: 'left-pad', version: '1.3.0', main: 'index.js' }));
+  w('node_modules/left-pad/index.js', "module.exports = (s, n) => String(s).padStart(n);\n");
+  w('local-pkg/package.json', JSON.stringify({ name: 'local-pkg', version: '0.0.1', main: 'index.js' }));
+  w('local-pkg/index.js', "module.exports = 42;\n");
+  fs.symlinkSync('src/index.js', path.join(ws, 'main-link.js'));
+  const git = (args: string) => execGit(ws, args);
+  git('init -q -b main');
+  git('add -A');
+  git('-c user.email=t@t -c user.name=t commit -qm initial');
+}
+
+function execGit(cwd: string, args: string): void {
+  execSync(`git ${args}`, { cwd, stdio: 'ignore' });
+}
+
+describe('cowfs mount: a real copy-on-write FUSE mount per agent', () => {
+  let d: TestDaemon;
+  let wsSum: string;
+
+  beforeAll(async () => {
+    d = TestDaemon.create(prepareProject);
+    wsSum = treeChecksum(d.workspace);
+    await d.start();
+  });
+
+  afterAll(async () => {
+    await d?.destroy();
+  });
+
+  it('mounts an agent that inherits everything, ignored files included', async () => {
+    const mnt = d.mnt('a');
+    const r = await d.json(['mount', 'a', mnt]);
+    expect(r).toMatchObject({ name: 'a', mounted: true, created: true, mountpoint: mnt });
+    expect(d.sh('cat .env; cat node_modules/left-pad/package.json; readlink main-link.js', mnt))
+      .toContain('SECRET=1');
+    expect(d.sh('ls -A', mnt).split('\n')).not.toContain('.cowfs');
+    expect(d.sh('node test.js', mnt).trim()).toBe('ok');
+    expect(d.sh("node -e \"console.log(require('left-pad')('a', 3))\"", mnt)).toBe('  a\n');
+  });
+
+  it('git status, add, commit, log work inside and write only into the agent', async () => {
+    const mnt = d.mnt('a');
+    expect(d.sh('git status --porcelain', mnt)).toBe('');
+    d.sh("echo '// more' >> src/index.js && git add -A && git -c user.email=a@a -c user.name=a commit -qm 'agent a change'", mnt);
+    expect(d.sh('git log --oneline | wc -l', mnt).trim()).toBe('2');
+    expect(d.sh('git status --porcelain', mnt)).toBe('');
+    expect(d.sh('git log --oneline | wc -l', d.workspace).trim()).toBe('1');
+    expect(treeChecksum(d.workspace)).toBe(wsSum);
+  });
+
+  it('runs the usual tools: sed -i, mv, rm -rf, mkdir -p, ln -s, chmod +x, truncate, npm install', async () => {
+    const mnt = d.mnt('a');
+    d.sh([
+      "sed -i 's/toUpperCase/toLowerCase/' src/util/strings.js",
+      'mv test.js test-renamed.js',
+      'mv src/util src/helpers',
+      'mkdir -p deep/a/b/c && echo deep > deep/a/b/c/file',
+      'ln -s deep/a/b/c/file deep-link',
+      "printf '#!/bin/sh\\necho script-ran\\n' > run.sh && chmod +x run.sh",
+      'cp -r node_modules/left-pad vendor-copy',
+      'rm -rf vendor-copy',
+      'truncate -s 3 .env',
+    ].join(' && '), mnt);
+    expect(d.sh('./run.sh', mnt)).toBe('script-ran\n');
+    expect(d.sh('cat src/helpers/strings.js', mnt)).toContain('toLowerCase');
+    expect(d.sh('ls src', mnt).split('\n').filter(Boolean).sort()).toEqual(['helpers', 'index.js']);
+    expect(d.sh('cat deep-link', mnt)).toBe('deep\n');
+    expect(d.sh('cat .env', mnt)).toBe('SEC');
+    expect(d.sh('test ! -e vendor-copy && test ! -e test.js && echo gone', mnt)).toBe('gone\n');
+    d.sh('npm install --offline --no-audit --no-fund ./local-pkg >/dev/null 2>&1', mnt);
+    expect(d.sh("node -e \"console.log(require('local-pkg'))\"", mnt)).toBe('42\n');
+    expect(treeChecksum(d.workspace)).toBe(wsSum);
+  });
+
+  it('writes and reads back 200 MiB with the same checksum', async () => {
+    const mnt = d.mnt('a');
+    const sum = d.sh('dd if=/dev/urandom of=big.bin bs=1M count=200 status=none && md5sum < big.bin', mnt);
+    expect(d.sh('md5sum < big.bin', mnt)).toBe(sum);
+    expect(fs.statSync(path.join(mnt, 'big.bin')).size).toBe(200 * 1024 * 1024);
+    d.sh('rm big.bin', mnt);
+  });
+
+  it('keeps siblings apart; a child sees its parent\'s commit, never its uncommitted writes', async () => {
+    const a = d.mnt('a');
+    const b = d.mnt('b');
+    await d.json(['mount', 'b', b]);
+    expect(d.sh('test -e run.sh && echo yes || echo no', b)).toBe('no\n');
+    d.sh('echo from-b > only-b.txt', b);
+    expect(d.sh('test -e only-b.txt && echo yes || echo no', a)).toBe('no\n');
+    await d.json(['commit', 'a', '-m', 'a work']);
+    d.sh('echo uncommitted > after-commit.txt', a);
+    const c = d.mnt('c');
+    await d.json(['mount', 'c', c, '--parent', 'a']);
+    expect(d.sh('./run.sh', c)).toBe('script-ran\n');
+    expect(d.sh('test -e after-commit.txt && echo yes || echo no', c)).toBe('no\n');
+    // Inside a mount the CLI finds its daemon and its agent by itself.
+    const st = await d.json(['status'], { cwd: path.join(c, 'src') });
+    expect(st.agent.name).toBe('c');
+    const ls = await d.json<any[]>(['ls']);
+    expect(ls.map((x) => `${x.name}<${x.parent}`).sort()).toEqual(['a<null', 'b<null', 'c<a']);
+    expect(treeChecksum(d.workspace)).toBe(wsSum);
+  });
+
+  it('refuses bad input with clear errors', async () => {
+    const r1 = await d.cli(['mount', 'Bad_Name', d.mnt('bad')]);
+    expect(r1.code).toBe(1);
+    expect(r1.stderr).toMatch(/invalid agent name/);
+    const r2 = await d.cli(['mount', 'x', path.join(d.root, 'missing-dir')]);
+    expect(r2.stderr).toMatch(/does not exist/);
+    const r3 = await d.cli(['mount', 'x', d.mnt('a')]);
+    expect(r3.stderr).toMatch(/busy/);
+    const r4 = await d.cli(['mount', 'y', d.mnt('y'), '--parent', 'nobody']);
+    expect(r4.stderr).toMatch(/no agent named "nobody"/);
+    const r5 = await d.cli(['commit', 'nobody', '-m', 'x']);
+    expect(r5.stderr).toMatch(/no agent named/);
+    const r6 = await d.cli(['mount', 'z', d.workspace]);
+    expect(r6.stderr).toMatch(/hide the workspace/);
+    const r7 = await d.cli(['status', '--json'], { cwd: d.root });
+    expect(JSON.parse(r7.stdout).error.message).toMatch(/not inside a cowfs workspace/);
+    expect((await d.json<any[]>(['ls'])).map((a) => a.name)).not.toContain('x');
+  });
+
+  it('shows the same trees after unmount/remount and after a daemon restart', async () => {
+    const a = d.mnt('a');
+    const before = treeChecksum(a);
+    await d.json(['unmount', 'a']);
+    expect(fs.readdirSync(a)).toEqual([]);
+    await d.json(['mount', 'a', a]);
+    expect(treeChecksum(a)).toBe(before);
+    const c = treeChecksum(d.mnt('c'));
+    await d.stop();
+    await d.start();
+    expect(treeChecksum(a)).toBe(before);
+    expect(treeChecksum(d.mnt('c'))).toBe(c);
+  });
+
+  it('after kill -9 every closed file reads back intact and the mounts come back', async () => {
+    const a = d.mnt('a');
+    d.sh('for i in $(seq 1 50); do echo "file $i" > crash-$i.txt; done; dd if=/dev/urandom of=crash.bin bs=1M count=8 status=none', a);
+    const sum = d.sh('md5sum crash-*.txt crash.bin', a);
+    await d.kill9();
+    await d.start();
+    expect(d.sh('md5sum crash-*.txt crash.bin', a)).toBe(sum);
+    expect(treeChecksum(d.workspace)).toBe(wsSum);
+  });
+
+  it('rm removes an agent and its mount; --recursive for its children', async () => {
+    const r = await d.cli(['rm', 'a']);
+    expect(r.stderr).toMatch(/has children/);
+    await d.json(['rm', 'a', '--recursive']);
+    const names = (await d.json<any[]>(['ls'])).map((x) => x.name);
+    expect(names).toEqual(['b']);
+    expect(fs.readdirSync(d.mnt('a'))).toEqual([]);
+  });
+});
