@@ -52,7 +52,10 @@ export class Store {
 
   static async open(stateDir: string): Promise<Store> {
     await initHash();
-    fs.mkdirSync(stateDir, { recursive: true });
+    fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    // Keeps the state directory out of `git status` in the workspace without writing outside it.
+    const ignore = path.join(stateDir, '.gitignore');
+    if (!fs.existsSync(ignore)) fs.writeFileSync(ignore, '*\n');
     let root: RootDatabase;
     try {
       root = open({ path: path.join(stateDir, 'store'), noSync: true, maxDbs: 16, mapSize: 64 * 1024 ** 3 });

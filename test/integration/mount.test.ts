@@ -90,6 +90,30 @@ describe('cowfs mount: a real copy-on-write FUSE mount per agent', () => {
     expect(treeChecksum(d.workspace)).toBe(wsSum);
   });
 
+  it('keeps files working for the process holding them across rename and unlink; stat, chown, touch, df', async () => {
+    const mnt = d.mnt('a');
+    const script = [
+      "const fs = require('fs');",
+      "const fd = fs.openSync('held.txt', 'w+');",
+      "fs.writeSync(fd, 'before ');",
+      "fs.renameSync('held.txt', 'held-renamed.txt');",
+      "fs.writeSync(fd, 'after-rename ');",
+      "const ino = fs.fstatSync(fd).ino;",
+      "if (fs.statSync('held-renamed.txt').ino !== ino) throw new Error('inode changed on rename');",
+      "fs.unlinkSync('held-renamed.txt');",
+      "fs.writeSync(fd, 'after-unlink');",
+      "const st = fs.fstatSync(fd);",
+      "const buf = Buffer.alloc(st.size); fs.readSync(fd, buf, 0, st.size, 0);",
+      "fs.closeSync(fd);",
+      "console.log(st.size, buf.toString(), fs.existsSync('held-renamed.txt'));",
+    ].join('\n');
+    expect(d.sh(`node -e "${script}"`, mnt).trim()).toBe('32 before after-rename after-unlink false');
+    d.sh('touch -d "2001-02-03 04:05:06" stamped && chown 1234:5678 stamped', mnt);
+    expect(d.sh('stat -c "%U:%G %u:%g %Y" stamped', mnt).trim()).toMatch(/^\S+:\S+ 1234:5678 981173106$/);
+    expect(d.sh('df -P . | tail -1 | wc -w', mnt).trim()).toBe('6');
+    expect(d.sh('test -r src/index.js && test -w src/index.js && test -x run.sh && test ! -x src/index.js && echo access-ok', mnt)).toBe('access-ok\n');
+  });
+
   it('writes and reads back 200 MiB with the same checksum', async () => {
     const mnt = d.mnt('a');
     const sum = d.sh('dd if=/dev/urandom of=big.bin bs=1M count=200 status=none && md5sum < big.bin', mnt);
