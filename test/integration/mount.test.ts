@@ -111,7 +111,8 @@ describe('cowfs mount: a real copy-on-write FUSE mount per agent', () => {
     d.sh('touch -d "2001-02-03 04:05:06" stamped && chown 1234:5678 stamped', mnt);
     expect(d.sh('stat -c "%U:%G %u:%g %Y" stamped', mnt).trim()).toMatch(/^\S+:\S+ 1234:5678 981173106$/);
     expect(d.sh('df -P . | tail -1 | wc -w', mnt).trim()).toBe('6');
-    expect(d.sh('test -r src/index.js && test -w src/index.js && test -x run.sh && test ! -x src/index.js && echo access-ok', mnt)).toBe('access-ok\n');
+    d.sh("printf '#!/bin/sh\\n' > exec.sh && chmod 755 exec.sh", mnt);
+    expect(d.sh('test -r src/index.js && test -w src/index.js && test -x exec.sh && test ! -x src/index.js && echo access-ok', mnt)).toBe('access-ok\n');
   });
 
   it('writes and reads back 200 MiB with the same checksum', async () => {
