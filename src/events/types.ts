@@ -1,5 +1,5 @@
 import type { BlobId } from '../store/blobs.js';
-import type { DirEntry, FileEntry, SymlinkEntry } from '../overlay/entry.js';
+import type { DirEntry, Entry, FileEntry, SymlinkEntry } from '../overlay/entry.js';
 
 /**
  * Operations on a layer. Each carries its effect on the layer, decided when
@@ -39,20 +39,85 @@ export interface AgentCreated {
   head: number;
 }
 
+/** A layer change as recorded: path → entry, or null for removed. */
+export type RecordedChange = [path: string, entry: Entry | null];
+
 export interface AgentCommitCreated {
   type: 'AGENT_COMMIT_CREATED';
   commit: number;
   message: string;
   base: number | null;
-  /** The operations since the previous commit: replaying these rebuilds the commit's tree. */
+  /** The operations since the previous commit, as they happened (for people and audits). */
   ops: LayerOp[];
+  /** The previous commit's layer → this one's: what replay applies (exact, also after rebases). */
+  changes: RecordedChange[];
 }
 
 export interface AgentRemoved {
   type: 'AGENT_REMOVED';
 }
 
-export type LifecycleEvent = AgentCreated | AgentCommitCreated | AgentRemoved;
+/** A parent's head moved: this agent (a direct child) is to be rebased from `from` to `to`. */
+export interface WorktreeChanged {
+  type: 'WORKTREE_CHANGED';
+  parent: string;
+  from: number | null;
+  to: number;
+}
+
+/** The agent now sits on `base`; its working layer and head changed as recorded. */
+export interface AgentRebased {
+  type: 'AGENT_REBASED';
+  from: number | null;
+  base: number;
+  /** The working layer's changes (what replay applies to the agent's own layer). */
+  changes: RecordedChange[];
+  /** The new head commit and its changes from the previous head's layer. */
+  head: number;
+  headChanges: RecordedChange[];
+  /** Paths merged cleanly, and those refined at character level (opt-in), for audits. */
+  merged: string[];
+  refined: { path: string; hunks: RefinedHunkRecord[] }[];
+  conflicts: string[];
+}
+
+export interface RefinedHunkRecord {
+  line: number;
+  base: string;
+  ours: string;
+  theirs: string;
+  result: string;
+}
+
+/** One file that could not be merged cleanly: the three versions as data. */
+export interface ConflictRecord {
+  path: string;
+  kind: 'content' | 'binary' | 'delete-modify' | 'type';
+  base: BlobId | null;
+  ours: BlobId | null;
+  theirs: BlobId | null;
+  /** Conflicting hunks of a text conflict (line numbers in the working file). */
+  hunks: { line: number; ours: string; base: string; theirs: string }[];
+  /** The parent commits the merge went from and to. */
+  from: number | null;
+  to: number;
+}
+
+export interface WorktreeConflictDetected {
+  type: 'WORKTREE_CONFLICT_DETECTED';
+  paths: string[];
+  conflicts: ConflictRecord[];
+}
+
+export interface WorktreeConflictResolved {
+  type: 'WORKTREE_CONFLICT_RESOLVED';
+  path: string;
+  how: 'ours' | 'theirs' | 'file' | 'commit';
+}
+
+export type LifecycleEvent =
+  | AgentCreated | AgentCommitCreated | AgentRemoved | WorktreeChanged | AgentRebased
+  | WorktreeConflictDetected | WorktreeConflictResolved;
 
 export type EventBody = LayerOp | LifecycleEvent;
 

@@ -8,7 +8,7 @@ import {
   type Attr, type DirEntryInfo, type StatFs, type TreeOps,
 } from './contract.js';
 import type { DirEntry, FileEntry, LiveEntry, SymlinkEntry } from './entry.js';
-import type { Layer } from './layer.js';
+import type { Layer, LayerChange } from './layer.js';
 import { OpenFile } from './open-file.js';
 import { baseName, checkPath, isWithin, parentOf, reroot } from './paths.js';
 import { attrOf, kindOf, TreeView, type Resolved } from './view.js';
@@ -202,6 +202,23 @@ export class AgentTree implements TreeOps {
     const cur = this.layer.get(p);
     if (cur?.kind === 'file' && cur.hash === hash && cur.mode === meta.mode) return;
     this.mutate({ type: 'put', path: p, entry: { kind: 'file', hash, size, ...meta } });
+  }
+
+  /**
+   * Applies recorded changes to the layer (a rebase), persisting them; the
+   * caller logs the event that carries them, in the same transaction.
+   * Files held open only for reading at those paths keep what they opened
+   * but no longer stand for the path; a file being written keeps its
+   * writer's content, which wins at its next ingest (as an editor's save
+   * would).
+   */
+  applyChanges(changes: readonly LayerChange[]): void {
+    this.layer.applyChanges(changes);
+    this.persist(changes);
+    for (const [p] of changes) {
+      const f = this.files.get(p);
+      if (f && !f.scratch) this.files.delete(p);
+    }
   }
 
   /** Files still open in this tree. */
@@ -488,16 +505,20 @@ export class AgentTree implements TreeOps {
     };
   }
 
+  private persist(changes: readonly LayerChange[]): void {
+    for (const [p, e] of changes) {
+      if (e) this.s.store.dbs.layers.putSync([this.agent, p], e);
+      else this.s.store.dbs.layers.removeSync([this.agent, p]);
+    }
+  }
+
   /** Applies one operation to the layer, persists it and logs it, atomically (with `also`, if given). */
   private mutate(op: LayerOp, also?: () => void): void {
     const { store, log } = this.s;
     try {
       store.txn(() => {
         also?.();
-        for (const [p, e] of this.layer.apply(op)) {
-          if (e) store.dbs.layers.putSync([this.agent, p], e);
-          else store.dbs.layers.removeSync([this.agent, p]);
-        }
+        this.persist(this.layer.apply(op));
         log.append(this.agent, op);
       });
     } catch (err) {

@@ -1,4 +1,4 @@
-import type { LayerOp } from '../events/types.js';
+import type { LayerOp, RecordedChange } from '../events/types.js';
 import type { Entry } from './entry.js';
 import { baseName, isWithin, join, parentOf, reroot } from './paths.js';
 
@@ -11,6 +11,15 @@ export interface Probe {
 
 /** A change to persist: path → new entry, or undefined for removed. */
 export type LayerChange = [path: string, entry: Entry | undefined];
+
+/** Changes as events record them (null for removed: msgpack keeps null, not undefined). */
+export function toRecorded(changes: readonly LayerChange[]): RecordedChange[] {
+  return changes.map(([p, e]) => [p, e ?? null]);
+}
+
+export function fromRecorded(changes: readonly RecordedChange[]): LayerChange[] {
+  return changes.map(([p, e]) => [p, e ?? undefined]);
+}
 
 /**
  * One layer: path → entry, with an index of children per directory so
@@ -113,6 +122,22 @@ export class Layer {
       }
     }
     return changes;
+  }
+
+  /** Sets or removes entries as they are (a commit's or a rebase's recorded changes). */
+  applyChanges(changes: readonly LayerChange[]): void {
+    for (const [p, e] of changes) {
+      if (e) this.set(p, e);
+      else this.unset(p);
+    }
+  }
+
+  /** What turns `this` into `next`: removals first, then entries set. */
+  diff(next: Layer): LayerChange[] {
+    const out: LayerChange[] = [];
+    for (const p of this.entries.keys()) if (!next.entries.has(p)) out.push([p, undefined]);
+    for (const [p, e] of next.entries) if (this.entries.get(p) !== e) out.push([p, e]);
+    return out;
   }
 
   /** The path and every entry of the layer under it. */

@@ -1,12 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { EventLog } from '../events/log.js';
-import { isLayerOp, type LayerOp } from '../events/types.js';
+import { isLayerOp, type AgentRebased, type ConflictRecord, type CowEvent, type EventBody, type LayerOp } from '../events/types.js';
 import { BlobStore } from '../store/blobs.js';
 import { Store } from '../store/env.js';
 import { AgentTree, type DirtyRecord } from './agent-tree.js';
-import type { Entry } from './entry.js';
-import { Layer } from './layer.js';
+import type { Entry, FileEntry } from './entry.js';
+import { Layer, toRecorded, type LayerChange } from './layer.js';
 import { OverlayError, Registry, type AgentRecord, type CommitRecord } from './registry.js';
 import { replayView } from './replay.js';
 import { TreeView } from './view.js';
@@ -16,6 +16,10 @@ export interface OverlayOptions {
   workspace: string;
   /** Default: `<workspace>/.cowfs`. */
   stateDir?: string;
+}
+
+function newFileDefaults(ino: number): FileEntry {
+  return { kind: 'file', hash: '', size: 0, mode: 0o644, mtimeMs: 0, ino, uid: 0, gid: 0, baseHash: null };
 }
 
 /** Layer-allocated inode numbers live above the workspace's (ext4's stay far below 2^31). */
@@ -115,14 +119,96 @@ export class Overlay {
     const ops: LayerOp[] = [];
     for (const ev of this.log.byAgent(name, Infinity, prev.seq + 1)) if (isLayerOp(ev)) ops.push(ev);
     const id = this.registry.allocCommitId();
+    const layer = tree.layer.clone();
+    const changes = toRecorded(this.registry.commitLayer(a.head).diff(layer));
     let commit!: CommitRecord;
     this.atomically(() => {
-      const ev = this.log.append(name, { type: 'AGENT_COMMIT_CREATED', commit: id, message, base: a.base, ops });
+      const ev = this.log.append(name, { type: 'AGENT_COMMIT_CREATED', commit: id, message, base: a.base, ops, changes });
       commit = { id, agent: name, base: a.base, prev: a.head, message, seq: ev.seq, time: ev.time };
-      this.registry.saveCommit(commit, tree.layer.clone());
+      this.registry.saveCommit(commit, layer);
       this.registry.saveAgent({ ...a, head: id });
     });
     return commit;
+  }
+
+  /**
+   * Moves an agent onto another base commit of its parent (a cascade
+   * rebase): the working layer's and the head's changes are applied and a
+   * new head commit is made, with one AGENT_REBASED event, atomically.
+   */
+  applyRebase(name: string, r: {
+    base: number;
+    changes: LayerChange[];
+    headChanges: LayerChange[];
+    merged: string[];
+    refined: AgentRebased['refined'];
+    conflicts: ConflictRecord[];
+  }): AgentRecord {
+    const a = this.registry.get(name);
+    const tree = this.tree(name);
+    const headLayer = this.registry.commitLayer(a.head).clone();
+    headLayer.applyChanges(r.headChanges);
+    const id = this.registry.allocCommitId();
+    const conflicts = { ...a.conflicts };
+    for (const c of r.conflicts) conflicts[c.path] = c;
+    const next: AgentRecord = { ...a, base: r.base, head: id, conflicts };
+    this.atomically(() => {
+      tree.applyChanges(r.changes);
+      const ev = this.log.append(name, {
+        type: 'AGENT_REBASED', from: a.base, base: r.base, changes: toRecorded(r.changes), head: id,
+        headChanges: toRecorded(r.headChanges), merged: r.merged, refined: r.refined, conflicts: r.conflicts.map((c) => c.path),
+      });
+      this.registry.saveCommit({ id, agent: name, base: r.base, prev: a.head, message: `rebased onto commit ${r.base}`, seq: ev.seq, time: ev.time }, headLayer);
+      this.registry.saveAgent(next);
+      if (r.conflicts.length > 0) {
+        this.log.append(name, { type: 'WORKTREE_CONFLICT_DETECTED', paths: r.conflicts.map((c) => c.path), conflicts: r.conflicts });
+      }
+    });
+    tree.setChain(this.registry.chainOf(r.base));
+    return next;
+  }
+
+  /**
+   * Writes the chosen resolution of a conflicted path into the working tree
+   * and the head (null: the path is deleted), and marks it resolved.
+   */
+  resolveConflict(name: string, path: string, content: Buffer | null, how: 'ours' | 'theirs' | 'file'): void {
+    const tree = this.tree(name);
+    const a = this.registry.get(name);
+    const cur = tree.layer.get(path);
+    const change: LayerChange = content === null
+      ? [path, { kind: 'whiteout' }]
+      : [path, { ...(cur?.kind === 'file' ? cur : newFileDefaults(this.allocIno())), hash: this.blobs.put(content), size: content.length, mtimeMs: Date.now() }];
+    const headLayer = this.registry.commitLayer(a.head).clone();
+    headLayer.applyChanges([change]);
+    const id = this.registry.allocCommitId();
+    this.atomically(() => {
+      tree.applyChanges([change]);
+      const ev = this.log.append(name, {
+        type: 'AGENT_REBASED', from: a.base, base: a.base!, changes: toRecorded([change]), head: id,
+        headChanges: toRecorded([change]), merged: [], refined: [], conflicts: [],
+      });
+      this.registry.saveCommit({ id, agent: name, base: a.base, prev: a.head, message: `resolve ${path}`, seq: ev.seq, time: ev.time }, headLayer);
+      this.registry.saveAgent({ ...a, head: id });
+    });
+    this.markResolved(name, path, how);
+  }
+
+  markResolved(name: string, path: string, how: 'ours' | 'theirs' | 'file' | 'commit'): void {
+    const a = this.registry.get(name);
+    const conflicts = { ...a.conflicts };
+    delete conflicts[path];
+    this.atomically(() => {
+      this.log.append(name, { type: 'WORKTREE_CONFLICT_RESOLVED', path, how });
+      this.registry.saveAgent({ ...a, conflicts });
+    });
+  }
+
+  /** Logs a lifecycle event that changes no layer (WORKTREE_CHANGED…). */
+  record(name: string, body: EventBody): CowEvent {
+    let ev!: CowEvent;
+    this.atomically(() => { ev = this.log.append(name, body); });
+    return ev;
   }
 
   /** Removes an agent (and, with `recursive`, its descendants); refuses while it has children otherwise. */

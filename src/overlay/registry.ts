@@ -1,3 +1,4 @@
+import type { ConflictRecord } from '../events/types.js';
 import type { Store } from '../store/env.js';
 import type { Entry } from './entry.js';
 import { Layer } from './layer.js';
@@ -18,6 +19,8 @@ export interface AgentRecord {
   createdAt: number;
   /** Where the daemon mounts it (kept so a restart remounts it). */
   mountpoint: string | null;
+  /** Unresolved merge conflicts by path; while any remain the cascade stops here. */
+  conflicts?: Record<string, ConflictRecord>;
 }
 
 export interface CommitRecord {

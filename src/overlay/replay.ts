@@ -1,14 +1,14 @@
 import type { EventLog } from '../events/log.js';
 import { isLayerOp } from '../events/types.js';
 import { OverlayError } from './registry.js';
-import { Layer } from './layer.js';
+import { fromRecorded, Layer } from './layer.js';
 import { TreeView } from './view.js';
 import type { Workspace } from './workspace.js';
 
 /**
  * Rebuilds an agent's tree at event `to` from the log alone (DESIGN.md,
  * "Events"): its own operations on top of the commits of its ancestors,
- * each ancestor rebuilt from its AGENT_COMMIT_CREATED events only — which is
+ * each ancestor rebuilt from the layer changes its AGENT_COMMIT_CREATED events record — which is
  * all another machine needs to receive. The same Layer.apply as the live
  * tree, so replay cannot drift from it.
  */
@@ -18,7 +18,10 @@ export function replayView(log: EventLog, workspace: Workspace, agent: string, t
   let base: number | null = null;
   for (const ev of log.byAgent(agent, to)) {
     if (ev.type === 'AGENT_CREATED') ({ parent, base } = ev);
-    else if (isLayerOp(ev)) own.apply(ev);
+    else if (ev.type === 'AGENT_REBASED') {
+      own.applyChanges(fromRecorded(ev.changes));
+      base = ev.base;
+    } else if (isLayerOp(ev)) own.apply(ev);
   }
   if (parent === undefined) throw new OverlayError(`agent ${agent} did not exist at event ${to}`);
   return new TreeView([own, ...commitChain(log, parent, base)], workspace);
@@ -36,9 +39,13 @@ function commitChain(log: EventLog, agent: string | null, commit: number | null)
       ({ parent, base } = ev);
       found = ev.head === commit;
     } else if (ev.type === 'AGENT_COMMIT_CREATED') {
-      for (const op of ev.ops) layer.apply(op);
+      layer.applyChanges(fromRecorded(ev.changes));
       base = ev.base;
       found = ev.commit === commit;
+    } else if (ev.type === 'AGENT_REBASED') {
+      layer.applyChanges(fromRecorded(ev.headChanges));
+      base = ev.base;
+      found = ev.head === commit;
     }
     if (found) break;
   }

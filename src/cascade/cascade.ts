@@ -1,0 +1,121 @@
+import type { ConflictRecord } from '../events/types.js';
+import { OverlayError, type AgentRecord } from '../overlay/registry.js';
+import type { Overlay } from '../overlay/overlay.js';
+import { TreeView } from '../overlay/view.js';
+import { planRebase, type RebaseContext } from './rebase.js';
+
+export interface CascadeReport {
+  /** Agents rebased onto their parent's new head, in order. */
+  rebased: string[];
+  /** Agents that stopped at a conflict (their children were not rebased). */
+  conflicted: { agent: string; paths: string[] }[];
+  /** Agents not rebased because they still had unresolved conflicts. */
+  paused: string[];
+}
+
+export interface CascadeOptions {
+  /** Opt-in character-level refinement of conflicting hunks (off by default, DESIGN.md). */
+  refine: boolean;
+}
+
+/**
+ * A parent's new head reaches its descendants: WORKTREE_CHANGED to each
+ * direct child, which is rebased (three-way, per path) onto it, and so on
+ * down the tree, depth first. An agent with unresolved conflicts is not
+ * rebased (and neither are its children) until they are resolved.
+ */
+export class Cascade {
+  constructor(private readonly overlay: Overlay, private readonly opts: CascadeOptions) {}
+
+  /** After `agent` committed: rebase its descendants. */
+  fromCommit(agent: string): CascadeReport {
+    const report: CascadeReport = { rebased: [], conflicted: [], paused: [] };
+    for (const child of this.overlay.registry.children(agent)) this.rebaseDown(child.name, report);
+    return report;
+  }
+
+  /**
+   * Resolves one conflicted path with ours, theirs or given content; when
+   * the agent has no conflict left, its head takes the resolution and the
+   * cascade resumes below it.
+   */
+  resolve(agent: string, path: string, how: 'ours' | 'theirs' | 'file', content?: Buffer): CascadeReport {
+    const a = this.overlay.agent(agent);
+    const c = a.conflicts?.[path];
+    if (!c) throw new OverlayError(`${agent} has no conflict at ${path} (see \`cowfs conflicts ${agent}\`)`);
+    const chosen = how === 'file' ? content! : how === 'ours' ? c.ours : c.theirs;
+    const bytes = chosen === null ? null : typeof chosen === 'string' ? this.overlay.blobs.get(chosen) : chosen;
+    this.overlay.resolveConflict(agent, path, bytes, how);
+    return this.resumeIfClear(agent);
+  }
+
+  /** A commit of a conflicted agent resolves the paths written without markers. */
+  afterCommitOf(agent: string): CascadeReport {
+    const a = this.overlay.agent(agent);
+    for (const path of Object.keys(a.conflicts ?? {})) {
+      const e = this.overlay.tree(agent).layer.get(path);
+      const content = e?.kind === 'file' ? this.overlay.blobs.get(e.hash) : null;
+      if (!content || !hasMarkers(content)) this.overlay.markResolved(agent, path, 'commit');
+    }
+    return this.resumeIfClear(agent);
+  }
+
+  /** With no conflict left: catch up with a parent that moved on meanwhile, then cascade below. */
+  private resumeIfClear(agent: string): CascadeReport {
+    const report: CascadeReport = { rebased: [], conflicted: [], paused: [] };
+    const a = this.overlay.agent(agent);
+    if (Object.keys(a.conflicts ?? {}).length > 0) {
+      report.paused.push(agent);
+      return report;
+    }
+    const parent = a.parent === null ? null : this.overlay.agent(a.parent);
+    if (parent && a.base !== parent.head) this.rebaseDown(agent, report);
+    else for (const child of this.overlay.registry.children(agent)) this.rebaseDown(child.name, report);
+    return report;
+  }
+
+  private rebaseDown(name: string, report: CascadeReport): void {
+    const child = this.overlay.agent(name);
+    const parent = this.overlay.agent(child.parent!);
+    if (child.base === parent.head) return;
+    this.overlay.record(name, { type: 'WORKTREE_CHANGED', parent: parent.name, from: child.base, to: parent.head });
+    if (Object.keys(child.conflicts ?? {}).length > 0) {
+      report.paused.push(name);
+      return;
+    }
+    const rebased = this.rebaseOne(child, parent);
+    report.rebased.push(name);
+    const paths = Object.keys(rebased.conflicts ?? {});
+    if (paths.length > 0) {
+      report.conflicted.push({ agent: name, paths });
+      return;
+    }
+    for (const grandchild of this.overlay.registry.children(name)) this.rebaseDown(grandchild.name, report);
+  }
+
+  private rebaseOne(child: AgentRecord, parent: AgentRecord): AgentRecord {
+    const ov = this.overlay;
+    ov.tree(child.name).settle();
+    const view = (commit: number | null) => new TreeView(ov.registry.chainOf(commit), ov.workspace);
+    const ctx: RebaseContext = {
+      before: view(child.base), after: view(parent.head), from: child.base, to: parent.head, blobs: ov.blobs,
+      labels: { ours: child.name, base: `${parent.name}@${child.base ?? 'workspace'}`, theirs: `${parent.name}@${parent.head}` },
+      refine: this.opts.refine,
+    };
+    const work = planRebase(ov.tree(child.name).layer, ctx);
+    const head = planRebase(ov.registry.commitLayer(child.head), ctx);
+    // The working tree's conflicts are the ones to resolve; the head's follow them.
+    const conflicts: ConflictRecord[] = [...work.conflicts];
+    for (const c of head.conflicts) if (!conflicts.some((w) => w.path === c.path)) conflicts.push(c);
+    return ov.applyRebase(child.name, {
+      base: parent.head, changes: work.changes, headChanges: head.changes,
+      merged: work.merged, refined: work.refined, conflicts,
+    });
+  }
+}
+
+/** git's conflict marker at the start of a line. */
+export function hasMarkers(content: Buffer): boolean {
+  const s = content.toString('latin1');
+  return /^<{7}( |$)/m.test(s) && /^>{7}( |$)/m.test(s);
+}
