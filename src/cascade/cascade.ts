@@ -13,11 +13,6 @@ export interface CascadeReport {
   paused: string[];
 }
 
-export interface CascadeOptions {
-  /** Opt-in character-level refinement of conflicting hunks (off by default, DESIGN.md). */
-  refine: boolean;
-}
-
 /**
  * A parent's new head reaches its descendants: WORKTREE_CHANGED to each
  * direct child, which is rebased (three-way, per path) onto it, and so on
@@ -25,7 +20,7 @@ export interface CascadeOptions {
  * rebased (and neither are its children) until they are resolved.
  */
 export class Cascade {
-  constructor(private readonly overlay: Overlay, private readonly opts: CascadeOptions) {}
+  constructor(private readonly overlay: Overlay) {}
 
   /** After `agent` committed: rebase its descendants. */
   fromCommit(agent: string): CascadeReport {
@@ -100,7 +95,7 @@ export class Cascade {
     const ctx: RebaseContext = {
       before: view(child.base), after: view(parent.head), from: child.base, to: parent.head, blobs: ov.blobs,
       labels: { ours: child.name, base: `${parent.name}@${child.base ?? 'workspace'}`, theirs: `${parent.name}@${parent.head}` },
-      refine: this.opts.refine,
+      refine: ov.settings.all().refine,
     };
     const work = planRebase(ov.tree(child.name).layer, ctx);
     const head = planRebase(ov.registry.commitLayer(child.head), ctx);

@@ -1,6 +1,9 @@
 import fs from 'node:fs';
 import type { CowEvent } from '../events/types.js';
+import type { Cascade } from '../cascade/cascade.js';
 import { writeTree } from '../overlay/materialize.js';
+import type { Settings } from '../overlay/settings.js';
+import { eventDiff } from './event-diff.js';
 import { OverlayError } from '../overlay/registry.js';
 import type { Overlay } from '../overlay/overlay.js';
 import { ApiError } from './errors.js';
@@ -9,6 +12,7 @@ import type { AgentInfo, StatusInfo } from './protocol.js';
 
 export interface ApiContext {
   overlay: Overlay;
+  cascade: Cascade;
   mounts: MountManager;
   adapter: string;
   startedAt: number;
@@ -103,7 +107,45 @@ export const handlers: Record<string, Handler> = {
     const agent = str(p, 'agent');
     const message = str(p, 'message');
     const c = ctx.overlay.commit(agent, message);
-    return { agent, commit: c.id, seq: c.seq, message };
+    const cascade = ctx.cascade.afterCommitOf(agent);
+    return { agent, commit: c.id, seq: c.seq, message, cascade };
+  },
+
+  conflicts(ctx, p) {
+    const agent = str(p, 'agent');
+    const a = ctx.overlay.agent(agent);
+    const text = (id: string | null) => (id === null ? null : ctx.overlay.blobs.get(id).toString('utf8'));
+    return Object.values(a.conflicts ?? {}).map((c) => ({
+      ...c,
+      versions: c.kind === 'binary' ? null : { base: text(c.base), ours: text(c.ours), theirs: text(c.theirs) },
+    }));
+  },
+
+  resolve(ctx, p) {
+    const agent = str(p, 'agent');
+    const path = str(p, 'path');
+    const how = str(p, 'how');
+    if (how !== 'ours' && how !== 'theirs' && how !== 'file') throw new ApiError('bad_request', 'how must be ours, theirs or file');
+    const content = how === 'file' ? Buffer.from(str(p, 'content'), 'base64') : undefined;
+    return ctx.cascade.resolve(agent, path, how, content);
+  },
+
+  show(ctx, p) {
+    const seq = p.seq;
+    if (typeof seq !== 'number') throw new ApiError('bad_request', 'missing parameter: seq');
+    const ev = ctx.overlay.log.get(seq);
+    if (!ev) throw new ApiError('not_found', `no event ${seq} (the last is ${ctx.overlay.log.head})`);
+    return { event: ev, diff: eventDiff(ctx.overlay, ev) };
+  },
+
+  config(ctx, p) {
+    const key = optStr(p, 'key');
+    const settings = ctx.overlay.settings;
+    if (key === undefined) return settings.all();
+    if (!(key in settings.all())) throw new ApiError('bad_request', `unknown setting ${key} (known: ${Object.keys(settings.all()).join(', ')})`);
+    const value = p.value;
+    if (value !== undefined) settings.set(key as keyof Settings, value);
+    return { [key]: settings.all()[key as keyof Settings] };
   },
 
   replay(ctx, p) {

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
+import { Cascade } from '../cascade/cascade.js';
 import { Overlay } from '../overlay/overlay.js';
 import { ApiServer } from './server.js';
 import type { MountAdapter } from '../fuse/adapters.js';
@@ -64,7 +65,8 @@ export class Daemon {
       throw err;
     }
     const mounts = new MountManager(overlay, opts.adapter, log);
-    const server = new ApiServer({ overlay, mounts, adapter: opts.adapter.name, startedAt: Date.now() }, log);
+    const cascade = new Cascade(overlay);
+    const server = new ApiServer({ overlay, mounts, cascade, adapter: opts.adapter.name, startedAt: Date.now() }, log);
     const daemon = new Daemon(overlay, mounts, server, log, { pid: pidFile, socket });
     await mounts.restore();
     await server.listen(socket);

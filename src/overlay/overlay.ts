@@ -9,6 +9,7 @@ import type { Entry, FileEntry } from './entry.js';
 import { Layer, toRecorded, type LayerChange } from './layer.js';
 import { OverlayError, Registry, type AgentRecord, type CommitRecord } from './registry.js';
 import { replayView } from './replay.js';
+import { SettingsStore } from './settings.js';
 import { TreeView } from './view.js';
 import { Workspace } from './workspace.js';
 
@@ -36,6 +37,7 @@ export class Overlay {
   readonly log: EventLog;
   readonly blobs: BlobStore;
   readonly workspace: Workspace;
+  readonly settings: SettingsStore;
   private readonly trees = new Map<string, AgentTree>();
   private nextIno: number;
   private inoLimit: number;
@@ -46,6 +48,7 @@ export class Overlay {
     this.registry = new Registry(store);
     this.log = new EventLog(store);
     this.blobs = new BlobStore(store);
+    this.settings = new SettingsStore(store);
     this.nextIno = this.inoLimit = store.dbs.meta.get('inoLimit') ?? FIRST_INO;
   }
 

@@ -21,7 +21,7 @@ function edit(content: string, lineNo: number, to: string): string {
 async function family(children = 1) {
   const { ov } = await openOverlay({ 'app.txt': text(lines(60)), 'other.txt': 'other\n' });
   opened.push(ov);
-  const cascade = new Cascade(ov, { refine: false });
+  const cascade = new Cascade(ov);
   ov.createAgent('p', null);
   writeFile(ov.tree('p'), 'app.txt', text(lines(60)));
   ov.commit('p', 'p0');

@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { agentArg, withDaemon } from '../context.js';
 import { emit } from '../output.js';
+import type { CascadeReport } from '../../cascade/cascade.js';
+import { describeCascade } from '../format-cascade.js';
 
 export function register(program: Command): void {
   program
@@ -11,7 +13,7 @@ export function register(program: Command): void {
     .action((agent: string | undefined, o: { message: string }, cmd: Command) =>
       withDaemon(cmd, async (client, t, opts) => {
         const name = agentArg(agent, t);
-        const r = await client.call<{ commit: number; seq: number }>('commit', { agent: name, message: o.message });
-        emit(opts, r, () => `committed ${name}: commit ${r.commit} (event ${r.seq})`);
+        const r = await client.call<{ commit: number; seq: number; cascade: CascadeReport }>('commit', { agent: name, message: o.message });
+        emit(opts, r, () => `committed ${name}: commit ${r.commit} (event ${r.seq})${describeCascade(r.cascade)}`);
       }));
 }
