@@ -20,7 +20,7 @@ export interface RebaseContext {
   before: TreeView;
   after: TreeView;
   from: number | null;
-  to: number;
+  to: number | null;
   blobs: BlobStore;
   /** Conflict-marker labels: the agent, and the parent commits. */
   labels: { ours: string; base: string; theirs: string };
@@ -36,7 +36,7 @@ function identity(r: Resolved | undefined): string {
 }
 
 /** Where a layer's path lies below it, following the layer's redirects; null if the layer hides it. */
-function lowerPath(layer: Layer, p: string): string | null {
+export function lowerPath(layer: Layer, p: string): string | null {
   const r = layer.probeAbove(p);
   if (!r) return p;
   return r.entry.kind === 'dir' && r.entry.redirect !== null ? reroot(p, r.at, r.entry.redirect) : null;
@@ -63,7 +63,7 @@ export function planRebase(layer: Layer, ctx: RebaseContext): RebasePlan {
   return plan;
 }
 
-function mergePath(p: string, ours: Entry, base: Resolved | undefined, theirs: Resolved | undefined, ctx: RebaseContext, plan: RebasePlan): void {
+export function mergePath(p: string, ours: Entry, base: Resolved | undefined, theirs: Resolved | undefined, ctx: RebaseContext, plan: RebasePlan): void {
   const kinds = [ours.kind === 'whiteout' ? undefined : ours.kind, base && kindOf(base), theirs && kindOf(theirs)];
   const conflict = (kind: ConflictRecord['kind'], keep: LayerChange | undefined, hunks: ConflictRecord['hunks'] = []) => {
     plan.conflicts.push({
@@ -132,4 +132,26 @@ function attrIno(r: Resolved): number {
 function blobOf(r: Resolved | undefined, ctx: RebaseContext): string | null {
   if (!r || kindOf(r) !== 'file') return null;
   return r.src === 'layer' ? (r.entry as FileEntry).hash : ctx.blobs.putFile(r.node.realPath, 'copy');
+}
+
+/**
+ * A layer against the workspace on disk, for the paths that changed there
+ * (a human edit, a `git pull`): base = what the agent copied up
+ * (`baseHash`), ours = the layer, theirs = the file on disk now. Only paths
+ * whose tree below is the workspace itself are concerned; a path an
+ * ancestor's commit holds is reached by that ancestor's cascade instead.
+ */
+export function planWorkspaceRebase(layer: Layer, below: TreeView, changed: ReadonlySet<string>, ctx: RebaseContext): RebasePlan {
+  const plan: RebasePlan = { changes: [], merged: [], refined: [], conflicts: [] };
+  for (const [p, ours] of layer.entriesList()) {
+    if (ours.kind !== 'file' || ours.baseHash === null) continue;
+    const q = lowerPath(layer, p);
+    if (q === null || !changed.has(q)) continue;
+    const now = below.lookup(q);
+    if (now ? now.src !== 'disk' : below.layers.some((l) => l.probe(q))) continue;
+    const base: Resolved = { src: 'layer', path: q, entry: { ...ours, hash: ours.baseHash } };
+    if (now && kindOf(now) === 'file' && blobOf(now, ctx) === ours.baseHash) continue;
+    mergePath(p, ours, base, now, ctx, plan);
+  }
+  return plan;
 }

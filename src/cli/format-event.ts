@@ -21,7 +21,7 @@ function describe(ev: CowEvent): string {
     case 'AGENT_COMMIT_CREATED': return `commit ${ev.commit} "${ev.message}" (${ev.ops.length} operations)`;
     case 'AGENT_REMOVED': return '';
     case 'WORKTREE_CHANGED': return `${ev.parent} moved from commit ${ev.from ?? '-'} to ${ev.to}`;
-    case 'AGENT_REBASED': return `onto commit ${ev.base}: ${ev.merged.length} merged, ${ev.conflicts.length} conflicted${ev.refined.length ? `, ${ev.refined.length} refined (character level)` : ''}`;
+    case 'AGENT_REBASED': return `onto ${ev.base === null ? 'the workspace' : `commit ${ev.base}`}: ${ev.merged.length} merged, ${ev.conflicts.length} conflicted${ev.refined.length ? `, ${ev.refined.length} refined (character level)` : ''}`;
     case 'WORKTREE_CONFLICT_DETECTED': return ev.paths.join(', ');
     case 'WORKTREE_CONFLICT_RESOLVED': return `${ev.path} (${ev.how})`;
   }

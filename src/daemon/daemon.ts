@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import { Cascade } from '../cascade/cascade.js';
+import { WorkspaceWatcher } from '../cascade/workspace-watcher.js';
 import { Overlay } from '../overlay/overlay.js';
 import { ApiServer } from './server.js';
 import type { MountAdapter } from '../fuse/adapters.js';
@@ -36,6 +37,7 @@ export class Daemon {
     readonly overlay: Overlay,
     readonly mounts: MountManager,
     private readonly server: ApiServer,
+    private readonly watcher: WorkspaceWatcher,
     readonly log: Logger,
     private readonly files: { pid: string; socket: string },
   ) {}
@@ -67,7 +69,8 @@ export class Daemon {
     const mounts = new MountManager(overlay, opts.adapter, log);
     const cascade = new Cascade(overlay);
     const server = new ApiServer({ overlay, mounts, cascade, adapter: opts.adapter.name, startedAt: Date.now() }, log);
-    const daemon = new Daemon(overlay, mounts, server, log, { pid: pidFile, socket });
+    const watcher = new WorkspaceWatcher(overlay, cascade, log);
+    const daemon = new Daemon(overlay, mounts, server, watcher, log, { pid: pidFile, socket });
     await mounts.restore();
     await server.listen(socket);
     log.info({ workspace, stateDir, adapter: opts.adapter.name, agents: overlay.agents().length, mounted: mounts.count }, 'daemon started');
@@ -77,6 +80,7 @@ export class Daemon {
   async stop(): Promise<void> {
     this.log.info('daemon stopping');
     await this.server.close();
+    await this.watcher.close();
     await this.mounts.unmountAll();
     await this.overlay.close();
     fs.rmSync(this.files.socket, { force: true });

@@ -69,7 +69,8 @@ export interface WorktreeChanged {
 export interface AgentRebased {
   type: 'AGENT_REBASED';
   from: number | null;
-  base: number;
+  /** null: still the live workspace (a root agent rebased onto a change on disk). */
+  base: number | null;
   /** The working layer's changes (what replay applies to the agent's own layer). */
   changes: RecordedChange[];
   /** The new head commit and its changes from the previous head's layer. */
@@ -98,9 +99,9 @@ export interface ConflictRecord {
   theirs: BlobId | null;
   /** Conflicting hunks of a text conflict (line numbers in the working file). */
   hunks: { line: number; ours: string; base: string; theirs: string }[];
-  /** The parent commits the merge went from and to. */
+  /** The parent commits the merge went from and to (null: the workspace on disk). */
   from: number | null;
-  to: number;
+  to: number | null;
 }
 
 export interface WorktreeConflictDetected {

@@ -287,7 +287,9 @@ export class AgentTree implements TreeOps {
       if (dstDir && this.readdir(to).length > 0) throw new FsError('ENOTEMPTY');
       if (replaced) this.detach(replaced);
     }
-    const entry = this.movedEntry(from, src);
+    let entry = this.movedEntry(from, src);
+    // An atomic save (write a temp file, rename it over the original): the merge base is what it replaced.
+    if (entry.kind === 'file') entry = { ...entry, baseHash: dst && kindOf(dst) === 'file' ? this.baseOf(to, dst) : null };
     this.mutate({ type: 'move', from, to, entry, whiteout: this.existsBelow(from) });
     // Open files follow their names.
     for (const [q, f] of [...this.files]) {
@@ -452,6 +454,13 @@ export class AgentTree implements TreeOps {
     const dir = (own ?? this.copiedUpEntry(src)) as DirEntry;
     const below = dir.opaque ? null : dir.redirect ?? (this.existsBelow(from) ? this.lowerPath(from) : null);
     return { ...dir, redirect: below, opaque: below === null };
+  }
+
+  /** The merge base of what `p` holds: its own entry's base, or the inherited content itself. */
+  private baseOf(p: string, r: Resolved): string | null {
+    const own = this.layer.get(p);
+    if (own?.kind === 'file') return own.baseHash;
+    return r.src === 'layer' ? (r.entry as FileEntry).hash : this.s.blobs.putFile(r.node.realPath, 'copy');
   }
 
   /** An inherited entry as the agent's own, content unchanged (chmod, rename). */

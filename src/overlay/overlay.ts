@@ -140,7 +140,7 @@ export class Overlay {
    * new head commit is made, with one AGENT_REBASED event, atomically.
    */
   applyRebase(name: string, r: {
-    base: number;
+    base: number | null;
     changes: LayerChange[];
     headChanges: LayerChange[];
     merged: string[];
@@ -161,7 +161,8 @@ export class Overlay {
         type: 'AGENT_REBASED', from: a.base, base: r.base, changes: toRecorded(r.changes), head: id,
         headChanges: toRecorded(r.headChanges), merged: r.merged, refined: r.refined, conflicts: r.conflicts.map((c) => c.path),
       });
-      this.registry.saveCommit({ id, agent: name, base: r.base, prev: a.head, message: `rebased onto commit ${r.base}`, seq: ev.seq, time: ev.time }, headLayer);
+      const message = r.base === null ? 'rebased onto the workspace on disk' : `rebased onto commit ${r.base}`;
+      this.registry.saveCommit({ id, agent: name, base: r.base, prev: a.head, message, seq: ev.seq, time: ev.time }, headLayer);
       this.registry.saveAgent(next);
       if (r.conflicts.length > 0) {
         this.log.append(name, { type: 'WORKTREE_CONFLICT_DETECTED', paths: r.conflicts.map((c) => c.path), conflicts: r.conflicts });
@@ -188,7 +189,7 @@ export class Overlay {
     this.atomically(() => {
       tree.applyChanges([change]);
       const ev = this.log.append(name, {
-        type: 'AGENT_REBASED', from: a.base, base: a.base!, changes: toRecorded([change]), head: id,
+        type: 'AGENT_REBASED', from: a.base, base: a.base, changes: toRecorded([change]), head: id,
         headChanges: toRecorded([change]), merged: [], refined: [], conflicts: [],
       });
       this.registry.saveCommit({ id, agent: name, base: a.base, prev: a.head, message: `resolve ${path}`, seq: ev.seq, time: ev.time }, headLayer);

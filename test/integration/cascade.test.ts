@@ -100,6 +100,30 @@ describe('cascade through real mounts: 3 levels, 10 children', () => {
     expect(types).toEqual(expect.arrayContaining(['WORKTREE_CHANGED', 'AGENT_REBASED', 'WORKTREE_CONFLICT_DETECTED', 'WORKTREE_CONFLICT_RESOLVED']));
   });
 
+  it('a workspace edit on disk reaches the root agent that materialized the file, and its children', async () => {
+    sed('root', '3s/.*/root line 3/');
+    await d.json(['commit', 'root', '-m', 'root line 3']);
+    await cacheWindow();
+    // A human edits the real workspace file (a rename over it, as editors and git do).
+    const real = path.join(d.workspace, 'app.txt');
+    const onDisk = fs.readFileSync(real, 'utf8').replace('line 58\n', 'human line 58\n');
+    fs.writeFileSync(`${real}.tmp`, onDisk);
+    fs.renameSync(`${real}.tmp`, real);
+    let root = '';
+    for (let i = 0; i < 50 && !root.includes('human line 58'); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      root = d.sh('cat app.txt', d.mnt('root'));
+    }
+    expect(root).toContain('human line 58');
+    expect(root).toContain('root line 3');
+    await cacheWindow();
+    expect(read('kid7', 'app.txt')).toContain('human line 58');
+    expect(read('kid0', 'app.txt')).toContain('human line 58');
+    expect(read('kid0', 'app.txt')).toContain('both line 20');
+    const log = await d.json<any[]>(['log', 'root']);
+    expect(log.some((e) => e.type === 'AGENT_REBASED' && e.base === null && e.merged.includes('app.txt'))).toBe(true);
+  });
+
   it('finds which parent commit caused a conflict, and replays the tree at that event', async () => {
     const log = await d.json<any[]>(['log', 'kid0']);
     const detected = log.filter((e) => e.type === 'WORKTREE_CONFLICT_DETECTED').at(-1);

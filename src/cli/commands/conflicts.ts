@@ -20,7 +20,8 @@ export function charDiff(a: string, b: string, color: boolean): string {
 }
 
 function describe(c: Listed, color: boolean): string {
-  const out = [`${c.path}: ${c.kind} conflict (parent commit ${c.from ?? 'workspace'} -> ${c.to})`];
+  const origin = c.to === null ? 'the workspace changed on disk' : `parent commit ${c.from ?? 'workspace'} -> ${c.to}`;
+  const out = [`${c.path}: ${c.kind} conflict (${origin})`];
   if (c.kind === 'binary') out.push('  binary: ours was kept; `cowfs resolve --theirs` takes the parent\'s');
   if (c.kind === 'delete-modify') out.push(`  ${c.ours === null ? 'deleted here, modified by the parent' : 'modified here, deleted by the parent'}`);
   for (const h of c.hunks) {

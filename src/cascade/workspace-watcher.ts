@@ -1,0 +1,97 @@
+import path from 'node:path';
+import { watch, type FSWatcher } from 'chokidar';
+import type { Logger } from 'pino';
+import type { Overlay } from '../overlay/overlay.js';
+import { TreeView } from '../overlay/view.js';
+import type { Cascade } from './cascade.js';
+import { lowerPath, planWorkspaceRebase, type RebaseContext } from './rebase.js';
+
+/** Changes on disk are gathered this long, so a `git pull` is one rebase, not hundreds. */
+const SETTLE_MS = 150;
+
+/**
+ * Root agents sit on the live workspace. Paths they never touched show a
+ * change on disk at once; the paths they materialized are watched, and a
+ * change there triggers the same three-way rebase as a parent's commit
+ * (base = what was copied up), then the cascade below the agents whose
+ * head moved.
+ */
+export class WorkspaceWatcher {
+  private readonly watcher: FSWatcher;
+  private readonly pending = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly unsubscribe: () => void;
+
+  constructor(private readonly overlay: Overlay, private readonly cascade: Cascade, private readonly log: Logger) {
+    this.watcher = watch([], { ignoreInitial: true, atomic: true });
+    for (const event of ['add', 'change', 'unlink'] as const) {
+      this.watcher.on(event, (abs: string) => this.queue(abs));
+    }
+    this.watcher.on('error', (err) => this.log.warn({ err: String(err) }, 'workspace watcher error'));
+    for (const a of overlay.agents()) {
+      for (const layer of [overlay.tree(a.name).layer, overlay.registry.commitLayer(a.head)]) {
+        for (const [p, e] of layer.entriesList()) if (e.kind === 'file' && e.baseHash !== null) this.watchPath(lowerPath(layer, p));
+      }
+    }
+    // Materializing a file from the workspace (a write, or an atomic save renamed over it) puts it under watch.
+    this.unsubscribe = overlay.log.subscribe((ev) => {
+      const target = ev.type === 'put' || ev.type === 'truncate' ? ev.path : ev.type === 'move' ? ev.to : undefined;
+      if (target === undefined || !('entry' in ev) || ev.entry.kind !== 'file' || ev.entry.baseHash === null) return;
+      this.watchPath(lowerPath(overlay.tree(ev.agent).layer, target));
+    });
+  }
+
+  async close(): Promise<void> {
+    this.unsubscribe();
+    clearTimeout(this.timer);
+    await this.watcher.close();
+  }
+
+  /** Runs what is queued now (tests, shutdown). */
+  flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const changed = new Set(this.pending);
+    this.pending.clear();
+    if (changed.size === 0) return;
+    try {
+      this.rebaseOnto(changed);
+    } catch (err) {
+      this.log.error({ err, paths: [...changed] }, 'rebase onto the workspace failed');
+    }
+  }
+
+  private watchPath(p: string | null): void {
+    if (p !== null && !this.overlay.workspace.isHidden(p)) this.watcher.add(this.overlay.workspace.realPath(p));
+  }
+
+  private queue(abs: string): void {
+    const rel = path.relative(this.overlay.workspace.root, abs).split(path.sep).join('/');
+    if (rel.startsWith('..') || this.overlay.workspace.isHidden(rel)) return;
+    this.pending.add(rel);
+    this.timer ??= setTimeout(() => this.flush(), SETTLE_MS);
+  }
+
+  private rebaseOnto(changed: Set<string>): void {
+    const ov = this.overlay;
+    const moved: string[] = [];
+    for (const a of ov.agents()) {
+      const below = new TreeView(ov.registry.chainOf(a.base), ov.workspace);
+      ov.tree(a.name).settle();
+      const ctx: RebaseContext = {
+        before: below, after: below, from: null, to: null, blobs: ov.blobs, refine: ov.settings.all().refine,
+        labels: { ours: a.name, base: 'workspace (when copied)', theirs: 'workspace (on disk now)' },
+      };
+      const work = planWorkspaceRebase(ov.tree(a.name).layer, below, changed, ctx);
+      const head = planWorkspaceRebase(ov.registry.commitLayer(a.head), below, changed, ctx);
+      if (work.changes.length === 0 && head.changes.length === 0 && work.conflicts.length === 0) continue;
+      ov.applyRebase(a.name, {
+        base: a.base, changes: work.changes, headChanges: head.changes,
+        merged: work.merged, refined: work.refined, conflicts: work.conflicts,
+      });
+      this.log.info({ agent: a.name, merged: work.merged, conflicts: work.conflicts.map((c) => c.path) }, 'rebased onto the workspace');
+      if (head.changes.length > 0) moved.push(a.name);
+    }
+    for (const name of moved) this.cascade.fromCommit(name);
+  }
+}
