@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { listMounts } from '../daemon/mountinfo.js';
+import { listFuseMounts } from '../fuse/mount-table.js';
 import { parseMountSource, SOCKET_NAME } from '../daemon/protocol.js';
 import { CliError } from './output.js';
 
@@ -28,8 +28,8 @@ export function locate(opts: LocateOptions, cwd = process.cwd()): Target {
   if (opts.workspace) return at(path.resolve(opts.workspace, '.cowfs'), envAgent);
   if (process.env.COWFS_STATE_DIR) return at(process.env.COWFS_STATE_DIR, envAgent);
   const mounts = new Map<string, { agent: string; stateDir: string }>();
-  for (const m of listMounts()) {
-    const src = m.fstype.startsWith('fuse') ? parseMountSource(m.source) : undefined;
+  for (const m of listFuseMounts()) {
+    const src = parseMountSource(m.source);
     if (src) mounts.set(m.mountpoint, src);
   }
   for (let dir = path.resolve(cwd); ; dir = path.dirname(dir)) {

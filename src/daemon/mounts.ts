@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { MountAdapter } from '../fuse/adapters.js';
 import type { Overlay } from '../overlay/overlay.js';
-import { cleanStaleMount, fuseMountAt } from './mountinfo.js';
+import { abortConnection, connectionOf, fuseMountsAt, lazyUnmount } from '../fuse/mount-table.js';
 import { mountSource } from './protocol.js';
 import { ApiError } from './errors.js';
 
@@ -72,10 +72,11 @@ export class MountManager {
   async restore(): Promise<void> {
     for (const a of this.overlay.agents()) {
       if (!a.mountpoint) continue;
-      const stale = fuseMountAt(a.mountpoint);
-      if (stale) {
+      for (const stale of fuseMountsAt(a.mountpoint).reverse()) {
+        // Left by a killed daemon: abort its connection (frees anything stuck on it), then detach it.
         this.log.warn({ agent: a.name, mountpoint: a.mountpoint }, 'cleaning a stale mount');
-        cleanStaleMount(stale);
+        await abortConnection(connectionOf(stale));
+        await lazyUnmount(stale.mountpoint);
       }
       try {
         await this.mount(a.name, a.mountpoint);
@@ -89,7 +90,7 @@ export class MountManager {
     const st = fs.statSync(mp, { throwIfNoEntry: false });
     if (!st) throw new ApiError('not_found', `mountpoint ${mp} does not exist; create it first (mkdir -p ${mp})`);
     if (!st.isDirectory()) throw new ApiError('bad_request', `mountpoint ${mp} is not a directory`);
-    if (fuseMountAt(mp)) throw new ApiError('busy', `mountpoint ${mp} is busy: something is already mounted there`);
+    if (fuseMountsAt(mp).length > 0) throw new ApiError('busy', `mountpoint ${mp} is busy: something is already mounted there`);
     const ws = this.overlay.workspace.root;
     const state = this.overlay.stateDir;
     const inside = (a: string, b: string) => a === b || a.startsWith(`${b}/`);

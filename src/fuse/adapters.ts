@@ -14,7 +14,7 @@ export interface MountAdapter {
 export async function adapterNamed(name: string): Promise<MountAdapter> {
   switch (name) {
     case 'libfuse2': {
-      const { mountTree } = await import('./libfuse2.js');
+      const { mountTree } = await import('./fuse-native-adapter.js');
       return { name: 'libfuse2 (fuse-native)', mount: (mp, tree, opts) => mountTree(mp, tree, opts) };
     }
     default:

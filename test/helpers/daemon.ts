@@ -2,7 +2,7 @@ import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_pro
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { cleanStaleMount, listMounts } from '../../src/daemon/mountinfo.js';
+import { cleanupStaleMounts } from './mounts.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 export const CLI = path.join(ROOT, 'bin/cowfs.js');
@@ -11,20 +11,6 @@ export interface CliResult {
   code: number;
   stdout: string;
   stderr: string;
-}
-
-/** Lazily unmounts (aborting the connection if needed) every FUSE mount under `prefix`. */
-export function cleanupMountsUnder(prefix: string): void {
-  for (const m of listMounts().reverse()) {
-    if (!m.fstype.startsWith('fuse') || m.fstype === 'fusectl') continue;
-    if (m.mountpoint === prefix || m.mountpoint.startsWith(`${prefix}/`)) {
-      try {
-        cleanStaleMount(m);
-      } catch {
-        // Already gone.
-      }
-    }
-  }
 }
 
 /**
@@ -128,7 +114,7 @@ export class TestDaemon {
     try {
       await this.stop();
     } finally {
-      cleanupMountsUnder(this.root);
+      await cleanupStaleMounts(`${this.root}/`);
       fs.rmSync(this.root, { recursive: true, force: true });
     }
   }

@@ -1,0 +1,365 @@
+/**
+ * The fuse-native adapter alone, through a real mount of a passthrough tree
+ * served by a child process (test/fixtures/serve-passthrough.ts). Everything
+ * inside the mount is done by other processes (bash, coreutils, node), as
+ * users do; the test process only reads.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  cleanupStaleMounts, fuseMountsUnder, probeMount, startPassthroughServer, withMountServer, type MountServer,
+} from '../helpers/mounts.js';
+
+function sh(script: string, cwd: string): string {
+  try {
+    return execFileSync('bash', ['-euo', 'pipefail', '-c', script], {
+      cwd, encoding: 'utf8', stdio: 'pipe', timeout: 120_000, env: { ...process.env, LC_ALL: 'C' },
+    });
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    throw new Error(`script failed in ${cwd}:\n${script}\n--- stdout\n${e.stdout}\n--- stderr\n${e.stderr}\n${e.message}`);
+  }
+}
+
+/** Runs a script expected to fail; returns its stderr. */
+function shFails(script: string, cwd: string): string {
+  try {
+    execFileSync('bash', ['-c', script], { cwd, encoding: 'utf8', stdio: 'pipe', env: { ...process.env, LC_ALL: 'C' } });
+  } catch (err) {
+    return (err as { stderr: string }).stderr;
+  }
+  throw new Error(`expected to fail: ${script}`);
+}
+
+async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
+  for (const end = Date.now() + ms; !cond(); await new Promise((r) => setTimeout(r, 20))) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${cond}`);
+  }
+}
+
+function newRoot(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'cowfs-test-'));
+}
+
+/** Tears a test root down; the mounts under it must be gone, whatever happened. */
+async function removeRoot(root: string, servers: (MountServer | undefined)[]): Promise<void> {
+  try {
+    for (const s of servers) await s?.stop();
+  } finally {
+    await cleanupStaleMounts(root);
+    const left = fuseMountsUnder(root).map((m) => m.mountpoint);
+    fs.rmSync(root, { recursive: true, force: true });
+    expect(left).toEqual([]);
+  }
+}
+
+describe('fuse-native adapter over a passthrough tree, served by a child process', () => {
+  let root: string;
+  let src: string;
+  let mnt: string;
+  let server: MountServer | undefined;
+
+  beforeAll(async () => {
+    root = newRoot();
+    src = path.join(root, 'src');
+    mnt = path.join(root, 'mnt');
+    fs.mkdirSync(path.join(src, 'dir/sub'), { recursive: true });
+    fs.mkdirSync(mnt);
+    fs.writeFileSync(path.join(src, 'hello.txt'), 'hello\n');
+    fs.writeFileSync(path.join(src, 'dir/sub/deep.txt'), 'deep\n');
+    server = await startPassthroughServer(src, mnt, {
+      mount: { fsname: 'cowfs-passthrough-test', allowOther: true },
+      fixture: { failPath: 'broken' },
+    });
+  });
+
+  afterAll(async () => {
+    await removeRoot(root, [server]);
+  });
+
+  it('mounts with the options it asks for', () => {
+    // use_ino: the tree's inode numbers reach stat(2).
+    expect(sh('stat -c %i hello.txt', mnt).trim()).toBe(String(fs.statSync(path.join(src, 'hello.txt')).ino));
+    const [m, ...more] = fuseMountsUnder(mnt);
+    expect(more).toEqual([]);
+    expect(m).toMatchObject({ mountpoint: mnt, fstype: 'fuse.cowfs', source: 'cowfs-passthrough-test', device: server!.device });
+    // What the kernel knows (/proc/mounts) …
+    for (const o of ['default_permissions', 'allow_other', 'max_read=131072']) expect(m!.superOptions.split(',')).toContain(o);
+    // … and what libfuse got (use_ino, big_writes… never show in /proc/mounts; measured below).
+    const opts = server!.options.split(',');
+    for (const o of ['use_ino', 'big_writes', 'max_write=131072', 'atomic_o_trunc', 'auto_cache',
+      'entry_timeout=1', 'attr_timeout=1', 'negative_timeout=1']) expect(opts).toContain(o);
+  });
+
+  it('writes a file and reads it back; ls and find see every entry with its type', () => {
+    sh("printf 'written through the mount\\n' > new.txt", mnt);
+    expect(sh('cat new.txt', mnt)).toBe('written through the mount\n');
+    expect(fs.readFileSync(path.join(src, 'new.txt'), 'utf8')).toBe('written through the mount\n');
+    expect(sh('ls', mnt).split('\n')).toEqual(['dir', 'hello.txt', 'new.txt', '']);
+    expect(sh('ls -a', mnt).split('\n').slice(0, 2)).toEqual(['.', '..']);
+    expect(sh('find . -type f | sort', mnt)).toBe('./dir/sub/deep.txt\n./hello.txt\n./new.txt\n');
+    expect(sh('find . -type d | sort', mnt)).toBe('.\n./dir\n./dir/sub\n');
+  });
+
+  it('dd of 50 MiB reads back with the same checksum, in 128 KiB requests', async () => {
+    const ref = path.join(root, 'ref.bin');
+    sh(`dd if=/dev/urandom of=${ref} bs=1M count=50 status=none`, root);
+    sh(`dd if=${ref} of=big.bin bs=1M status=none conv=fsync`, mnt);
+    const sum = (f: string, cwd: string) => sh(`md5sum < ${f}`, cwd);
+    expect(sum('big.bin', mnt)).toBe(sum(ref, root));
+    expect(sum(path.join(src, 'big.bin'), root)).toBe(sum(ref, root));
+    expect(sh('stat -c %s big.bin', mnt).trim()).toBe(String(50 * 1024 * 1024));
+    const st = await server!.stats();
+    expect(st.maxWrite).toBe(131072); // big_writes + max_write took effect (4096 without)
+    expect(st.maxRead).toBe(131072);
+    sh('rm big.bin', mnt);
+  });
+
+  it('mkdir and rmdir, with the errors rmdir owes', () => {
+    sh('mkdir -p a/b/c && touch a/b/c/f', mnt);
+    expect(fs.statSync(path.join(src, 'a/b/c')).isDirectory()).toBe(true);
+    expect(shFails('rmdir a', mnt)).toContain('Directory not empty');
+    expect(shFails('rmdir a/b/c/f', mnt)).toContain('Not a directory');
+    sh('rm a/b/c/f && rmdir a/b/c a/b a', mnt);
+    expect(fs.existsSync(path.join(src, 'a'))).toBe(false);
+    expect(shFails('rmdir nothing-here', mnt)).toContain('No such file or directory');
+  });
+
+  it('renames files and directories, also over an existing target', () => {
+    sh('echo one > r1 && echo two > r2 && mv r1 r2', mnt);
+    expect(sh('cat r2; ls r1 2>/dev/null || echo gone', mnt)).toBe('one\ngone\n');
+    sh('mkdir -p rd/in && echo x > rd/in/f && mv rd rd2', mnt);
+    expect(sh('cat rd2/in/f', mnt)).toBe('x\n');
+    expect(fs.existsSync(path.join(src, 'rd'))).toBe(false);
+    sh('rm -r rd2 r2', mnt);
+  });
+
+  it('symlink and readlink', () => {
+    sh('ln -s hello.txt link && ln -s /nowhere/at/all dangling', mnt);
+    expect(sh('readlink link; readlink dangling; cat link', mnt)).toBe('hello.txt\n/nowhere/at/all\nhello\n');
+    expect(fs.readlinkSync(path.join(src, 'dangling'))).toBe('/nowhere/at/all');
+    expect(sh('find . -maxdepth 1 -type l | sort', mnt)).toBe('./dangling\n./link\n');
+    sh('rm link dangling', mnt);
+  });
+
+  it('chmod +x, then the script runs', () => {
+    sh("printf '#!/bin/sh\\necho script-ran \"$1\"\\n' > run.sh && chmod +x run.sh", mnt);
+    expect(sh('stat -c %a run.sh', mnt).trim()).toBe('755');
+    expect(sh('./run.sh arg', mnt)).toBe('script-ran arg\n');
+    sh('chmod 600 run.sh', mnt);
+    expect(fs.statSync(path.join(src, 'run.sh')).mode & 0o7777).toBe(0o600);
+    sh('rm run.sh', mnt);
+  });
+
+  it('truncate shrinks and grows; writing over a longer file leaves nothing behind', async () => {
+    sh('printf 0123456789 > t && truncate -s 4 t', mnt);
+    expect(sh('cat t', mnt)).toBe('0123');
+    sh('truncate -s 8 t', mnt);
+    expect(sh('od -An -c t', mnt).replace(/\s+/g, ' ').trim()).toBe('0 1 2 3 \\0 \\0 \\0 \\0');
+    // O_TRUNC reaches open() (atomic_o_trunc): no separate truncate request, and no old bytes survive.
+    sh('printf 0123456789abcdef > t', mnt);
+    const truncates = (o: Record<string, number>) => o.truncate! + o.ftruncate!;
+    const before = truncates((await server!.stats()).ops);
+    sh('printf ab > t', mnt);
+    expect(truncates((await server!.stats()).ops)).toBe(before);
+    expect(sh('cat t; stat -c %s t', mnt)).toBe('ab2\n');
+    sh('printf cd >> t', mnt);
+    expect(sh('cat t', mnt)).toBe('abcd');
+    sh('rm t', mnt);
+  });
+
+  it('sets access and modification times apart, to the millisecond', () => {
+    sh('touch times', mnt);
+    // utimes with different atime and mtime (as cp -p or tar do): fuse-native passes atime twice.
+    sh(`node -e "require('fs').utimesSync('times', 1600000000.123, 1500000000.456)"`, mnt);
+    expect(sh('stat -c "%X %Y" times', mnt).trim()).toBe('1600000000 1500000000');
+    expect(fs.statSync(path.join(src, 'times')).mtimeMs).toBeCloseTo(1500000000456, -1);
+    // Milliseconds reach the kernel (fuse-native's precision); 0.123 s as a double is 0.1229999… (truncated to 122).
+    const [a, m] = sh("node -p \"const s=require('fs').statSync('times'); s.atimeMs+' '+s.mtimeMs\"", mnt).trim().split(' ');
+    expect(Math.abs(Number(a) - 1600000000123)).toBeLessThanOrEqual(1);
+    expect(Math.abs(Number(m) - 1500000000456)).toBeLessThanOrEqual(1);
+    sh('touch -d "2021-02-03 04:05:06" times', mnt);
+    expect(sh('stat -c %y times', mnt)).toContain('2021-02-03 04:05:06');
+    sh('rm times', mnt);
+  });
+
+  it('a file unlinked or replaced while open keeps working for whoever holds it, and no .fuse_hidden shows', () => {
+    const script = [
+      "printf 'still here\\n' > held",
+      'exec 3<held',
+      'rm held',
+      'cat <&3',
+      'exec 3<&-',
+      'echo old > target && echo new > replacement',
+      'exec 4<target',
+      'mv replacement target',
+      'cat <&4',
+      'cat target',
+      'exec 4<&-',
+      'rm target',
+    ].join('\n');
+    expect(sh(script, mnt)).toBe('still here\nold\nnew\n');
+    // fstat and writes on an unlinked file reach it through its handle.
+    const out = sh(`node -e "
+      const fs = require('fs');
+      const fd = fs.openSync('w', 'w+'); fs.unlinkSync('w');
+      fs.writeSync(fd, 'abcdef'); const size = fs.fstatSync(fd).size;
+      const b = Buffer.alloc(6); fs.readSync(fd, b, 0, 6, 0); fs.closeSync(fd);
+      console.log(size, b.toString(), fs.existsSync('w'));"`, mnt);
+    expect(out.trim()).toBe('6 abcdef false');
+    expect(sh('ls -a', mnt)).not.toContain('.fuse_hidden');
+    expect(fs.readdirSync(src).filter((n) => n.startsWith('.fuse_hidden'))).toEqual([]);
+  });
+
+  it('answers FsError codes as errno, and anything else as EIO with a log line', async () => {
+    expect(shFails('cat missing.txt', mnt)).toContain('No such file or directory');
+    expect(shFails('mkdir dir', mnt)).toContain('File exists');
+    expect(shFails('cat dir', mnt)).toContain('Is a directory');
+    fs.writeFileSync(path.join(src, 'broken'), 'x');
+    expect(shFails('stat broken', mnt)).toContain('Input/output error');
+    const st = await server!.stats();
+    expect(st.eio).toBeGreaterThan(0);
+    await waitFor(() => server!.stderr().includes('unexpected error in getattr'));
+    expect(server!.stderr()).toContain('injected failure on broken');
+    fs.rmSync(path.join(src, 'broken'));
+  });
+
+  it('extended attributes answer "not supported" without reaching the tree', async () => {
+    const py = "import os,sys\ntry:\n  os.getxattr(sys.argv[1], 'user.x')\nexcept OSError as e: print(e.errno)\ntry:\n  os.setxattr(sys.argv[1], 'user.x', b'1')\nexcept OSError as e: print(e.errno)";
+    let out: string;
+    try {
+      out = execFileSync('python3', ['-c', py, 'hello.txt'], { cwd: mnt, encoding: 'utf8' });
+    } catch {
+      return; // no python3 here: nothing to drive xattr calls with
+    }
+    expect(out).toBe('95\n95\n'); // EOPNOTSUPP: the kernel's answer once libfuse said ENOSYS
+    const st = await server!.stats();
+    expect(Object.keys(st.ops).filter((k) => k.includes('xattr'))).toEqual([]);
+  });
+
+  it('the kernel caches attributes, names and misses for the timeout instead of asking again', async () => {
+    sh('stat hello.txt >/dev/null; stat no-such-name >/dev/null 2>&1 || true', mnt);
+    const before = (await server!.stats()).ops.getattr!;
+    sh('for i in $(seq 50); do stat -c %s hello.txt; stat no-such-name 2>/dev/null || true; done >/dev/null', mnt);
+    const after = (await server!.stats()).ops.getattr!;
+    expect(after - before).toBeLessThan(10); // 100 lookups without the caches
+  });
+
+  it('keeps a file’s page cache across opens, and drops it when the file changed under the kernel', async () => {
+    fs.writeFileSync(path.join(src, 'cached.txt'), 'version-1\n');
+    expect(sh('cat cached.txt', mnt)).toBe('version-1\n');
+    const reads = (await server!.stats()).ops.read!;
+    expect(sh('cat cached.txt; cat cached.txt', mnt)).toBe('version-1\nversion-1\n');
+    expect((await server!.stats()).ops.read!).toBe(reads); // served from the page cache
+    // Same size, new content and mtime, changed under the kernel (as a rebase does).
+    fs.writeFileSync(path.join(src, 'cached.txt'), 'version-2\n');
+    fs.utimesSync(path.join(src, 'cached.txt'), new Date(), new Date(Date.now() + 5000));
+    await new Promise((r) => setTimeout(r, 1200)); // attr_timeout
+    expect(sh('cat cached.txt', mnt)).toBe('version-2\n');
+    fs.rmSync(path.join(src, 'cached.txt'));
+  });
+
+  it('new entries belong to the owner of their directory; chown and statfs work', () => {
+    fs.mkdirSync(path.join(src, 'owned'));
+    fs.chownSync(path.join(src, 'owned'), 1234, 2345);
+    sh('touch owned/f && mkdir owned/d && ln -s f owned/l', mnt);
+    expect(sh('stat -c %u:%g owned/f owned/d; stat -c %u:%g owned/l', mnt)).toBe('1234:2345\n1234:2345\n1234:2345\n');
+    sh('chown 42 owned/f && chown :43 owned/d', mnt);
+    expect(sh('stat -c %u:%g owned/f owned/d', mnt)).toBe('42:2345\n1234:43\n');
+    // Another user (allow_other) gets the kernel's permission checks on our modes (default_permissions).
+    const as1234 = (cmd: string) => `setpriv --reuid=1234 --regid=2345 --clear-groups sh -c '${cmd}'`;
+    sh(as1234('touch owned/d/by-user && cat hello.txt'), mnt);
+    expect(sh('stat -c %u:%g owned/d/by-user', mnt)).toBe('1234:43\n');
+    expect(shFails(as1234('echo x >> hello.txt'), mnt)).toContain('Permission denied');
+    sh('rm -r owned', mnt);
+    const df = sh('df -P . | tail -1', mnt).split(/\s+/);
+    expect(Number(df[1])).toBeGreaterThan(0);
+  });
+});
+
+describe('mounts never outlive their tests', () => {
+  let root: string;
+  let src: string;
+
+  beforeAll(() => {
+    root = newRoot();
+    src = path.join(root, 'src');
+    fs.mkdirSync(src);
+    fs.writeFileSync(path.join(src, 'f'), 'data\n');
+  });
+
+  afterAll(async () => {
+    await removeRoot(root, []);
+  });
+
+  function mountpoint(name: string): string {
+    const p = path.join(root, name);
+    fs.mkdirSync(p);
+    return p;
+  }
+
+  it('withMountServer unmounts when the body throws', async () => {
+    const mp = mountpoint('throws');
+    await expect(withMountServer(() => startPassthroughServer(src, mp), async () => {
+      expect(sh('cat f', mp)).toBe('data\n');
+      throw new Error('boom');
+    })).rejects.toThrow('boom');
+    expect(fuseMountsUnder(mp)).toEqual([]);
+  });
+
+  it('unmounts while the mount is busy (a process inside, a file open)', async () => {
+    const mp = mountpoint('busy');
+    const s = await startPassthroughServer(src, mp);
+    let holder: ChildProcess | undefined;
+    try {
+      holder = spawn('bash', ['-c', 'exec 3<f; sleep 60'], { cwd: mp, stdio: 'ignore' });
+      await new Promise((r) => setTimeout(r, 300));
+      await s.stop();
+      expect(fuseMountsUnder(mp)).toEqual([]);
+    } finally {
+      holder?.kill('SIGKILL');
+      await s.stop();
+    }
+  });
+
+  // Another test run on this machine may sweep the same prefix meanwhile (its global setup frees dead
+  // and hung mounts too): these tests check the outcome, not which sweep got there first.
+  it('cleans the mount of a killed server, and leaves live ones alone', async () => {
+    const mp = mountpoint('killed');
+    const s = await startPassthroughServer(src, mp);
+    try {
+      expect(await cleanupStaleMounts(root, { onlyDead: true })).toEqual([]);
+      expect(fuseMountsUnder(mp)).toHaveLength(1);
+      s.signal('SIGKILL');
+      await new Promise((r) => setTimeout(r, 300));
+      if (fuseMountsUnder(mp).length > 0) expect(await probeMount(mp)).toBe('dead'); // left behind, dead
+      await cleanupStaleMounts(root, { onlyDead: true });
+      expect(fuseMountsUnder(mp)).toEqual([]);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('aborts the connection of a hung server, freeing the process stuck on it', async () => {
+    const mp = mountpoint('hung');
+    const s = await startPassthroughServer(src, mp);
+    let stuck: ChildProcess | undefined;
+    try {
+      s.signal('SIGSTOP');
+      stuck = spawn('cat', [path.join(mp, 'never-looked-up')], { stdio: 'ignore' });
+      const exited = new Promise<number | null>((r) => stuck!.once('exit', (code) => r(code)));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(stuck.exitCode).toBeNull(); // waiting on the server
+      if (fuseMountsUnder(mp).length > 0) expect(await probeMount(mp, 1000)).toBe('hung');
+      await cleanupStaleMounts(root, { onlyDead: true });
+      expect(await exited).not.toBe(0); // freed (ENOTCONN), not answered
+      expect(fuseMountsUnder(mp)).toEqual([]);
+    } finally {
+      stuck?.kill('SIGKILL');
+      await s.stop();
+    }
+  });
+});
