@@ -1,6 +1,6 @@
 import type { LayerOp, RecordedChange } from '../events/types.js';
 import type { Entry } from './entry.js';
-import { baseName, isWithin, join, parentOf, reroot } from './paths.js';
+import { baseName, join, parentOf, reroot } from './paths.js';
 
 /** What a layer says about a path: its own entry, or the ancestor entry that decides for it. */
 export interface Probe {
@@ -144,10 +144,11 @@ export class Layer {
   private subtree(p: string): string[] {
     const out: string[] = [];
     if (this.entries.has(p)) out.push(p);
+    // The children index also links directories that are not entries themselves: only entries count.
     const walk = (dir: string) => {
       for (const name of this.children.get(dir) ?? []) {
         const q = join(dir, name);
-        if (q !== p && isWithin(q, p)) out.push(q);
+        if (this.entries.has(q)) out.push(q);
         walk(q);
       }
     };

@@ -1,7 +1,7 @@
 import type { Dirent } from 'node:fs';
 import { S_IFDIR, S_IFLNK, S_IFREG, type Attr } from './contract.js';
-import type { Entry, LiveEntry } from './entry.js';
-import type { Layer } from './layer.js';
+import type { DirEntry, Entry, LiveEntry } from './entry.js';
+import type { Layer, Probe } from './layer.js';
 import { join, reroot } from './paths.js';
 import type { DiskNode, Workspace } from './workspace.js';
 
@@ -41,28 +41,39 @@ export class TreeView {
     const top = this.lookup(p);
     if (!top || kindOf(top) !== 'dir') return undefined;
     const seen = new Map<string, number>(); // 0: whited out
-    let q = p;
+    let q: string | null = p;
     for (const layer of this.layers) {
-      const r = layer.probe(q);
-      if (r && r.at !== q) {
-        if (r.entry.kind === 'dir' && r.entry.redirect !== null) q = reroot(q, r.at, r.entry.redirect);
-        else return finish(seen);
-      }
+      if (q === null) return finish(seen);
+      const above = layer.probeAbove(q);
+      // A whiteout or a file above: this layer (and all below) has nothing here.
+      if (above && above.entry.kind !== 'dir') return finish(seen);
       for (const name of layer.namesIn(q)) {
         // A name that is only a link to deeper entries exists thanks to a lower layer.
         const e = layer.get(join(q, name));
         if (e && !seen.has(name)) seen.set(name, typeOf(e));
       }
-      const own = r?.at === q ? r.entry : undefined;
-      if (own) {
-        if (own.kind !== 'dir') return finish(seen);
-        if (own.redirect !== null) q = own.redirect;
-        else if (own.opaque) return finish(seen);
-      }
+      q = belowIn(layer, q, above);
     }
-    for (const d of this.workspace.list(q)) if (!seen.has(d.name)) seen.set(d.name, direntType(d));
+    if (q !== null) for (const d of this.workspace.list(q)) if (!seen.has(d.name)) seen.set(d.name, direntType(d));
     return finish(seen);
   }
+}
+
+/**
+ * Where directory `q` continues in the layers below `layer`: at its own
+ * redirect, nowhere if it (or an ancestor) is opaque, at the rerooted path
+ * if an ancestor was renamed; null when nothing below shows through.
+ */
+function belowIn(layer: Layer, q: string, above: Probe | undefined): string | null {
+  const own = layer.get(q);
+  if (own) {
+    if (own.kind !== 'dir') return null;
+    if (own.redirect !== null) return own.redirect;
+    if (own.opaque) return null;
+  }
+  if (!above) return q;
+  const dir = above.entry as DirEntry;
+  return dir.redirect !== null ? reroot(q, above.at, dir.redirect) : null;
 }
 
 function finish(seen: Map<string, number>): Map<string, number> {

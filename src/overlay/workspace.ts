@@ -16,8 +16,14 @@ export interface DiskNode {
  * inside the workspace — reading those from the daemon would deadlock it)
  * are hidden.
  */
+/** How long an ancestor seen as a real directory is trusted (the kernel's own cache window). */
+const DIR_TRUST_MS = 1000;
+const DIR_CACHE_MAX = 100_000;
+
 export class Workspace {
   private readonly hidden = new Set<string>();
+  /** Ancestors recently seen to be real directories, not symlinks: prefix → until when. */
+  private readonly realDirs = new Map<string, number>();
 
   constructor(readonly root: string) {
     const st = fs.statSync(root, { throwIfNoEntry: false });
@@ -45,7 +51,7 @@ export class Workspace {
   }
 
   lookup(p: string): DiskNode | undefined {
-    if (this.isHidden(p)) return undefined;
+    if (this.isHidden(p) || !this.ancestorsAreDirs(p)) return undefined;
     const realPath = this.realPath(p);
     let stat: fs.Stats | undefined;
     try {
@@ -59,6 +65,26 @@ export class Workspace {
     const kind = stat.isDirectory() ? 'dir' : stat.isSymbolicLink() ? 'symlink' : stat.isFile() ? 'file' : undefined;
     // Sockets, fifos and devices are not part of a project tree.
     return kind ? { kind, stat, realPath } : undefined;
+  }
+
+  /**
+   * lstat(2) follows symlinks in the middle of a path: a workspace symlink
+   * to a directory outside would lead a lookup out of the workspace. The
+   * kernel never sends such a path through a mount (it resolves a symlink
+   * itself), but paths from the API can; so every ancestor must be a real
+   * directory.
+   */
+  private ancestorsAreDirs(p: string): boolean {
+    const now = Date.now();
+    for (let i = p.indexOf('/'); i >= 0; i = p.indexOf('/', i + 1)) {
+      const dir = p.slice(0, i);
+      if ((this.realDirs.get(dir) ?? 0) > now) continue;
+      const st = fs.lstatSync(this.realPath(dir), { throwIfNoEntry: false });
+      if (!st?.isDirectory()) return false;
+      if (this.realDirs.size >= DIR_CACHE_MAX) this.realDirs.clear();
+      this.realDirs.set(dir, now + DIR_TRUST_MS);
+    }
+    return true;
   }
 
   /** Names in a workspace directory, hidden ones left out. */
