@@ -1,0 +1,70 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, TestDaemon } from '../helpers/daemon.js';
+
+describe('the CLI around the daemon', () => {
+  let d: TestDaemon;
+
+  beforeAll(() => {
+    d = TestDaemon.create((ws) => fs.writeFileSync(path.join(ws, 'a.txt'), 'a\n'));
+  });
+
+  afterAll(async () => {
+    const pidFile = path.join(d.stateDir, 'daemon.pid');
+    if (fs.existsSync(pidFile)) {
+      const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+      try { process.kill(pid, 'SIGTERM'); } catch { /* already gone */ }
+      for (let i = 0; i < 100 && fs.existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 100));
+    }
+    await d?.destroy();
+  });
+
+  it('says clearly when the daemon is not running', async () => {
+    const r = await d.cli(['ls', '--workspace', d.workspace]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/daemon is not running .*cowfs daemon --detach/);
+    const j = await d.cli(['ls', '--json', '--workspace', d.workspace]);
+    expect(JSON.parse(j.stdout).error.code).toBe('daemon_down');
+    // Outside any workspace or mount, the CLI says where it looked.
+    const nowhere = await d.cli(['ls'], { cwd: d.root });
+    expect(nowhere.stderr).toMatch(/not inside a cowfs workspace or mount .*--workspace DIR/);
+  });
+
+  it('every verb has --help', async () => {
+    for (const verb of ['daemon', 'mount', 'unmount', 'ls', 'status', 'commit', 'conflicts', 'resolve', 'rm', 'log', 'show', 'events', 'replay', 'config']) {
+      const r = await d.cli([verb, '--help']);
+      expect(r.code, verb).toBe(0);
+      expect(r.stdout, verb).toMatch(/^Usage: cowfs /);
+    }
+  });
+
+  it('daemon --detach starts in the background with a pid file, and a second one is refused', async () => {
+    const r = await d.json(['daemon', '--detach']);
+    expect(r.pid).toBeGreaterThan(0);
+    expect(Number(fs.readFileSync(path.join(d.stateDir, 'daemon.pid'), 'utf8'))).toBe(r.pid);
+    expect((fs.statSync(path.join(d.stateDir, 'daemon.sock')).mode & 0o777).toString(8)).toBe('600');
+    const again = await d.cli(['daemon']);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/already running/);
+  });
+
+  it('events --follow streams events as they happen', async () => {
+    const follower = spawn(process.execPath, [CLI, 'events', '--follow', '--json'], { cwd: d.workspace });
+    let out = '';
+    follower.stdout.on('data', (b) => { out += String(b); });
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      await d.json(['mount', 'f', d.mnt('f')]);
+      d.sh('echo hi > new.txt', d.mnt('f'));
+      for (let i = 0; i < 50 && !out.includes('"new.txt"'); i++) await new Promise((r) => setTimeout(r, 100));
+      const types = out.trim().split('\n').map((l) => JSON.parse(l) as { type: string; agent: string });
+      expect(types.map((e) => e.type)).toEqual(expect.arrayContaining(['AGENT_CREATED', 'put']));
+      expect(types.every((e) => e.agent === 'f')).toBe(true);
+    } finally {
+      follower.kill('SIGTERM');
+      await d.json(['unmount', 'f']);
+    }
+  });
+});
