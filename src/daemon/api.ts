@@ -170,8 +170,12 @@ export const handlers: Record<string, Handler> = {
     const since = typeof p.since === 'number' ? p.since : 0;
     const events: CowEvent[] = [];
     if (agent) {
-      ctx.overlay.agent(agent);
-      for (const ev of ctx.overlay.log.byAgent(agent, Infinity, since)) events.push(ev);
+      // The agent's own events, and its ancestors' commits and rebases: what reached it from above.
+      const reached = new Set(['AGENT_COMMIT_CREATED', 'AGENT_REBASED', 'WORKTREE_CONFLICT_DETECTED', 'WORKTREE_CONFLICT_RESOLVED']);
+      for (let a: string | null = agent, own = true; a !== null; a = ctx.overlay.agent(a).parent, own = false) {
+        for (const ev of ctx.overlay.log.byAgent(a, Infinity, since)) if (own || reached.has(ev.type)) events.push(ev);
+      }
+      events.sort((x, y) => x.seq - y.seq);
     } else {
       for (const ev of ctx.overlay.log.range(since)) events.push(ev);
     }

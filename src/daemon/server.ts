@@ -5,6 +5,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { CowEvent } from '../events/types.js';
 import { handlers, toApiError, type ApiContext } from './api.js';
 import { ApiError } from './errors.js';
+import { withPayload } from './event-payload.js';
 import type { Request, Response } from './protocol.js';
 
 /** A subscriber further behind than this is cut off: a slow reader never holds up the filesystem. */
@@ -78,7 +79,7 @@ export class ApiServer {
         ws.close(1013, 'too slow: events were dropped');
         return;
       }
-      ws.send(JSON.stringify({ event: ev }));
+      ws.send(JSON.stringify({ event: withPayload(this.ctx.overlay, ev) }));
     });
   }
 }

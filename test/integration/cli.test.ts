@@ -59,9 +59,14 @@ describe('the CLI around the daemon', () => {
       await d.json(['mount', 'f', d.mnt('f')]);
       d.sh('echo hi > new.txt', d.mnt('f'));
       for (let i = 0; i < 50 && !out.includes('"new.txt"'); i++) await new Promise((r) => setTimeout(r, 100));
-      const types = out.trim().split('\n').map((l) => JSON.parse(l) as { type: string; agent: string });
-      expect(types.map((e) => e.type)).toEqual(expect.arrayContaining(['AGENT_CREATED', 'put']));
-      expect(types.every((e) => e.agent === 'f')).toBe(true);
+      const events = out.trim().split('\n').map((l) => JSON.parse(l) as { type: string; agent: string; path?: string; files?: unknown[] });
+      expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(['AGENT_CREATED', 'put']));
+      expect(events.every((e) => e.agent === 'f')).toBe(true);
+      // A small text file travels inside the event, for a subscriber on another machine.
+      expect(events.find((e) => e.path === 'new.txt')?.files).toEqual([expect.objectContaining({ path: 'new.txt', content: 'hi\n' })]);
+      d.sh("sed -i 's/a/A/' a.txt", d.mnt('f'));
+      for (let i = 0; i < 50 && !out.includes('"patch"'); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(out).toContain('"patch":"@@ -1,2 +1,2 @@\\n-a\\n+A\\n');
     } finally {
       follower.kill('SIGTERM');
       await d.json(['unmount', 'f']);

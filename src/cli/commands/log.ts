@@ -7,7 +7,7 @@ import { emit } from '../output.js';
 export function register(program: Command): void {
   program
     .command('log')
-    .description('the event log: every put, delete, move, commit… in order (of one agent, or all)')
+    .description('the event log in order: an agent\'s own events and the commits and rebases of its ancestors that reached it, or every event')
     .argument('[agent]', 'default: the agent of the mount you are in, else every agent')
     .option('--since <seq>', 'only events from this sequence number on', (v) => Number(v))
     .action((agent: string | undefined, o: { since?: number }, cmd: Command) =>
