@@ -411,17 +411,15 @@ export class AgentTree implements TreeOps {
 
   private unref(file: OpenFile): void {
     if (--file.refs > 0) return;
-    try {
-      this.ingest(file, 'put', true);
-    } finally {
-      const scratch = file.scratch?.file;
-      file.close();
-      if (scratch) {
-        this.s.store.dbs.dirty.removeSync(baseName(scratch));
-        fs.rmSync(scratch, { force: true });
-      }
-      if (file.path !== null && this.files.get(file.path) === file) this.files.delete(file.path);
-    }
+    if (file.path !== null && this.files.get(file.path) === file) this.files.delete(file.path);
+    // If this throws, the scratch file and its record stay: the next start recovers them.
+    this.ingest(file, 'put', true);
+    const scratch = file.scratch?.file;
+    file.close();
+    if (!scratch) return;
+    // The final ingest removed its record in its own transaction; an unlinked file still has one.
+    if (file.path === null) this.s.store.dbs.dirty.removeSync(baseName(scratch));
+    fs.rmSync(scratch, { force: true });
   }
 
   /** The file's name is gone (unlink, replaced by a rename); processes holding it keep it. */

@@ -16,7 +16,11 @@ export type Errno =
 /** A filesystem error the adapter turns into -errno. */
 export class FsError extends Error {
   constructor(readonly code: Errno, message?: string) {
+    // ENOENT is the common answer of a lookup (module resolution probes many missing paths): no stack trace to build.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message ?? code);
+    Error.stackTraceLimit = limit;
     this.name = 'FsError';
   }
 }
