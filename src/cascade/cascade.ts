@@ -73,6 +73,8 @@ export class Cascade {
     const child = this.overlay.agent(name);
     const parent = this.overlay.agent(child.parent!);
     if (child.base === parent.head) return;
+    // A parent paused on a conflict has markers in its head: its children wait for its resolution.
+    if (Object.keys(parent.conflicts ?? {}).length > 0) return;
     this.overlay.record(name, { type: 'WORKTREE_CHANGED', parent: parent.name, from: child.base, to: parent.head });
     if (Object.keys(child.conflicts ?? {}).length > 0) {
       report.paused.push(name);
