@@ -235,7 +235,7 @@ export class AgentTree implements TreeOps {
     if (!r && !file) throw new FsError('ENOENT');
     if (r && kindOf(r) === 'dir') throw new FsError('EISDIR');
     if (file) this.detach(file);
-    if (r) this.mutate({ type: 'delete', path: p, whiteout: this.existsBelow(p) });
+    if (r) this.mutate({ type: 'delete', path: p, whiteout: this.existsBelowGiven(p, r) });
   }
 
   mkdir(p: string, mode: number, uid: number, gid: number): void {
@@ -244,7 +244,7 @@ export class AgentTree implements TreeOps {
     this.checkParentDir(p);
     const entry: DirEntry = {
       kind: 'dir', mode: mode & 0o7777, mtimeMs: Date.now(), ino: this.s.allocIno(), uid, gid,
-      opaque: this.existsBelow(p), redirect: null,
+      opaque: this.existsBelowGiven(p, undefined), redirect: null,
     };
     this.mutate({ type: 'mkdir', path: p, entry });
   }
@@ -254,7 +254,7 @@ export class AgentTree implements TreeOps {
     if (p === '') throw new FsError('EBUSY');
     if (kindOf(r) !== 'dir') throw new FsError('ENOTDIR');
     if (this.readdir(p).length > 0) throw new FsError('ENOTEMPTY');
-    this.mutate({ type: 'rmdir', path: p, whiteout: this.existsBelow(p) });
+    this.mutate({ type: 'rmdir', path: p, whiteout: this.existsBelowGiven(p, r) });
   }
 
   symlink(target: string, p: string, uid: number, gid: number): void {
@@ -290,7 +290,7 @@ export class AgentTree implements TreeOps {
     let entry = this.movedEntry(from, src);
     // An atomic save (write a temp file, rename it over the original): the merge base is what it replaced.
     if (entry.kind === 'file') entry = { ...entry, baseHash: dst && kindOf(dst) === 'file' ? this.baseOf(to, dst) : null };
-    this.mutate({ type: 'move', from, to, entry, whiteout: this.existsBelow(from) });
+    this.mutate({ type: 'move', from, to, entry, whiteout: this.existsBelowGiven(from, src) });
     // Open files follow their names.
     for (const [q, f] of [...this.files]) {
       if (!isWithin(q, from)) continue;
@@ -441,6 +441,15 @@ export class AgentTree implements TreeOps {
   private existsBelow(p: string): boolean {
     const q = this.lowerPath(p);
     return q !== null && this.lower.lookup(q) !== undefined;
+  }
+
+  /**
+   * existsBelow, knowing what `p` resolves to in the agent's tree: when the
+   * agent's layer says nothing about `p`, that answer is the tree below's,
+   * so the disk need not be asked again.
+   */
+  private existsBelowGiven(p: string, r: Resolved | undefined): boolean {
+    return this.layer.probe(p) ? this.existsBelow(p) : r !== undefined;
   }
 
   /** The entry `to` gets when `from` is renamed to it. */
