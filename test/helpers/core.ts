@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { O_CREAT, O_TRUNC, O_WRONLY, type TreeOps } from '../../src/overlay/contract.js';
+import { FsError, O_CREAT, O_TRUNC, O_WRONLY, type TreeOps } from '../../src/overlay/contract.js';
 import { contentOf, modeOf, targetOf, walk } from '../../src/overlay/materialize.js';
 import { Overlay } from '../../src/overlay/overlay.js';
 import { kindOf, type TreeView } from '../../src/overlay/view.js';
@@ -35,6 +35,17 @@ export function makeWorkspace(files: Record<string, string>): string {
 export async function openOverlay(files: Record<string, string>, stateDir?: string): Promise<{ ov: Overlay; ws: string }> {
   const ws = makeWorkspace(files);
   return { ov: await Overlay.open({ workspace: ws, stateDir }), ws };
+}
+
+/** The errno an overlay call fails with, or undefined when it succeeds. */
+export function errnoOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof FsError) return err.code;
+    throw err;
+  }
+  return undefined;
 }
 
 export function writeFile(tree: TreeOps, p: string, data: string | Buffer, mode = 0o644): void {

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FsError, O_RDWR, O_WRONLY, RENAME_NOREPLACE } from '../../src/overlay/contract.js';
 import { Overlay } from '../../src/overlay/overlay.js';
 import { diskListing, openOverlay, readFile, removeTempDirs, snapshot, tempDir, writeFile } from '../helpers/core.js';
+import { errnoOf } from '../helpers/core.js';
 
 const opened: Overlay[] = [];
 afterEach(async () => {
@@ -17,15 +18,6 @@ async function setup(files: Record<string, string>) {
   return r;
 }
 
-function code(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof FsError) return err.code;
-    throw err;
-  }
-  return undefined;
-}
 
 describe('agents', () => {
   it('validates names, parents, duplicates', async () => {
@@ -60,7 +52,7 @@ describe('copy-on-write tree', () => {
     one.unlink('README.md');
     expect(readFile(one, 'src/a.ts')).toBe('changed');
     expect(readFile(two, 'src/a.ts')).toBe('a1');
-    expect(code(() => one.getattr('README.md'))).toBe('ENOENT');
+    expect(errnoOf(() => one.getattr('README.md'))).toBe('ENOENT');
     expect(readFile(two, 'README.md')).toBe('hi');
     expect(one.readdir('').map((d) => d.name).sort()).toEqual(['link', 'new.txt', 'src']);
     expect(two.readdir('').map((d) => d.name).sort()).toEqual(['README.md', 'link', 'src']);
@@ -85,9 +77,9 @@ describe('copy-on-write tree', () => {
     ov.createAgent('a', null);
     const t = ov.tree('a');
     expect(t.readdir('').map((d) => d.name)).toEqual(['x']);
-    expect(code(() => t.getattr('.cowfs'))).toBe('ENOENT');
+    expect(errnoOf(() => t.getattr('.cowfs'))).toBe('ENOENT');
     for (const bad of ['../etc/passwd', '/etc/passwd', 'a/../../x', 'x\0y', 'a//b', './x']) {
-      expect(code(() => t.getattr(bad))).toBe('EINVAL');
+      expect(errnoOf(() => t.getattr(bad))).toBe('EINVAL');
     }
   });
 
@@ -95,16 +87,16 @@ describe('copy-on-write tree', () => {
     const { ov } = await setup({ 'd/x': 'x', 'd/y': 'y', 'e/': '', 'run.sh': '#!/bin/sh\necho hi\n' });
     ov.createAgent('a', null);
     const t = ov.tree('a');
-    expect(code(() => t.rmdir('d'))).toBe('ENOTEMPTY');
+    expect(errnoOf(() => t.rmdir('d'))).toBe('ENOTEMPTY');
     t.unlink('d/x');
     t.unlink('d/y');
     t.rmdir('d');
-    expect(code(() => t.getattr('d'))).toBe('ENOENT');
+    expect(errnoOf(() => t.getattr('d'))).toBe('ENOENT');
     t.mkdir('d', 0o755, 0, 0);
     expect(t.readdir('d')).toEqual([]);
-    expect(code(() => t.mkdir('d', 0o755, 0, 0))).toBe('EEXIST');
-    expect(code(() => t.mkdir('nope/d', 0o755, 0, 0))).toBe('ENOENT');
-    expect(code(() => t.rmdir('run.sh'))).toBe('ENOTDIR');
+    expect(errnoOf(() => t.mkdir('d', 0o755, 0, 0))).toBe('EEXIST');
+    expect(errnoOf(() => t.mkdir('nope/d', 0o755, 0, 0))).toBe('ENOENT');
+    expect(errnoOf(() => t.rmdir('run.sh'))).toBe('ENOTDIR');
     t.rmdir('e');
     t.symlink('run.sh', 'sl', 0, 0);
     expect(t.readlink('sl')).toBe('run.sh');
@@ -123,7 +115,7 @@ describe('copy-on-write tree', () => {
     ov.createAgent('a', null);
     const t = ov.tree('a');
     t.rename('pkg', 'moved', 0);
-    expect(code(() => t.getattr('pkg'))).toBe('ENOENT');
+    expect(errnoOf(() => t.getattr('pkg'))).toBe('ENOENT');
     expect(readFile(t, 'moved/lib/a.js')).toBe('A');
     expect(t.readdir('moved').map((d) => d.name).sort()).toEqual(['index.js', 'lib']);
     // No file was copied up: only the directory entry, a redirect, and a whiteout.
@@ -134,11 +126,11 @@ describe('copy-on-write tree', () => {
     expect(readFile(t, 'lib2/b.js')).toBe('B');
     t.unlink('lib2/b.js');
     expect(t.readdir('lib2').map((d) => d.name)).toEqual(['a.js']);
-    expect(code(() => t.rename('other', 'lib2', 0))).toBe('EISDIR');
-    expect(code(() => t.rename('lib2', 'other', 0))).toBe('ENOTDIR');
-    expect(code(() => t.rename('lib2', 'lib2/x', 0))).toBe('EINVAL');
+    expect(errnoOf(() => t.rename('other', 'lib2', 0))).toBe('EISDIR');
+    expect(errnoOf(() => t.rename('lib2', 'other', 0))).toBe('ENOTDIR');
+    expect(errnoOf(() => t.rename('lib2', 'lib2/x', 0))).toBe('EINVAL');
     writeFile(t, 'tmp', 'T');
-    expect(code(() => t.rename('tmp', 'other', RENAME_NOREPLACE))).toBe('EEXIST');
+    expect(errnoOf(() => t.rename('tmp', 'other', RENAME_NOREPLACE))).toBe('EEXIST');
     t.rename('tmp', 'other', 0);
     expect(readFile(t, 'other')).toBe('T');
     // Moving a directory back where it came from.
@@ -168,7 +160,7 @@ describe('copy-on-write tree', () => {
     expect(buf.toString()).toBe('Xbcdef');
     expect(t.fgetattr(fh2).nlink).toBe(0);
     t.release(fh2);
-    expect(code(() => t.getattr('g'))).toBe('ENOENT');
+    expect(errnoOf(() => t.getattr('g'))).toBe('ENOENT');
   });
 });
 

@@ -27,6 +27,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { FsError, O_RDWR, RENAME_NOREPLACE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type Errno, type TreeOps } from '../../src/overlay/contract.js';
 import { Overlay } from '../../src/overlay/overlay.js';
 import { diskListing, makeWorkspace, removeTempDirs, snapshot, tempDir, writeFile } from '../helpers/core.js';
+import { errnoOf } from '../helpers/core.js';
 
 const RUNS = Number(process.env.COWFS_PROP_RUNS ?? 60);
 const STEPS = Number(process.env.COWFS_PROP_STEPS ?? 80);
@@ -575,15 +576,6 @@ describe('property: random operation sequences against a model', () => {
 
 // ---- minimal cases of what the property test found --------------------------
 
-function code(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof FsError) return err.code;
-    throw err;
-  }
-  return undefined;
-}
 
 const names = (t: TreeOps, p: string) => t.readdir(p).map((d) => d.name).sort();
 
@@ -608,7 +600,7 @@ describe('regressions: src bugs the property test found', () => {
     try {
       t.rename('d', 'e', 0);
       t.mkdir('e/s/n', 0o755, 0, 0);
-      expect(code(() => t.getattr('e/s/n'))).toBeUndefined();
+      expect(errnoOf(() => t.getattr('e/s/n'))).toBeUndefined();
       expect(names(t, 'e/s')).toEqual(['n', 'x']); // was: ['x']
     } finally {
       await ov.close();
@@ -621,7 +613,7 @@ describe('regressions: src bugs the property test found', () => {
       t.rename('d', 'e', 0);
       t.chmod('e/sub', 0o700);
       expect(names(t, 'e/sub')).toEqual(['x']); // was: []
-      expect(code(() => t.rmdir('e/sub'))).toBe('ENOTEMPTY'); // was: removed a non-empty directory
+      expect(errnoOf(() => t.rmdir('e/sub'))).toBe('ENOTEMPTY'); // was: removed a non-empty directory
     } finally {
       await ov.close();
     }
@@ -635,9 +627,9 @@ describe('regressions: src bugs the property test found', () => {
       t.rmdir('x');
       t.mkdir('x', 0o755, 0, 0);
       t.mkdir('x/y', 0o755, 0, 0);
-      expect(code(() => t.getattr('x/y/z'))).toBe('ENOENT');
+      expect(errnoOf(() => t.getattr('x/y/z'))).toBe('ENOENT');
       expect(names(t, 'x/y')).toEqual([]); // was: ['z'], a name that does not resolve
-      expect(code(() => t.rmdir('x/y'))).toBeUndefined(); // was: ENOTEMPTY
+      expect(errnoOf(() => t.rmdir('x/y'))).toBeUndefined(); // was: ENOTEMPTY
     } finally {
       await ov.close();
     }
@@ -668,9 +660,9 @@ describe('regressions: src bugs found by review', () => {
     try {
       // An own symlink is never followed (ENOENT); lstat() of '<ws>/out/secret' followed the workspace's one.
       t.symlink('in', 'own', 0, 0);
-      expect(code(() => t.getattr('own/x'))).toBe('ENOENT');
-      expect(['ENOENT', 'ENOTDIR']).toContain(code(() => t.getattr('out/secret'))); // was: the stat of a file outside
-      expect(['ENOENT', 'ENOTDIR']).toContain(code(() => t.open('out/secret', 0))); // was: read "SECRET"
+      expect(errnoOf(() => t.getattr('own/x'))).toBe('ENOENT');
+      expect(['ENOENT', 'ENOTDIR']).toContain(errnoOf(() => t.getattr('out/secret'))); // was: the stat of a file outside
+      expect(['ENOENT', 'ENOTDIR']).toContain(errnoOf(() => t.open('out/secret', 0))); // was: read "SECRET"
     } finally {
       await ov.close();
     }
@@ -684,7 +676,7 @@ describe('known deviations from Linux (expected to fail; flip to it() when fixed
   it.fails('prefix-not-dir: a file among the directories of a path is ENOTDIR', async () => {
     const { ov, t } = await oneAgent({ f: 'x' });
     try {
-      expect(code(() => t.unlink('f/x'))).toBe('ENOTDIR');
+      expect(errnoOf(() => t.unlink('f/x'))).toBe('ENOTDIR');
     } finally {
       await ov.close();
     }
@@ -693,7 +685,7 @@ describe('known deviations from Linux (expected to fail; flip to it() when fixed
   it.fails('rename-into-self: rename(f, f/x) of a file is ENOTDIR', async () => {
     const { ov, t } = await oneAgent({ f: 'x' });
     try {
-      expect(code(() => t.rename('f', 'f/x', 0))).toBe('ENOTDIR');
+      expect(errnoOf(() => t.rename('f', 'f/x', 0))).toBe('ENOTDIR');
     } finally {
       await ov.close();
     }
@@ -702,7 +694,7 @@ describe('known deviations from Linux (expected to fail; flip to it() when fixed
   it.fails('rename-onto-ancestor: rename(d/f, d) is ENOTEMPTY', async () => {
     const { ov, t } = await oneAgent({ 'd/f': 'x' });
     try {
-      expect(code(() => t.rename('d/f', 'd', 0))).toBe('ENOTEMPTY');
+      expect(errnoOf(() => t.rename('d/f', 'd', 0))).toBe('ENOTEMPTY');
     } finally {
       await ov.close();
     }
@@ -711,7 +703,7 @@ describe('known deviations from Linux (expected to fail; flip to it() when fixed
   it.fails('noreplace-order: rename(f, f, RENAME_NOREPLACE) is EEXIST', async () => {
     const { ov, t } = await oneAgent({ f: 'x' });
     try {
-      expect(code(() => t.rename('f', 'f', RENAME_NOREPLACE))).toBe('EEXIST');
+      expect(errnoOf(() => t.rename('f', 'f', RENAME_NOREPLACE))).toBe('EEXIST');
     } finally {
       await ov.close();
     }
