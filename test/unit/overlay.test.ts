@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FsError, O_RDWR, O_WRONLY, RENAME_NOREPLACE } from '../../src/overlay/contract.js';
+import { O_RDWR, O_WRONLY, RENAME_NOREPLACE } from '../../src/overlay/contract.js';
 import { Overlay } from '../../src/overlay/overlay.js';
 import { diskListing, openOverlay, readFile, removeTempDirs, snapshot, tempDir, writeFile } from '../helpers/core.js';
 import { errnoOf } from '../helpers/core.js';
