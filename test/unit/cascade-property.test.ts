@@ -2,19 +2,8 @@ import fs from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cascade } from '../../src/cascade/cascade.js';
 import type { Overlay } from '../../src/overlay/overlay.js';
+import { prng } from '../helpers/random.js';
 import { openOverlay, readFile, removeTempDirs, snapshot, writeFile } from '../helpers/core.js';
-
-/** A small seeded PRNG (mulberry32), so a failure names the seed that reproduces it. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const FILES = ['a.txt', 'b.txt', 'c.txt'];
 const LINES = 24;
@@ -40,7 +29,7 @@ describe('property: random concurrent edits cascade down a 3-level tree', () => 
   for (let n = 0; n < seeds; n++) {
     const seed = 777_000 + n * 131;
     it(`seed ${seed}`, async () => {
-      const rand = rng(seed);
+      const rand = prng(seed);
       const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
       const files: Record<string, string> = {};
       for (const f of FILES) files[f] = `${Array.from({ length: LINES }, (_, i) => `${f} line ${i}`).join('\n')}\n`;

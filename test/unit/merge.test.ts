@@ -13,18 +13,7 @@ import {
   lcs,
   splitLines,
 } from '../../src/merge/index.js';
-
-/** mulberry32: a small seeded PRNG, so every generated case can be replayed. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../helpers/random.js';
 
 let tmp: string;
 beforeAll(() => {
