@@ -65,11 +65,14 @@ export class AgentTree implements TreeOps {
 
   getattr(p: string): Attr {
     const f = this.files.get(checkPath(p));
-    return f ? this.fileAttr(f) : attrOf(this.resolve(p));
+    return f?.scratch ? this.fileAttr(f) : attrOf(this.resolve(p));
   }
 
   fgetattr(fh: number): Attr {
-    return this.fileAttr(this.handle(fh).file);
+    const f = this.handle(fh).file;
+    // Until its first write an open file is what its name resolves to: stat and fstat must agree (tar compares them).
+    const r = !f.scratch && f.path !== null ? this.view.lookup(f.path) : undefined;
+    return r ? attrOf(r) : this.fileAttr(f);
   }
 
   readdir(p: string): DirEntryInfo[] {

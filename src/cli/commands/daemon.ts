@@ -2,9 +2,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { Daemon } from '../../daemon/daemon.js';
 import { LOG_NAME } from '../../daemon/protocol.js';
-import { adapterNamed } from '../../fuse/adapters.js';
 import { Client } from '../client.js';
 import { globals } from '../context.js';
 import { CliError, emit } from '../output.js';
@@ -38,6 +36,9 @@ export function register(program: Command): void {
       const g = globals(cmd);
       const workspace = path.resolve(g.workspace ?? process.cwd());
       const stateDir = path.resolve(g.stateDir ?? path.join(workspace, '.cowfs'));
+      // Loaded here, not at the top: every other verb is a thin client and should not pay for lmdb, pino and FUSE.
+      const { adapterNamed } = await import('../../fuse/adapters.js');
+      const { Daemon } = await import('../../daemon/daemon.js');
       const adapter = await adapterNamed(o.fuse);
       if (o.detach) {
         fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
