@@ -611,7 +611,7 @@ function reading(res: Results): string[] {
 function profileText(res: Results): string {
   const p = res.profile;
   if (!p) return '';
-  const parts: string[] = ['### Where cowfs spends its time (`--profile`)', ''];
+  const parts: string[] = ['#### Where cowfs spends its time (`--profile`)', ''];
   const ops = [...new Set(Object.values(p.counts).flatMap((c) => Object.keys(c)))]
     .filter((op) => Object.values(p.counts).some((c) => (c[op]?.n ?? 0) > 0));
   const rows: string[][] = [['workload (warm, one run)', 'wall', 'requests reaching JS', 'time in JS', ...ops]];
