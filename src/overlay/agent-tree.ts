@@ -70,9 +70,7 @@ export class AgentTree implements TreeOps {
 
   fgetattr(fh: number): Attr {
     const f = this.handle(fh).file;
-    // Until its first write an open file is what its name resolves to: stat and fstat must agree (tar compares them).
-    const r = !f.scratch && f.path !== null ? this.view.lookup(f.path) : undefined;
-    return r ? attrOf(r) : this.fileAttr(f);
+    return !f.scratch && f.openedAttr ? f.openedAttr : this.fileAttr(f);
   }
 
   readdir(p: string): DirEntryInfo[] {
@@ -363,6 +361,7 @@ export class AgentTree implements TreeOps {
         mode: e.mode, mtimeMs: e.mtimeMs, ino: e.ino, uid: e.uid, gid: e.gid, baseHash: own ? e.baseHash : e.hash,
       }, { blob: e.hash }, e.size, this.s.blobs);
     }
+    file.openedAttr = attrOf(r);
     this.files.set(p, file);
     return file;
   }
@@ -498,7 +497,10 @@ export class AgentTree implements TreeOps {
   /** chmod/chown/utimens: a file being written carries it to its ingest; anything else is copied up first. */
   private setMeta(p: string, meta: Partial<OpenFile['meta']>, op: () => LayerOp): void {
     const file = this.files.get(checkPath(p));
-    if (file) Object.assign(file.meta, meta);
+    if (file) {
+      Object.assign(file.meta, meta);
+      file.openedAttr = undefined;
+    }
     if (file?.scratch) {
       // Its ingest carries the new attributes.
       file.dirty = true;

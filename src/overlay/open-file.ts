@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { BlobId, BlobStore } from '../store/blobs.js';
+import type { Attr } from './contract.js';
 import type { FileEntry } from './entry.js';
 
 /** Where an unmodified file's bytes are: a blob of the store, or a workspace file. */
@@ -17,6 +18,8 @@ export class OpenFile {
   refs = 0;
   dirty = false;
   scratch: { fd: number; file: string } | null = null;
+  /** stat(2) of what was opened, until the first write or chmod: what fstat answers (tar compares it with stat). */
+  openedAttr: Attr | undefined;
   private sourceFd: number | null = null;
 
   constructor(

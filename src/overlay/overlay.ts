@@ -146,6 +146,8 @@ export class Overlay {
     merged: string[];
     refined: AgentRebased['refined'];
     conflicts: ConflictRecord[];
+    /** The new head commit's message (default: what it was rebased onto). */
+    message?: string;
   }): AgentRecord {
     const a = this.registry.get(name);
     const tree = this.tree(name);
@@ -161,7 +163,7 @@ export class Overlay {
         type: 'AGENT_REBASED', from: a.base, base: r.base, changes: toRecorded(r.changes), head: id,
         headChanges: toRecorded(r.headChanges), merged: r.merged, refined: r.refined, conflicts: r.conflicts.map((c) => c.path),
       });
-      const message = r.base === null ? 'rebased onto the workspace on disk' : `rebased onto commit ${r.base}`;
+      const message = r.message ?? (r.base === null ? 'rebased onto the workspace on disk' : `rebased onto commit ${r.base}`);
       this.registry.saveCommit({ id, agent: name, base: r.base, prev: a.head, message, seq: ev.seq, time: ev.time }, headLayer);
       this.registry.saveAgent(next);
       if (r.conflicts.length > 0) {
@@ -183,17 +185,9 @@ export class Overlay {
     const change: LayerChange = content === null
       ? [path, { kind: 'whiteout' }]
       : [path, { ...(cur?.kind === 'file' ? cur : newFileDefaults(this.allocIno())), hash: this.blobs.put(content), size: content.length, mtimeMs: Date.now() }];
-    const headLayer = this.registry.commitLayer(a.head).clone();
-    headLayer.applyChanges([change]);
-    const id = this.registry.allocCommitId();
-    this.atomically(() => {
-      tree.applyChanges([change]);
-      const ev = this.log.append(name, {
-        type: 'AGENT_REBASED', from: a.base, base: a.base, changes: toRecorded([change]), head: id,
-        headChanges: toRecorded([change]), merged: [], refined: [], conflicts: [],
-      });
-      this.registry.saveCommit({ id, agent: name, base: a.base, prev: a.head, message: `resolve ${path}`, seq: ev.seq, time: ev.time }, headLayer);
-      this.registry.saveAgent({ ...a, head: id });
+    // The resolution goes into the working tree and the head alike: a rebase onto the same base.
+    this.applyRebase(name, {
+      base: a.base, changes: [change], headChanges: [change], merged: [], refined: [], conflicts: [], message: `resolve ${path}`,
     });
     this.markResolved(name, path, how);
   }
