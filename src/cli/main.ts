@@ -4,8 +4,10 @@ import * as commit from './commands/commit.js';
 import * as config from './commands/config.js';
 import * as conflicts from './commands/conflicts.js';
 import * as daemon from './commands/daemon.js';
+import * as diff from './commands/diff.js';
 import * as events from './commands/events.js';
 import * as log from './commands/log.js';
+import * as land from './commands/land.js';
 import * as ls from './commands/ls.js';
 import * as mount from './commands/mount.js';
 import * as replay from './commands/replay.js';
@@ -13,6 +15,7 @@ import * as resolve from './commands/resolve.js';
 import * as rm from './commands/rm.js';
 import * as show from './commands/show.js';
 import * as status from './commands/status.js';
+import * as undo from './commands/undo.js';
 import * as unmount from './commands/unmount.js';
 
 const program = new Command('cowfs')
@@ -23,7 +26,7 @@ const program = new Command('cowfs')
   .showHelpAfterError()
   .exitOverride();
 
-for (const verb of [daemon, mount, unmount, ls, status, commit, conflicts, resolve, rm, log, show, events, replay, config]) verb.register(program);
+for (const verb of [daemon, mount, unmount, ls, status, commit, conflicts, resolve, rm, log, show, events, replay, config, diff, land, undo]) verb.register(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -3,6 +3,8 @@ import type { CowEvent } from '../events/types.js';
 import type { Cascade } from '../cascade/cascade.js';
 import { writeTree } from '../overlay/materialize.js';
 import type { Settings } from '../overlay/settings.js';
+import { land, LandConflictError } from '../land/land.js';
+import { agentDiff } from './agent-diff.js';
 import { eventDiff } from './event-diff.js';
 import { OverlayError } from '../overlay/registry.js';
 import type { Overlay } from '../overlay/overlay.js';
@@ -163,6 +165,25 @@ export const handlers: Record<string, Handler> = {
     if (fs.existsSync(out) && fs.readdirSync(out).length > 0) throw new ApiError('bad_request', `--out ${out} is not empty`);
     const files = writeTree(ctx.overlay.replay(agent, to), ctx.overlay.blobs, out);
     return { agent, to: Number.isFinite(to) ? to : ctx.overlay.log.head, out, entries: files };
+  },
+
+  diff(ctx, p) {
+    const paths = Array.isArray(p.paths) ? p.paths.map(String) : [];
+    return agentDiff(ctx.overlay, str(p, 'agent'), { from: typeof p.from === 'number' ? p.from : undefined, paths, patch: p.patch !== false });
+  },
+
+  async land(ctx, p) {
+    const opts = { into: optStr(p, 'into'), workspace: p.workspace === true, dryRun: p.dryRun === true };
+    try {
+      return await land(ctx.overlay, ctx.cascade, str(p, 'agent'), opts);
+    } catch (err) {
+      throw err instanceof LandConflictError ? new ApiError('conflict', err.message) : err;
+    }
+  },
+
+  undo(ctx, p) {
+    const agent = str(p, 'agent');
+    return { agent, ...ctx.overlay.undo(agent, typeof p.to === 'number' ? p.to : undefined) };
   },
 
   log(ctx, p) {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import { Cascade } from '../cascade/cascade.js';
 import { WorkspaceWatcher } from '../cascade/workspace-watcher.js';
+import { recoverLanding } from '../land/workspace-landing.js';
 import { Overlay } from '../overlay/overlay.js';
 import { ApiServer } from './server.js';
 import type { MountAdapter } from '../fuse/adapters.js';
@@ -68,6 +69,8 @@ export class Daemon {
     }
     const mounts = new MountManager(overlay, opts.adapter, log);
     const cascade = new Cascade(overlay);
+    const landing = recoverLanding(overlay, cascade);
+    if (landing) log.warn(landing, 'a landing into the workspace was interrupted by a crash');
     const server = new ApiServer({ overlay, mounts, cascade, adapter: opts.adapter.name, startedAt: Date.now() }, log);
     const watcher = new WorkspaceWatcher(overlay, cascade, log);
     const daemon = new Daemon(overlay, mounts, server, watcher, log, { pid: pidFile, socket });

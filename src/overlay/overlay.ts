@@ -8,7 +8,9 @@ import { AgentTree, type DirtyRecord } from './agent-tree.js';
 import type { Entry, FileEntry } from './entry.js';
 import { Layer, toRecorded, type LayerChange } from './layer.js';
 import { OverlayError, Registry, type AgentRecord, type CommitRecord } from './registry.js';
+import { opsBetween } from './layer-ops.js';
 import { replayView } from './replay.js';
+import { undoTarget } from './undo.js';
 import { SettingsStore } from './settings.js';
 import { TreeView } from './view.js';
 import { Workspace } from './workspace.js';
@@ -108,8 +110,8 @@ export class Overlay {
     return tree;
   }
 
-  /** The tree of a commit (what children based on it see). */
-  commitView(commit: number): TreeView {
+  /** The tree of a commit (what children based on it see); null: the workspace on disk. */
+  commitView(commit: number | null): TreeView {
     return new TreeView(this.registry.chainOf(commit), this.workspace);
   }
 
@@ -202,11 +204,59 @@ export class Overlay {
     });
   }
 
-  /** Logs a lifecycle event that changes no layer (WORKTREE_CHANGED…). */
-  record(name: string, body: EventBody): CowEvent {
+  /**
+   * Puts the agent's working tree back to what it was at event `to`
+   * (default: before its last operation) with new, ordinary layer events
+   * and an AGENT_UNDONE after them, so the undo can itself be undone.
+   */
+  undo(name: string, to?: number): { to: number; ops: number; seq: number | null } {
+    const tree = this.tree(name);
+    tree.settle();
+    const target = undoTarget(this.log, name, to);
+    const ops = opsBetween(tree.layer, this.replay(name, target).layers[0]!);
+    if (ops.length === 0) return { to: target, ops: 0, seq: null };
+    const before = this.log.head;
+    let seq = 0;
+    this.atomically(() => {
+      tree.applyOps(ops);
+      seq = this.log.append(name, { type: 'AGENT_UNDONE', to: target, before, ops: ops.length }).seq;
+    });
+    return { to: target, ops: ops.length, seq };
+  }
+
+  /** Logs a lifecycle event that changes no layer (WORKTREE_CHANGED…), with `also` in the same transaction. */
+  record(name: string, body: EventBody, also?: () => void): CowEvent {
     let ev!: CowEvent;
-    this.atomically(() => { ev = this.log.append(name, body); });
+    this.atomically(() => {
+      ev = this.log.append(name, body);
+      also?.();
+    });
     return ev;
+  }
+
+  /**
+   * A commit of `name` made of given operations (a child's work landing in
+   * it): applied to its working tree as ordinary layer events and to a new
+   * head, with one AGENT_COMMIT_CREATED; `also` runs in the same transaction.
+   */
+  commitOps(name: string, ops: readonly LayerOp[], message: string, also?: (commit: CommitRecord) => void): CommitRecord {
+    const a = this.registry.get(name);
+    const tree = this.tree(name);
+    const prevLayer = this.registry.commitLayer(a.head);
+    const layer = prevLayer.clone();
+    for (const op of ops) layer.apply(op);
+    const id = this.registry.allocCommitId();
+    let commit!: CommitRecord;
+    this.atomically(() => {
+      tree.applyOps(ops);
+      const changes = toRecorded(prevLayer.diff(layer));
+      const ev = this.log.append(name, { type: 'AGENT_COMMIT_CREATED', commit: id, message, base: a.base, ops: [...ops], changes });
+      commit = { id, agent: name, base: a.base, prev: a.head, message, seq: ev.seq, time: ev.time };
+      this.registry.saveCommit(commit, layer);
+      this.registry.saveAgent({ ...a, head: id });
+      also?.(commit);
+    });
+    return commit;
   }
 
   /** Removes an agent (and, with `recursive`, its descendants); refuses while it has children otherwise. */
