@@ -45,12 +45,12 @@ export class LandConflictError extends OverlayError {
 export async function land(ov: Overlay, cascade: Cascade, agent: string, opts: LandOptions): Promise<LandResult> {
   const a = ov.agent(agent);
   const parent = a.parent;
-  if (opts.into !== undefined && opts.workspace) throw new OverlayError('give either --into PARENT or --workspace, not both');
+  if (opts.into !== undefined && opts.workspace) throw new OverlayError('give either --into PARENT or --into-workspace, not both');
   if (opts.workspace && parent !== null) {
     throw new OverlayError(`${agent} is based on agent ${parent}, not on the workspace: land it into ${parent} (cowfs land ${agent}), then ${parent} into the workspace`);
   }
   if (opts.into !== undefined && opts.into !== parent) {
-    throw new OverlayError(`${agent} can only land into its parent, ${parent ?? 'the workspace (--workspace)'}, not ${opts.into}`);
+    throw new OverlayError(`${agent} can only land into its parent, ${parent ?? 'the workspace (--into-workspace)'}, not ${opts.into}`);
   }
   const targetName = parent ?? 'the workspace';
   ov.tree(agent).settle();

@@ -85,8 +85,10 @@ export function planLanding(ov: Overlay, agent: string, target: TreeView, target
     const ours = nodeOf(c.after, ov);
     let base = nodeOf(c.before, ov);
     const own = headLayer.get(c.path);
-    if (a.parent === null && own?.kind === 'file' && own.baseHash !== null) {
-      base = { kind: 'file', bytes: ov.blobs.get(own.baseHash), mode: base?.kind === 'file' ? base.mode : own.mode, ino: own.ino, blob: own.baseHash };
+    if (a.parent === null && own?.kind === 'file') {
+      // baseHash null: nothing was there when the agent made the file.
+      base = own.baseHash === null ? null
+        : { kind: 'file', bytes: ov.blobs.get(own.baseHash), mode: base?.kind === 'file' ? base.mode : own.mode, ino: own.ino, blob: own.baseHash };
     }
     const theirs = nodeOf(target.lookup(c.path), ov);
     if (sameNode(theirs, ours)) continue;

@@ -24,14 +24,15 @@ export function register(program: Command): void {
     .description('apply an agent\'s committed changes to its parent agent (a commit there, which cascades) or to the workspace on disk')
     .argument('[agent]', 'default: the agent of the mount you are in')
     .option('--into <parent>', 'the parent agent (the default for an agent with a parent)')
-    .option('--workspace', 'the workspace on disk (the default for a root agent)')
+    // `--workspace DIR` is the global option that names the workspace, hence this name.
+    .option('--into-workspace', 'the workspace on disk (the default for a root agent)')
     .option('--dry-run', 'show what would be written, write nothing')
     .addHelpText('after', '\nEach path is merged three ways with what the target holds now; any conflict refuses the\nwhole landing before anything is written. Into the workspace, a crash finishes or rolls back.\n')
-    .action((agent: string | undefined, o: { into?: string; workspace?: boolean; dryRun?: boolean }, cmd: Command) =>
+    .action((agent: string | undefined, o: { into?: string; intoWorkspace?: boolean; dryRun?: boolean }, cmd: Command) =>
       withDaemon(cmd, async (client, t, opts) => {
         const name = agentArg(agent, t);
         if (!opts.json && process.stderr.isTTY && !o.dryRun) process.stderr.write(`landing ${name}…\n`);
-        const r = await client.call<LandResult>('land', { agent: name, into: o.into, workspace: o.workspace === true, dryRun: o.dryRun === true });
+        const r = await client.call<LandResult>('land', { agent: name, into: o.into, workspace: o.intoWorkspace === true, dryRun: o.dryRun === true });
         emit(opts, r, () => describe(r));
       }));
 }
