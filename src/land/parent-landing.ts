@@ -8,6 +8,7 @@ import { OverlayError } from '../overlay/registry.js';
 import { sameNode } from '../overlay/tree-diff.js';
 import { kindOf, TreeView } from '../overlay/view.js';
 import type { LandItem, LandPlan } from './plan.js';
+import { settleLanded } from './settle.js';
 
 function depth(p: string): number {
   return p.split('/').length;
@@ -16,14 +17,16 @@ function depth(p: string): number {
 /**
  * Lands a planned landing into the parent agent as a commit there (its
  * working tree gets the same ordinary layer events), then cascades as any
- * commit does: the landing agent itself is rebased onto that commit, where
- * its landed changes show through from below, and its children follow.
+ * commit does, except that the landing agent itself is settled onto that
+ * commit (settleLanded), where its landed changes show through from below.
  * The parent must have no uncommitted change at a landed path (as git
  * refuses to merge over local changes).
  */
 export function landIntoParent(ov: Overlay, cascade: Cascade, plan: LandPlan, parent: string): { commit: number; cascade: CascadeReport } {
   const p = ov.agent(parent);
   if (Object.keys(p.conflicts ?? {}).length > 0) throw new OverlayError(`${parent} has unresolved conflicts; resolve them before landing into it`);
+  const a = ov.agent(plan.agent);
+  if (a.base !== p.head) throw new OverlayError(`${plan.agent} is not based on ${parent}'s latest commit yet (${a.base} < ${p.head}); resolve its pending rebase first`);
   const work = ov.tree(parent);
   work.settle();
   const headView = ov.commitView(p.head);
@@ -58,7 +61,17 @@ export function landIntoParent(ov: Overlay, cascade: Cascade, plan: LandPlan, pa
   const commit = ov.commitOps(parent, ops, `land ${plan.agent} (commit ${plan.commit})`, (c) => {
     ov.log.append(plan.agent, { type: 'AGENT_LANDED', into: parent, commit: plan.commit, parentCommit: c.id, paths: plan.paths });
   });
-  return { commit: commit.id, cascade: cascade.fromCommit(parent) };
+  // The landing agent first (see settleLanded), then its siblings, as after any commit of the parent.
+  const own = settleLanded(ov, cascade, plan.agent, plan.paths, commit.id, plan.commit);
+  const rest = cascade.fromCommit(parent);
+  return {
+    commit: commit.id,
+    cascade: {
+      rebased: [plan.agent, ...own.rebased, ...rest.rebased],
+      conflicted: [...own.conflicted, ...rest.conflicted],
+      paused: [...own.paused, ...rest.paused],
+    },
+  };
 }
 
 /** The parent's layer entry for a landed result; its merge base stays what the parent's own entry had, or what lies below. */

@@ -1,12 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Cascade } from '../cascade/cascade.js';
-import type { Entry } from '../overlay/entry.js';
-import type { LayerChange } from '../overlay/layer.js';
 import type { Overlay } from '../overlay/overlay.js';
 import { OverlayError } from '../overlay/registry.js';
 import { parentOf } from '../overlay/paths.js';
 import type { LandPlan } from './plan.js';
+import { settleLanded } from './settle.js';
 
 /**
  * A landing into the workspace, journaled in the store before anything is
@@ -128,40 +127,6 @@ function finish(ov: Overlay, j: Journal): WorkspaceLanding {
   return { written, deleted: j.deletes.length + j.rmdirs.length };
 }
 
-/**
- * Afterwards the agent sits on the landed workspace: its head no longer
- * holds the landed paths (the workspace does), and its working tree keeps
- * only what it changed after the landed commit, with the landed content as
- * the new merge base. Its children are rebased onto that head.
- */
-function settleAgent(ov: Overlay, cascade: Cascade, j: Journal): void {
-  const a = ov.agent(j.agent);
-  const head = ov.registry.commitLayer(a.head);
-  const work = ov.tree(j.agent).layer;
-  const headChanges: LayerChange[] = [];
-  const changes: LayerChange[] = [];
-  for (const p of j.paths) {
-    const h = head.get(p);
-    const w = work.get(p);
-    if (h) headChanges.push([p, undefined]);
-    if (!w) continue;
-    if (sameEntry(w, h)) changes.push([p, undefined]);
-    else if (w.kind === 'file') {
-      const onDisk = ov.workspace.lookup(p);
-      const baseHash = onDisk?.kind === 'file' ? ov.blobs.putFile(onDisk.realPath, 'copy') : null;
-      changes.push([p, { ...w, baseHash }]);
-    }
-  }
-  ov.applyRebase(j.agent, {
-    base: a.base, changes, headChanges, merged: [], refined: [], conflicts: [], message: `landed commit ${j.commit} into the workspace`,
-  });
-  cascade.fromCommit(j.agent);
-}
-
-function sameEntry(a: Entry, b: Entry | undefined): boolean {
-  return b !== undefined && JSON.stringify(a) === JSON.stringify(b);
-}
-
 function done(ov: Overlay, j: Journal, recovered: boolean): void {
   ov.record(j.agent, { type: 'AGENT_LANDED', into: null, commit: j.commit, parentCommit: null, paths: j.paths, recovered },
     () => ov.store.dbs.meta.removeSync(JOURNAL_KEY));
@@ -170,13 +135,30 @@ function done(ov: Overlay, j: Journal, recovered: boolean): void {
 /** Writes a planned landing into the workspace: journal, temporary files, commit point, renames. */
 export async function landIntoWorkspace(ov: Overlay, cascade: Cascade, plan: LandPlan): Promise<WorkspaceLanding> {
   if (ov.store.dbs.meta.get(JOURNAL_KEY)) throw new OverlayError('another landing into the workspace is in progress');
-  const j = await prepare(ov, plan);
+  let j: Journal;
+  try {
+    j = await prepare(ov, plan);
+  } catch (err) {
+    // Nothing is in place yet: forget the temporary files, so the next landing can start.
+    rollBack(ov);
+    throw err;
+  }
   j.phase = 'commit';
   saveJournal(ov, j);
   const r = finish(ov, j);
-  settleAgent(ov, cascade, j);
+  settleLanded(ov, cascade, j.agent, j.paths, null, j.commit);
   done(ov, j, false);
   return r;
+}
+
+/** Drops a landing still in `prepare`: its temporary files, then its journal. */
+function rollBack(ov: Overlay): void {
+  const j = ov.store.dbs.meta.get(JOURNAL_KEY) as Journal | undefined;
+  if (!j) return;
+  const tmpAbs = ov.workspace.realPath(j.tmpDir);
+  fs.rmSync(tmpAbs, { recursive: true, force: true });
+  ov.workspace.unhide(tmpAbs);
+  ov.store.txn(() => ov.store.dbs.meta.removeSync(JOURNAL_KEY));
 }
 
 /**
@@ -187,12 +169,11 @@ export function recoverLanding(ov: Overlay, cascade: Cascade): { agent: string; 
   const j = ov.store.dbs.meta.get(JOURNAL_KEY) as Journal | undefined;
   if (!j) return undefined;
   if (j.phase === 'prepare') {
-    fs.rmSync(ov.workspace.realPath(j.tmpDir), { recursive: true, force: true });
-    ov.store.txn(() => ov.store.dbs.meta.removeSync(JOURNAL_KEY));
+    rollBack(ov);
     return { agent: j.agent, outcome: 'rolled back' };
   }
   finish(ov, j);
-  if (ov.registry.find(j.agent)) settleAgent(ov, cascade, j);
+  if (ov.registry.find(j.agent)) settleLanded(ov, cascade, j.agent, j.paths, null, j.commit);
   done(ov, j, true);
   return { agent: j.agent, outcome: 'finished' };
 }

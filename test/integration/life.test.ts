@@ -140,19 +140,23 @@ describe('an agent\'s life through real mounts: diff, land, undo', () => {
     sh('kid', "sed -i 's/^line 10$/kid 10/' src/app.txt && echo kid > kid.txt");
     await d.json(['commit', 'kid', '-m', 'kid work']);
     sh('grandkid', 'echo grand > grand.txt');
+    // After its commit, the kid edits the same line again, uncommitted: landing must not conflict with itself.
+    sh('kid', "sed -i 's/^kid 10$/kid 10 again/' src/app.txt");
     sh('parent', 'echo "parent, uncommitted" > wip.txt');
     const r = await d.json(['land', 'kid']);
     expect(r.into).toBe('parent');
     expect(r.cascade.rebased).toEqual(expect.arrayContaining(['kid', 'sibling', 'grandkid']));
     await cacheWindow();
-    for (const a of ['parent', 'sibling', 'grandkid']) expect(sh(a, 'cat src/app.txt')).toContain('kid 10');
+    expect(r.cascade.conflicted).toEqual([]);
+    for (const a of ['parent', 'sibling', 'grandkid']) expect(sh(a, 'cat src/app.txt')).toContain('kid 10\n');
+    expect(sh('kid', 'cat src/app.txt')).toContain('kid 10 again\n');
     expect(sh('sibling', 'cat kid.txt')).toBe('kid\n');
     expect(sh('grandkid', 'cat grand.txt')).toBe('grand\n');
     // The parent's own uncommitted file stayed uncommitted; the kid has nothing left to land.
     const plog = await d.json<any[]>(['log', 'parent']);
     const commit = plog.filter((e) => e.type === 'AGENT_COMMIT_CREATED').at(-1);
     expect(commit.changes.map((c: any) => c[0]).sort()).toEqual(['kid.txt', 'src/app.txt']);
-    expect((await d.cli(['diff', 'kid', '--name-only'])).stdout).toBe('');
+    expect((await d.cli(['diff', 'kid', '--name-only'])).stdout).toBe('src/app.txt\n');
     expect((await d.cli(['diff', 'parent', '--name-only'])).stdout.split('\n')).toContain('wip.txt');
   });
 
