@@ -62,7 +62,8 @@ export async function land(ov: Overlay, cascade: Cascade, agent: string, opts: L
     agent, into: parent, commit: a.head, dryRun: opts.dryRun === true, paths: plan.paths, uncommitted,
     changed: plan.items.map((i) => ({ path: i.path, action: i.result === null ? 'delete' : i.result.kind === 'dir' ? 'mkdir' : 'write' })),
   };
-  if (opts.dryRun) return result;
+  // Nothing committed since the base: nothing to land, nothing to record (git's "Already up to date").
+  if (opts.dryRun || plan.paths.length === 0) return result;
   if (parent === null) {
     await landIntoWorkspace(ov, cascade, plan);
     return result;

@@ -124,12 +124,13 @@ export function planLanding(ov: Overlay, agent: string, target: TreeView, target
 /** The refusal of a landing that conflicts: every path, and the hunks of text conflicts. */
 export function conflictMessage(plan: LandPlan, into: string): string {
   const lines = [`cannot land ${plan.agent} into ${into}: ${plan.conflicts.length} path(s) conflict with what is there now; nothing was written`];
+  const width = Math.max(plan.agent.length, into.length, 'base'.length);
   for (const c of plan.conflicts) {
     lines.push(`  ${c.path} (${c.kind} conflict)`);
     for (const h of c.hunks) {
       lines.push(`    at line ${h.line}:`);
       for (const [who, text] of [[plan.agent, h.ours], ['base', h.base], [into, h.theirs]] as const) {
-        for (const l of text.replace(/\n$/, '').split('\n')) lines.push(`      ${who.padEnd(12)}| ${l}`);
+        for (const l of text.replace(/\n$/, '').split('\n')) lines.push(`      ${who.padEnd(width)} | ${l}`);
       }
     }
   }

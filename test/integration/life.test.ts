@@ -122,7 +122,7 @@ describe('an agent\'s life through real mounts: diff, land, undo', () => {
     const r = await d.cli(['land', 'clash']);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('added.txt (content conflict)');
-    expect(r.stderr).toContain('clash       | agent version');
+    expect(r.stderr).toMatch(/clash +\| agent version\n.*base +\| ?\n.*the workspace \| human version/);
     expect(r.stderr).toContain('nothing was written');
     const j = await d.cli(['land', 'clash', '--json']);
     expect(JSON.parse(j.stdout).error.code).toBe('conflict');

@@ -8,6 +8,7 @@ function describe(r: LandResult): string {
   const where = r.into ?? 'the workspace';
   const counts = ['write', 'delete', 'mkdir'].map((a) => [a, r.changed.filter((c) => c.action === a).length] as const)
     .filter(([, n]) => n > 0).map(([a, n]) => `${n} ${a === 'write' ? 'written' : a === 'delete' ? 'deleted' : 'directories made'}`);
+  if (r.paths.length === 0) return `nothing to land: ${r.agent} has committed no change since its base${r.uncommitted > 0 ? ` (${r.uncommitted} uncommitted: cowfs commit ${r.agent} first)` : ''}`;
   const lines = [
     r.dryRun
       ? `would land ${r.agent} (commit ${r.commit}) into ${where}: ${r.paths.length} changed path(s), ${counts.join(', ') || 'nothing to write'}`
