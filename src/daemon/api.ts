@@ -10,7 +10,7 @@ import { OverlayError } from '../overlay/registry.js';
 import type { Overlay } from '../overlay/overlay.js';
 import { ApiError } from './errors.js';
 import type { MountManager } from './mounts.js';
-import type { AgentInfo, StatusInfo } from './protocol.js';
+import type { AgentInfo, Progress, StatusInfo } from './protocol.js';
 
 export interface ApiContext {
   overlay: Overlay;
@@ -21,7 +21,7 @@ export interface ApiContext {
 }
 
 type Params = Record<string, unknown>;
-type Handler = (ctx: ApiContext, p: Params) => Promise<unknown> | unknown;
+type Handler = (ctx: ApiContext, p: Params, progress: (p: Progress) => void) => Promise<unknown> | unknown;
 
 function str(p: Params, key: string): string {
   const v = p[key];
@@ -172,8 +172,11 @@ export const handlers: Record<string, Handler> = {
     return agentDiff(ctx.overlay, str(p, 'agent'), { from: typeof p.from === 'number' ? p.from : undefined, paths, patch: p.patch !== false });
   },
 
-  async land(ctx, p) {
-    const opts = { into: optStr(p, 'into'), workspace: p.workspace === true, dryRun: p.dryRun === true };
+  async land(ctx, p, progress) {
+    const opts = {
+      into: optStr(p, 'into'), workspace: p.workspace === true, dryRun: p.dryRun === true,
+      onProgress: (done: number, total: number) => progress({ done, total, unit: 'files' }),
+    };
     try {
       return await land(ctx.overlay, ctx.cascade, str(p, 'agent'), opts);
     } catch (err) {

@@ -1,7 +1,8 @@
 /**
  * The daemon's API over WebSocket (a unix socket in the state directory,
  * mode 0600): JSON requests `{id, method, params}` answered by
- * `{id, result}` or `{id, error: {message, code}}`; after `events.follow`
+ * `{id, result}` or `{id, error: {message, code}}` (a long request may send
+ * `{id, progress}` before its answer); after `events.follow`
  * the daemon also pushes `{event}` messages. The CLI and any other client
  * speak only this.
  */
@@ -14,6 +15,14 @@ export interface Request {
 export type Response =
   | { id: number; result: unknown }
   | { id: number; error: { message: string; code: ErrorCode } };
+
+/** Sent before the response of a long request (a landing): `{id, progress}`. */
+export interface Progress {
+  done: number;
+  total: number;
+  /** What is being counted, e.g. "files". */
+  unit: string;
+}
 
 export type ErrorCode = 'bad_request' | 'not_found' | 'conflict' | 'busy' | 'internal';
 

@@ -6,7 +6,7 @@ import type { CowEvent } from '../events/types.js';
 import { handlers, toApiError, type ApiContext } from './api.js';
 import { ApiError } from './errors.js';
 import { withPayload } from './event-payload.js';
-import type { Request, Response } from './protocol.js';
+import type { Progress, Request, Response } from './protocol.js';
 
 /** A subscriber further behind than this is cut off: a slow reader never holds up the filesystem. */
 const MAX_BUFFERED = 16 * 1024 * 1024;
@@ -61,7 +61,8 @@ export class ApiServer {
       try {
         const handler = handlers[req.method];
         if (!handler) throw new ApiError('bad_request', `unknown method ${req.method}`);
-        res = { id: req.id, result: await handler(this.ctx, params) };
+        const progress = (p: Progress) => ws.send(JSON.stringify({ id: req.id, progress: p }));
+        res = { id: req.id, result: await handler(this.ctx, params, progress) };
       } catch (err) {
         const e = toApiError(err);
         if (e.code === 'internal') this.log.error({ method: req.method, err }, 'request failed');

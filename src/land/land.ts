@@ -13,6 +13,8 @@ export interface LandOptions {
   /** The workspace on disk (the agent must be a root agent). */
   workspace?: boolean;
   dryRun?: boolean;
+  /** Files written so far, of how many (a landing into the workspace). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export interface LandResult {
@@ -65,7 +67,7 @@ export async function land(ov: Overlay, cascade: Cascade, agent: string, opts: L
   // Nothing committed since the base: nothing to land, nothing to record (git's "Already up to date").
   if (opts.dryRun || plan.paths.length === 0) return result;
   if (parent === null) {
-    await landIntoWorkspace(ov, cascade, plan);
+    await landIntoWorkspace(ov, cascade, plan, opts.onProgress);
     return result;
   }
   const r = landIntoParent(ov, cascade, plan, parent);

@@ -45,7 +45,7 @@ function depth(p: string): number {
 }
 
 /** The plan as steps on disk, with the temporary files written (phase `prepare`). */
-async function prepare(ov: Overlay, plan: LandPlan): Promise<Journal> {
+async function prepare(ov: Overlay, plan: LandPlan, onProgress?: (done: number, total: number) => void): Promise<Journal> {
   const ws = ov.workspace;
   const tmpDir = `.cowfs-landing-${process.pid}-${Date.now().toString(36)}`;
   const j: Journal = {
@@ -90,7 +90,10 @@ async function prepare(ov: Overlay, plan: LandPlan): Promise<Journal> {
       else fs.writeFileSync(dest, r.bytes);
       fs.chmodSync(dest, r.mode);
     }
-    if (i % BATCH === BATCH - 1) await new Promise((resolve) => setImmediate(resolve));
+    if (i % BATCH === BATCH - 1) {
+      onProgress?.(i + 1, j.writes.length);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
   }
   return j;
 }
@@ -133,11 +136,13 @@ function done(ov: Overlay, j: Journal, recovered: boolean): void {
 }
 
 /** Writes a planned landing into the workspace: journal, temporary files, commit point, renames. */
-export async function landIntoWorkspace(ov: Overlay, cascade: Cascade, plan: LandPlan): Promise<WorkspaceLanding> {
+export async function landIntoWorkspace(
+  ov: Overlay, cascade: Cascade, plan: LandPlan, onProgress?: (done: number, total: number) => void,
+): Promise<WorkspaceLanding> {
   if (ov.store.dbs.meta.get(JOURNAL_KEY)) throw new OverlayError('another landing into the workspace is in progress');
   let j: Journal;
   try {
-    j = await prepare(ov, plan);
+    j = await prepare(ov, plan, onProgress);
   } catch (err) {
     // Nothing is in place yet: forget the temporary files, so the next landing can start.
     rollBack(ov);

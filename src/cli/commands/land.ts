@@ -32,8 +32,10 @@ export function register(program: Command): void {
     .action((agent: string | undefined, o: { into?: string; intoWorkspace?: boolean; dryRun?: boolean }, cmd: Command) =>
       withDaemon(cmd, async (client, t, opts) => {
         const name = agentArg(agent, t);
-        if (!opts.json && process.stderr.isTTY && !o.dryRun) process.stderr.write(`landing ${name}…\n`);
-        const r = await client.call<LandResult>('land', { agent: name, into: o.into, workspace: o.intoWorkspace === true, dryRun: o.dryRun === true });
+        const tty = !opts.json && process.stderr.isTTY;
+        const r = await client.call<LandResult>('land', { agent: name, into: o.into, workspace: o.intoWorkspace === true, dryRun: o.dryRun === true },
+          tty ? (p) => process.stderr.write(`\rlanding ${name}: ${p.done}/${p.total} ${p.unit} written`) : undefined);
+        if (tty) process.stderr.write('\r\x1b[K');
         emit(opts, r, () => describe(r));
       }));
 }
