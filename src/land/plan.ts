@@ -86,8 +86,8 @@ export function planLanding(ov: Overlay, agent: string, target: TreeView, target
     let base = nodeOf(c.before, ov);
     const own = headLayer.get(c.path);
     if (a.parent === null && own?.kind === 'file') {
-      // baseHash null: nothing was there when the agent made the file.
-      base = own.baseHash === null ? null
+      // baseHash null: no file was there when the agent made this one (a directory it removed may have been).
+      base = own.baseHash === null ? (base?.kind === 'file' ? null : base)
         : { kind: 'file', bytes: ov.blobs.get(own.baseHash), mode: base?.kind === 'file' ? base.mode : own.mode, ino: own.ino, blob: own.baseHash };
     }
     const theirs = nodeOf(target.lookup(c.path), ov);

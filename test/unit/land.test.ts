@@ -56,6 +56,24 @@ describe('land into the workspace (core)', () => {
     expect([...ov.log.byAgent('a')].at(-1)).toMatchObject({ type: 'AGENT_LANDED', into: null, commit: r.commit });
   });
 
+  it('a file that became a directory, and a directory that became a file', async () => {
+    const { ov, ws, cascade } = await setup();
+    ov.createAgent('a', null);
+    const t = ov.tree('a');
+    t.unlink('keep.txt');
+    t.mkdir('keep.txt', 0o750, 0, 0);
+    writeFile(t, 'keep.txt/inner.txt', 'inner\n');
+    t.unlink('dir/a.txt');
+    t.rmdir('dir');
+    writeFile(t, 'dir', 'now a file\n');
+    ov.commit('a', 'swap');
+    await land(ov, cascade, 'a', {});
+    expect(fs.readFileSync(path.join(ws, 'keep.txt/inner.txt'), 'utf8')).toBe('inner\n');
+    expect(fs.statSync(path.join(ws, 'keep.txt')).mode & 0o777).toBe(0o750);
+    expect(fs.readFileSync(path.join(ws, 'dir'), 'utf8')).toBe('now a file\n');
+    expect(snapshot(ov.tree('a').tree, ov)).toEqual(snapshot(ov.commitView(null), ov));
+  });
+
   it('refuses every path when one conflicts, writing nothing', async () => {
     const { ov, ws, cascade } = await setup();
     ov.createAgent('a', null);
@@ -126,6 +144,27 @@ describe('land into the parent agent (core)', () => {
     expect(ov.tree('c').layer.size).toBe(0);
     expect(snapshot(ov.replay('p'), ov)).toEqual(snapshot(ov.tree('p').tree, ov));
     expect(snapshot(ov.replay('c'), ov)).toEqual(snapshot(ov.tree('c').tree, ov));
+  });
+
+  it('the parent gets exactly the child\'s tree when it had not moved: swaps, renames, symlinks, modes', async () => {
+    const { ov, cascade } = await setup();
+    ov.createAgent('p', null);
+    ov.createAgent('c', 'p');
+    const t = ov.tree('c');
+    t.unlink('keep.txt');
+    t.mkdir('keep.txt', 0o750, 0, 0);
+    writeFile(t, 'keep.txt/inner.txt', 'inner\n');
+    t.rename('dir', 'moved', 0);
+    t.unlink('gone.txt');
+    writeFile(t, 'gone.txt', 'back, executable\n', 0o755);
+    t.symlink('app.txt', 'link', 0, 0);
+    ov.commit('c', 'swap');
+    const want = snapshot(ov.commitView(ov.agent('c').head), ov);
+    await land(ov, cascade, 'c', {});
+    expect(snapshot(ov.tree('p').tree, ov)).toEqual(want);
+    expect(snapshot(ov.commitView(ov.agent('p').head), ov)).toEqual(want);
+    expect(snapshot(ov.tree('c').tree, ov)).toEqual(want);
+    expect(snapshot(ov.replay('p'), ov)).toEqual(want);
   });
 
   it('refuses while the parent has uncommitted changes at a landed path', async () => {
