@@ -5,6 +5,10 @@ import * as config from './commands/config.js';
 import * as conflicts from './commands/conflicts.js';
 import * as daemon from './commands/daemon.js';
 import * as events from './commands/events.js';
+import * as exportCmd from './commands/export.js';
+import * as gc from './commands/gc.js';
+import * as have from './commands/have.js';
+import * as importCmd from './commands/import.js';
 import * as log from './commands/log.js';
 import * as ls from './commands/ls.js';
 import * as mount from './commands/mount.js';
@@ -24,6 +28,7 @@ const program = new Command('cowfs')
   .exitOverride();
 
 for (const verb of [daemon, mount, unmount, ls, status, commit, conflicts, resolve, rm, log, show, events, replay, config]) verb.register(program);
+for (const verb of [exportCmd, importCmd, have, gc]) verb.register(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -61,7 +61,8 @@ export class ApiServer {
       try {
         const handler = handlers[req.method];
         if (!handler) throw new ApiError('bad_request', `unknown method ${req.method}`);
-        res = { id: req.id, result: await handler(this.ctx, params) };
+        const progress = (info: unknown) => ws.send(JSON.stringify({ id: req.id, progress: info }));
+        res = { id: req.id, result: await handler(this.ctx, params, progress) };
       } catch (err) {
         const e = toApiError(err);
         if (e.code === 'internal') this.log.error({ method: req.method, err }, 'request failed');
