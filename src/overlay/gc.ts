@@ -108,6 +108,8 @@ export async function collectGarbage(ov: Overlay, opts: GcOptions, progress?: Pr
     }
 
     const all = [...ov.blobs.ids()];
+    // Each phase is announced before it starts, and writers get a turn between mark and sweep.
+    await pacer.phase({ phase: 'sweeping', done: 0, total: all.length });
     let freedBlobs = 0;
     let freedBytes = 0;
     for (let i = 0; i < all.length; i += SWEEP_CHUNK) {

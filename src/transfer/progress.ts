@@ -32,6 +32,14 @@ export class Pacer {
     }
   }
 
+  /** A new phase begins: always reported, then the loop gets a turn. */
+  async phase(p: ProgressInfo): Promise<void> {
+    this.lastReport = Date.now();
+    this.report?.(p);
+    await yieldToLoop();
+    this.lastYield = Date.now();
+  }
+
   final(p: ProgressInfo): void {
     this.report?.(p);
   }
