@@ -7,7 +7,7 @@ import type { DirtyRecord } from './agent-tree.js';
 import type { Entry } from './entry.js';
 import type { Overlay } from './overlay.js';
 import { conflictBlobs, entryBlobs, eventBlobs } from './references.js';
-import type { CommitRecord } from './registry.js';
+import type { AgentRecord, CommitRecord } from './registry.js';
 
 export interface GcOptions {
   dryRun: boolean;
@@ -58,91 +58,138 @@ export async function collectGarbage(ov: Overlay, opts: GcOptions, progress?: Pr
   const pacer = new Pacer(progress);
   const fresh = ov.blobs.watch();
   try {
-    const cutoff = Date.now() - opts.keepRemovedMs;
-    const lives = await scanLog(ov, pacer);
-    const dropped = lives.filter((l) => l.removedAt !== null && l.removedAt <= cutoff);
-    const droppedKey = new Set(dropped.map(lifeKey));
-    const current = (name: string) => {
-      const rec = ov.registry.record(name);
-      return rec && lives.find((l) => l.name === name && l.createdSeq === rec.createdSeq);
-    };
-    const isDropped = (name: string, seq: number) => droppedKey.has(lifeKey(lifeAt(lives, name, seq) ?? { name, createdSeq: 0 }));
-
-    const marked = new Set<BlobId>();
-    for (const l of lives) if (!droppedKey.has(lifeKey(l))) for (const id of l.blobs) marked.add(id);
-    // Working layers and conflicts of the agents kept.
-    const dropLayers: string[] = [];
-    for (const { key, value } of ov.store.dbs.layers.getRange()) {
-      const life = current(key[0]);
-      if (life && droppedKey.has(lifeKey(life))) dropLayers.push(key[0]);
-      else entryBlobs(value as Entry, marked);
-    }
-    for (const { value } of ov.store.dbs.agents.getRange()) for (const c of Object.values(value.conflicts ?? {})) conflictBlobs(c as never, marked);
-    // Commit layers, except those of dropped agents.
-    const dropCommits = new Set<number>();
-    for (const { value } of ov.store.dbs.commits.getRange()) {
-      const c = value as CommitRecord;
-      if (isDropped(c.agent, c.seq)) dropCommits.add(c.id);
-    }
-    for (const { key, value } of ov.store.dbs.commitEntries.getRange()) if (!dropCommits.has(key[0])) entryBlobs(value as Entry, marked);
-    // Files being written and files open.
-    for (const { value } of ov.store.dbs.dirty.getRange()) {
-      const base = (value as DirtyRecord).meta.baseHash;
-      if (base) marked.add(base);
-    }
-    ov.openBlobs(marked);
-
-    const droppedNames = [...new Set(dropped.map((l) => l.name))].filter((n) => {
-      const life = current(n);
-      return life !== undefined && droppedKey.has(lifeKey(life));
-    });
+    const lives = new Lives(await scanLog(ov, pacer), Date.now() - opts.keepRemovedMs, ov);
+    const { marked, drop } = await mark(ov, lives, pacer);
     if (!opts.dryRun) {
       // Agents first: a gc killed after this and before the sweep only leaves garbage for the next one.
       ov.atomically(() => {
-        for (const name of new Set(dropLayers)) {
+        for (const name of drop.layers) {
           for (const key of ov.store.dbs.layers.getKeys({ start: [name, ''], end: [name, '\uffff'] })) ov.store.dbs.layers.removeSync(key);
         }
-        ov.registry.forgetCommits([...dropCommits]);
-        for (const name of droppedNames) ov.registry.forget(name);
+        ov.registry.forgetCommits([...drop.commits]);
+        for (const name of drop.agents) ov.registry.forget(name);
       });
     }
-
-    const all = [...ov.blobs.ids()];
-    // Each phase is announced before it starts, and writers get a turn between mark and sweep.
-    await pacer.phase({ phase: 'sweeping', done: 0, total: all.length });
-    let freedBlobs = 0;
-    let freedBytes = 0;
-    for (let i = 0; i < all.length; i += SWEEP_CHUNK) {
-      const doomed = all.slice(i, i + SWEEP_CHUNK).filter((id) => !marked.has(id) && !fresh.has(id));
-      freedBlobs += doomed.length;
-      freedBytes += doomed.reduce((n, id) => n + blobSize(id), 0);
-      if (!opts.dryRun && doomed.length > 0) {
-        let files: string[] = [];
-        ov.store.txn(() => { files = ov.blobs.removeRecords(doomed); });
-        for (const f of files) fs.rmSync(f, { force: true });
-      }
-      await pacer.step({ phase: 'sweeping', done: Math.min(i + SWEEP_CHUNK, all.length), total: all.length, bytes: freedBytes });
-    }
-
-    let strayFiles = 0;
-    let strayBytes = 0;
-    for (const { file, size } of ov.blobs.orphanFiles()) {
-      strayFiles++;
-      strayBytes += size;
-      if (!opts.dryRun) fs.rmSync(file, { force: true });
-    }
-    // Staging directories of imports killed before they finished (gc and import never run at once).
-    for (const name of fs.readdirSync(ov.stateDir)) {
-      if (name.startsWith('import-') && !opts.dryRun) fs.rmSync(path.join(ov.stateDir, name), { recursive: true, force: true });
-    }
-    pacer.final({ phase: 'done', done: all.length, total: all.length, bytes: freedBytes });
+    const swept = await sweep(ov, (id) => !marked.has(id) && !fresh.has(id), opts.dryRun, pacer);
+    const strays = sweepStrays(ov, opts.dryRun);
     return {
-      dryRun: opts.dryRun, blobs: all.length, freedBlobs, freedBytes, strayFiles, strayBytes,
-      droppedAgents: droppedNames.sort(), keptNew: fresh.size, ms: Date.now() - started,
+      dryRun: opts.dryRun, ...swept, ...strays, droppedAgents: [...drop.agents].sort(), keptNew: fresh.size, ms: Date.now() - started,
     };
   } finally {
     ov.blobs.unwatch(fresh);
   }
+}
+
+/** Every agent life, which of them are dropped, and what the agent records say now. */
+class Lives {
+  private readonly byName = new Map<string, Life[]>();
+  private readonly droppedKeys: Set<string>;
+
+  constructor(readonly all: Life[], cutoff: number, private readonly ov: Overlay) {
+    for (const l of all) this.byName.set(l.name, [...(this.byName.get(l.name) ?? []), l]);
+    this.droppedKeys = new Set(all.filter((l) => l.removedAt !== null && l.removedAt <= cutoff).map(lifeKey));
+  }
+
+  dropped(l: Life): boolean {
+    return this.droppedKeys.has(lifeKey(l));
+  }
+
+  /** Is the agent record of `name` the record of a dropped life? */
+  currentDropped(name: string): boolean {
+    const rec = this.ov.registry.record(name);
+    const life = rec && this.byName.get(name)?.find((l) => l.createdSeq === rec.createdSeq);
+    return life !== undefined && this.dropped(life);
+  }
+
+  /** Was the life of `name` that event `seq` belongs to dropped? */
+  droppedAt(name: string, seq: number): boolean {
+    const life = this.byName.get(name)?.filter((l) => l.createdSeq <= seq).at(-1);
+    return life !== undefined && this.dropped(life);
+  }
+}
+
+/** The roots' blobs, and the records of dropped agents. */
+async function mark(ov: Overlay, lives: Lives, pacer: Pacer): Promise<{
+  marked: Set<BlobId>; drop: { layers: Set<string>; commits: Set<number>; agents: Set<string> };
+}> {
+  const marked = new Set<BlobId>();
+  const drop = { layers: new Set<string>(), commits: new Set<number>(), agents: new Set<string>() };
+  for (const l of lives.all) if (!lives.dropped(l)) for (const id of l.blobs) marked.add(id);
+  const droppedName = new Map<string, boolean>();
+  const isDropped = (name: string) => {
+    let d = droppedName.get(name);
+    if (d === undefined) droppedName.set(name, (d = lives.currentDropped(name)));
+    return d;
+  };
+  // Working layers and conflicts of the agents kept.
+  for (const { key, value } of ov.store.dbs.layers.getRange()) {
+    if (isDropped(key[0])) drop.layers.add(key[0]);
+    else entryBlobs(value as Entry, marked);
+  }
+  for (const { key, value } of ov.store.dbs.agents.getRange()) {
+    if (isDropped(key)) drop.agents.add(key);
+    else for (const c of Object.values((value as AgentRecord).conflicts ?? {})) conflictBlobs(c, marked);
+  }
+  // Commit layers, except those of dropped agents.
+  for (const { value } of ov.store.dbs.commits.getRange()) {
+    const c = value as CommitRecord;
+    if (lives.droppedAt(c.agent, c.seq)) drop.commits.add(c.id);
+  }
+  let n = 0;
+  for (const { key, value } of ov.store.dbs.commitEntries.getRange()) {
+    if (!drop.commits.has(key[0])) entryBlobs(value as Entry, marked);
+    if (++n % 5000 === 0) await pacer.step({ phase: 'marking commits', done: n });
+  }
+  // Files being written, and files open.
+  for (const { value } of ov.store.dbs.dirty.getRange()) {
+    const base = (value as DirtyRecord).meta.baseHash;
+    if (base) marked.add(base);
+  }
+  ov.openBlobs(marked);
+  return { marked, drop };
+}
+
+/**
+ * Deletes the blobs `doomed` picks, in chunks: each chunk is checked and
+ * its records deleted in one synchronous step, so no write slips between.
+ */
+async function sweep(ov: Overlay, doomed: (id: BlobId) => boolean, dryRun: boolean, pacer: Pacer): Promise<{
+  blobs: number; freedBlobs: number; freedBytes: number;
+}> {
+  const all = [...ov.blobs.ids()];
+  // Announced before it starts; writers get a turn between mark and sweep.
+  await pacer.phase({ phase: 'sweeping', done: 0, total: all.length });
+  let freedBlobs = 0;
+  let freedBytes = 0;
+  for (let i = 0; i < all.length; i += SWEEP_CHUNK) {
+    const ids = all.slice(i, i + SWEEP_CHUNK).filter(doomed);
+    freedBlobs += ids.length;
+    freedBytes += ids.reduce((n, id) => n + blobSize(id), 0);
+    if (!dryRun && ids.length > 0) {
+      let files: string[] = [];
+      ov.store.txn(() => { files = ov.blobs.removeRecords(ids); });
+      for (const f of files) fs.rmSync(f, { force: true });
+    }
+    await pacer.step({ phase: 'sweeping', done: Math.min(i + SWEEP_CHUNK, all.length), total: all.length, bytes: freedBytes });
+  }
+  pacer.final({ phase: 'swept', done: all.length, total: all.length, bytes: freedBytes });
+  return { blobs: all.length, freedBlobs, freedBytes };
+}
+
+/** Blob files without records and import staging directories: what a killed gc or import left. */
+function sweepStrays(ov: Overlay, dryRun: boolean): { strayFiles: number; strayBytes: number } {
+  let strayFiles = 0;
+  let strayBytes = 0;
+  for (const { file, size } of ov.blobs.orphanFiles()) {
+    strayFiles++;
+    strayBytes += size;
+    if (!dryRun) fs.rmSync(file, { force: true });
+  }
+  // gc and import never run at once (the daemon runs one at a time), so any staging directory is a leftover.
+  for (const name of fs.readdirSync(ov.stateDir)) {
+    if (name.startsWith('import-') && !dryRun) fs.rmSync(path.join(ov.stateDir, name), { recursive: true, force: true });
+  }
+  return { strayFiles, strayBytes };
 }
 
 /** One pass over the log: every agent life and the blobs its events name. */
@@ -166,11 +213,4 @@ async function scanLog(ov: Overlay, pacer: Pacer): Promise<Life[]> {
 
 function lifeKey(l: { name: string; createdSeq: number }): string {
   return `${l.createdSeq}:${l.name}`;
-}
-
-/** The life of `name` that event `seq` belongs to. */
-function lifeAt(lives: readonly Life[], name: string, seq: number): Life | undefined {
-  let found: Life | undefined;
-  for (const l of lives) if (l.name === name && l.createdSeq <= seq) found = l;
-  return found;
 }

@@ -204,15 +204,17 @@ export function blobSize(id: BlobId): number {
 }
 
 export function hashFile(file: string): string {
-  const h = createHash64();
   const fd = fs.openSync(file, 'r');
   try {
+    // A small file in one read and one call: a streaming hasher costs more to set up than to run.
+    if (fs.fstatSync(fd).size <= CHUNK) return hash64(fs.readFileSync(fd));
+    const h = createHash64();
     const buf = Buffer.allocUnsafe(CHUNK);
     for (let n; (n = fs.readSync(fd, buf, 0, CHUNK, null)) > 0;) h.update(buf.subarray(0, n));
+    return h.digest();
   } finally {
     fs.closeSync(fd);
   }
-  return h.digest();
 }
 
 function filesEqual(a: string, b: string): boolean {

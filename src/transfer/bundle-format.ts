@@ -26,6 +26,8 @@ export class BundleError extends Error {
 export class BundleWriter {
   private readonly sha: Hash = createHash('sha256');
   private readonly fd: number;
+  private readonly pending = Buffer.allocUnsafe(CHUNK);
+  private pendingLength = 0;
   bytes = 0;
 
   constructor(readonly file: string) {
@@ -70,12 +72,12 @@ export class BundleWriter {
 
   /** The end frame, then fsync: a bundle that exists whole is on the disk. */
   finish(): void {
+    this.flush();
     const digest = this.sha.digest();
     const header = Buffer.alloc(FRAME_HEADER);
     header[0] = FRAME_END;
     header.writeBigUInt64LE(BigInt(digest.length), 1);
-    fs.writeSync(this.fd, header);
-    fs.writeSync(this.fd, digest);
+    writeAll(this.fd, Buffer.concat([header, digest]));
     this.bytes += header.length + digest.length;
     fs.fsyncSync(this.fd);
     fs.closeSync(this.fd);
@@ -93,11 +95,26 @@ export class BundleWriter {
     this.write(header);
   }
 
+  /** Small writes are gathered into one buffer: a bundle of many small blobs costs few system calls. */
   private write(buf: Buffer): void {
     this.sha.update(buf);
-    for (let off = 0; off < buf.length;) off += fs.writeSync(this.fd, buf, off, buf.length - off);
     this.bytes += buf.length;
+    if (this.pendingLength + buf.length > CHUNK) this.flush();
+    if (buf.length >= CHUNK) writeAll(this.fd, buf);
+    else {
+      buf.copy(this.pending, this.pendingLength);
+      this.pendingLength += buf.length;
+    }
   }
+
+  private flush(): void {
+    writeAll(this.fd, this.pending.subarray(0, this.pendingLength));
+    this.pendingLength = 0;
+  }
+}
+
+function writeAll(fd: number, buf: Buffer): void {
+  for (let off = 0; off < buf.length;) off += fs.writeSync(fd, buf, off, buf.length - off);
 }
 
 function blobIdPrefix(idBytes: Buffer): Buffer {
@@ -119,6 +136,9 @@ export class BundleReader {
   readonly size: number;
   /** Bytes consumed so far. */
   pos = 0;
+  private readonly window = Buffer.allocUnsafe(CHUNK);
+  private windowStart = 0;
+  private windowLength = 0;
   private blobLeft = 0;
 
   constructor(readonly file: string) {
@@ -195,15 +215,32 @@ export class BundleReader {
     return buf;
   }
 
+  /** The next `n` bytes (a copy the caller may keep), read through a window of the file: few system calls. */
   private readRaw(n: number): Buffer {
-    const buf = Buffer.allocUnsafe(n);
+    if (n > this.size - this.pos) throw this.cut();
+    const at = this.pos - this.windowStart;
+    if (at < 0 || at + n > this.windowLength) {
+      if (n >= CHUNK) {
+        const buf = Buffer.allocUnsafe(n);
+        this.readAt(buf, n, this.pos);
+        this.pos += n;
+        return buf;
+      }
+      this.windowStart = this.pos;
+      this.windowLength = Math.min(CHUNK, this.size - this.pos);
+      this.readAt(this.window, this.windowLength, this.pos);
+      return this.readRaw(n);
+    }
+    this.pos += n;
+    return Buffer.from(this.window.subarray(at, at + n));
+  }
+
+  private readAt(buf: Buffer, n: number, position: number): void {
     for (let off = 0; off < n;) {
-      const got = fs.readSync(this.fd, buf, off, n - off, this.pos + off);
+      const got = fs.readSync(this.fd, buf, off, n - off, position + off);
       if (got === 0) throw this.cut();
       off += got;
     }
-    this.pos += n;
-    return buf;
   }
 
   private cut(): BundleError {
