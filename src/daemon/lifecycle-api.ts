@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { collectGarbage } from '../overlay/gc.js';
 import { exportAgent } from '../transfer/export.js';
 import { importBundle } from '../transfer/import.js';
@@ -38,6 +39,10 @@ export const lifecycleHandlers: Record<string, Handler> = {
     const havePath = optStr(p, 'have');
     ctx.overlay.agent(agent);
     checkOutside(ctx, out, '--out', true);
+    if (!fs.statSync(path.dirname(out), { throwIfNoEntry: false })?.isDirectory()) {
+      throw new ApiError('bad_request', `--out ${out}: the directory ${path.dirname(out)} does not exist`);
+    }
+    if (fs.statSync(out, { throwIfNoEntry: false })?.isDirectory()) throw new ApiError('bad_request', `--out ${out} is a directory`);
     let have = new Set<string>();
     if (havePath !== undefined) {
       checkOutside(ctx, absolute(havePath, '--have'), '--have', false);

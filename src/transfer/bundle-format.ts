@@ -148,8 +148,11 @@ export class BundleReader {
       throw new BundleError(`cannot read the bundle ${file}: ${(err as Error).message}`);
     }
     this.size = fs.fstatSync(this.fd).size;
-    const head = this.readExact(MAGIC.length + 4, 'the header');
-    if (!head.subarray(0, MAGIC.length).equals(MAGIC)) throw new BundleError(`${file} is not a cowfs bundle`);
+    const magic = this.readExact(Math.min(MAGIC.length, this.size), 'the header');
+    if (!magic.equals(MAGIC)) {
+      throw new BundleError(MAGIC.subarray(0, magic.length).equals(magic) ? this.cut().message : `${file} is not a cowfs bundle`);
+    }
+    const head = Buffer.concat([magic, this.readExact(4, 'the header')]);
     const version = head.readUInt32LE(MAGIC.length);
     if (version !== FORMAT_VERSION) {
       throw new BundleError(`${file} is a bundle of format ${version}; this cowfs reads format ${FORMAT_VERSION}`);

@@ -105,6 +105,12 @@ describe('export → import on another state directory → mount: the same tree'
       expect(r.stderr, name).toMatch(msg);
       expect(r.stderr, name).toMatch(/^cowfs: /);
     }
+    const missing = await b.cli(['import', path.join(bundles, 'nope.bundle')]);
+    expect(missing.stderr).toMatch(/cannot read the bundle .*nope\.bundle: ENOENT/);
+    const notBundle = await b.cli(['import', path.join(a.workspace, 'README.md')]);
+    expect(notBundle.stderr).toMatch(/is not a cowfs bundle/);
+    const badOut = await a.cli(['export', 'kid', '--out', path.join(bundles, 'no/such/dir.bundle')]);
+    expect(badOut.stderr).toMatch(/the directory .* does not exist/);
     const j = await b.cli(['import', path.join(bundles, 'cut.bundle'), '--json']);
     expect(JSON.parse(j.stdout).error.code).toBe('bad_request');
     expect(await b.json(['ls'])).toEqual(before);
