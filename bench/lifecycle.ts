@@ -11,11 +11,11 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { O_CREAT, O_TRUNC, O_WRONLY, type TreeOps } from '../src/overlay/contract.js';
 import { collectGarbage } from '../src/overlay/gc.js';
 import { Overlay } from '../src/overlay/overlay.js';
 import { exportAgent } from '../src/transfer/export.js';
 import { importBundle } from '../src/transfer/import.js';
+import { removeTempDirs, tempDir, writeFile } from '../test/helpers/core.js';
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(name);
@@ -23,22 +23,6 @@ const arg = (name: string, dflt: number) => {
 };
 const FILES = arg('--files', 1000);
 const BLOBS = arg('--blobs', 100_000);
-
-const temps: string[] = [];
-function tempDir(prefix: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `cowfs-bench-${prefix}-`));
-  temps.push(dir);
-  return dir;
-}
-
-function writeFile(tree: TreeOps, p: string, data: Buffer): void {
-  const fh = tree.create(p, 0o644, O_WRONLY | O_CREAT | O_TRUNC, 0, 0);
-  try {
-    tree.write(fh, data, data.length, 0);
-  } finally {
-    tree.release(fh);
-  }
-}
 
 /** A source-like file of about `size` bytes, different for every (file, version). */
 function content(f: number, version: number, size: number): Buffer {
@@ -56,7 +40,7 @@ const mbps = (bytes: number, t: number) => (bytes / 1e6 / (t / 1000)).toFixed(0)
 
 async function transfer(): Promise<string[]> {
   const make = () => {
-    const ws = tempDir('ws');
+    const ws = tempDir('cowfs-bench-ws-');
     for (let f = 0; f < FILES; f++) {
       fs.mkdirSync(path.join(ws, `src/m${f % 20}`), { recursive: true });
       fs.writeFileSync(path.join(ws, `src/m${f % 20}/f${f}.ts`), content(f, 0, sizeOf(f)));
@@ -70,7 +54,7 @@ async function transfer(): Promise<string[]> {
     a.createAgent('agent', null);
     const tree = a.tree('agent');
     let bytes = 0;
-    const plain = tempDir('plain');
+    const plain = tempDir('cowfs-bench-plain-');
     for (let f = 0; f < FILES; f++) {
       const data = content(f, 1, sizeOf(f));
       bytes += data.length;
@@ -79,7 +63,7 @@ async function transfer(): Promise<string[]> {
       fs.writeFileSync(path.join(plain, `m${f % 20}/f${f}.ts`), data);
     }
     a.commit('agent', 'change every file');
-    const out = path.join(tempDir('bundle'), 'agent.bundle');
+    const out = path.join(tempDir('cowfs-bench-bundle-'), 'agent.bundle');
     let t0 = performance.now();
     const ex = await exportAgent(a, 'agent', out, new Set());
     const tExport = ms(t0);
@@ -94,7 +78,7 @@ async function transfer(): Promise<string[]> {
     t0 = performance.now();
     execFileSync('tar', ['cf', tarFile, '-C', plain, '.']);
     const tTar = ms(t0);
-    const untar = tempDir('untar');
+    const untar = tempDir('cowfs-bench-untar-');
     t0 = performance.now();
     execFileSync('tar', ['xf', tarFile, '-C', untar]);
     const tUntar = ms(t0);
@@ -110,7 +94,7 @@ async function transfer(): Promise<string[]> {
 }
 
 async function gc(): Promise<string[]> {
-  const ov = await Overlay.open({ workspace: tempDir('gcws') });
+  const ov = await Overlay.open({ workspace: tempDir('cowfs-bench-gcws-') });
   const rows: string[] = [];
   try {
     const half = BLOBS / 2;
@@ -151,5 +135,5 @@ try {
   console.log('|---|--:|--:|--:|---|');
   for (const row of [...await transfer(), ...await gc()]) console.log(row);
 } finally {
-  for (const dir of temps) fs.rmSync(dir, { recursive: true, force: true });
+  removeTempDirs();
 }
