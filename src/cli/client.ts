@@ -14,9 +14,9 @@ export class Client {
 
   private constructor(private readonly ws: WebSocket) {
     ws.on('message', (data) => {
-      const msg = JSON.parse(String(data)) as Response | { event: CowEvent } | { id: number; progress: ProgressInfo };
+      const msg = JSON.parse(String(data)) as Response | { event: CowEvent } | { progressOf: number; progress: ProgressInfo };
       if ('event' in msg) this.onEvent?.(msg.event);
-      else if ('progress' in msg) this.onProgress.get(msg.id)?.(msg.progress);
+      else if ('progressOf' in msg) this.onProgress.get(msg.progressOf)?.(msg.progress);
       else this.waiting.get(msg.id)?.(msg);
     });
   }

@@ -61,7 +61,8 @@ export class ApiServer {
       try {
         const handler = handlers[req.method];
         if (!handler) throw new ApiError('bad_request', `unknown method ${req.method}`);
-        const progress = (info: unknown) => ws.send(JSON.stringify({ id: req.id, progress: info }));
+        // No `id` on a progress message: a client that does not know them takes none for the answer.
+        const progress = (info: unknown) => ws.send(JSON.stringify({ progressOf: req.id, progress: info }));
         res = { id: req.id, result: await handler(this.ctx, params, progress) };
       } catch (err) {
         const e = toApiError(err);

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Client } from '../../src/cli/client.js';
 import { TestDaemon, treeChecksum } from '../helpers/daemon.js';
 
 /** The project both machines start from (the receiver's workspace is a copy of the sender's). */
@@ -178,5 +179,14 @@ describe('gc through real mounts', () => {
     }
     const human = await d.cli(['gc', '--keep-removed', '0']);
     expect(human.stdout).toMatch(/^freed \d+ of \d+ blobs/);
+    // Progress reaches a client before the answer (the CLI shows it on a terminal).
+    const client = await Client.connect({ stateDir: d.stateDir, socket: path.join(d.stateDir, 'daemon.sock') });
+    try {
+      const phases: string[] = [];
+      await client.call('gc', { dryRun: true }, (p) => phases.push(p.phase));
+      expect(phases).toContain('sweeping');
+    } finally {
+      client.close();
+    }
   });
 });
