@@ -189,4 +189,29 @@ describe('gc through real mounts', () => {
       client.close();
     }
   });
+
+  it('killed with -9 in the middle of a gc, the daemon restarts with every live tree intact; the next gc finishes the job', async () => {
+    await d.json(['mount', 'old2', d.mnt('old2')]);
+    d.sh('for i in $(seq 1 3000); do echo "doomed $i" > o-$i.txt; done; head -c 2000000 /dev/urandom > big.bin', d.mnt('old2'));
+    await d.json(['commit', 'old2', '-m', 'old2']);
+    await d.json(['rm', 'old2']);
+    const before = treeChecksum(d.mnt('w'));
+    // Killed as the sweep starts: the removed agent's records are gone, its blobs not yet (or only some).
+    const client = await Client.connect({ stateDir: d.stateDir, socket: path.join(d.stateDir, 'daemon.sock') });
+    let killed: Promise<void> | undefined;
+    const answer = client.call('gc', { keepRemovedHours: 0 }, (p) => {
+      if (p.phase === 'sweeping') killed ??= d.kill9();
+    });
+    await expect(answer).rejects.toThrow(/closed the connection/);
+    await killed;
+    client.close();
+    await d.start();
+    expect(treeChecksum(d.mnt('w'))).toBe(before);
+    const again = await d.json(['gc', '--keep-removed', '0']);
+    expect(again.freedBlobs + again.strayFiles).toBeGreaterThan(0);
+    const after = await d.json(['gc', '--dry-run', '--keep-removed', '0']);
+    expect(after.freedBlobs).toBe(0);
+    expect(after.strayFiles).toBe(0);
+    expect(treeChecksum(d.mnt('w'))).toBe(before);
+  });
 });
