@@ -1,9 +1,9 @@
 /**
- * Moving an agent and giving disk back (issue 9, items 4 and 5), on the
- * core (no FUSE, no daemon: the daemon adds one request): export and
- * import of an agent with 1,000 changed files, beside `tar` of the same
- * bytes as a yardstick, and gc over 100,000 blobs (half of them only a
- * removed agent used).
+ * Moving an agent and giving disk back (issue 9, items 4 and 5): export
+ * and import of an agent with 1,000 changed files on the core, beside `tar`
+ * of the same bytes as a yardstick, then the same through two daemons and
+ * the CLI, and gc over 100,000 blobs (half of them only a removed agent
+ * used).
  *
  *   npx tsc -p tsconfig.json && node dist/bench/lifecycle.js [--files N] [--blobs N]
  */
@@ -16,6 +16,9 @@ import { Overlay } from '../src/overlay/overlay.js';
 import { exportAgent } from '../src/transfer/export.js';
 import { importBundle } from '../src/transfer/import.js';
 import { removeTempDirs, tempDir, writeFile } from '../test/helpers/core.js';
+import { cleanupAll, installHandlers, setMountRoot } from './lib/cleanup.js';
+import { CLI, CowfsDaemon } from './lib/cowfs.js';
+import { q, sh, timed } from './lib/sh.js';
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(name);
@@ -93,6 +96,47 @@ async function transfer(): Promise<string[]> {
   return rows;
 }
 
+/**
+ * The same move as a user makes it: two daemons over two copies of the
+ * workspace, 1,000 files changed through the sender's mount, then `cowfs
+ * export` and `cowfs import` timed in bash (starting node included).
+ */
+async function throughDaemons(): Promise<string[]> {
+  const run = tempDir('cowfs-bench-daemons-');
+  setMountRoot(run);
+  const daemons = ['a', 'b'].map((m) => {
+    const ws = path.join(run, `ws-${m}`);
+    for (let f = 0; f < FILES; f++) {
+      fs.mkdirSync(path.join(ws, `src/m${f % 20}`), { recursive: true });
+      fs.writeFileSync(path.join(ws, `src/m${f % 20}/f${f}.ts`), content(f, 0, sizeOf(f)));
+    }
+    return new CowfsDaemon(ws, path.join(run, `state-${m}`), path.join(run, `daemon-${m}.log`));
+  });
+  const [a, b] = daemons as [CowfsDaemon, CowfsDaemon];
+  try {
+    await a.start();
+    await b.start();
+    const mnt = path.join(run, 'mnt');
+    await a.mount('agent', mnt);
+    // Every file rewritten through the mount by sed, as an agent's tool would.
+    await sh("find src -name '*.ts' -print0 | xargs -0 sed -i 's/ v0$/ v1/'", { cwd: mnt });
+    const cli = (d: CowfsDaemon, args: string) => `${q(process.execPath)} ${q(CLI)} --state-dir ${q(d.stateDir)} ${args} --json`;
+    const bundle = path.join(run, 'agent.bundle');
+    const ex = await timed(cli(a, `export agent --out ${q(bundle)}`), { keepStdout: true });
+    const im = await timed(cli(b, `import ${q(bundle)}`), { keepStdout: true });
+    const status = await timed(cli(b, 'status'), { keepStdout: true });
+    const bytes = fs.statSync(bundle).size;
+    const exported = JSON.parse(ex.stdout) as { included: number };
+    return [
+      `| \`cowfs export\` through the daemon, ${FILES} files changed by sed in the mount (${exported.included} blobs) | ${(bytes / 1e6).toFixed(1)} MB | ${(ex.seconds * 1000).toFixed(0)} ms | ${mbps(bytes, ex.seconds * 1000)} MB/s | node start and connection included: \`cowfs status\` takes ${(status.seconds * 1000).toFixed(0)} ms |`,
+      `| \`cowfs import\` into a second daemon | ${(bytes / 1e6).toFixed(1)} MB | ${(im.seconds * 1000).toFixed(0)} ms | ${mbps(bytes, im.seconds * 1000)} MB/s | |`,
+    ];
+  } finally {
+    await a.stop();
+    await b.stop();
+  }
+}
+
 async function gc(): Promise<string[]> {
   const ov = await Overlay.open({ workspace: tempDir('cowfs-bench-gcws-') });
   const rows: string[] = [];
@@ -129,11 +173,13 @@ async function gc(): Promise<string[]> {
   return rows;
 }
 
+installHandlers();
 try {
   console.log(`cowfs lifecycle benchmark — ${new Date().toISOString()}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   console.log('| workload | size | time | rate | beside |');
   console.log('|---|--:|--:|--:|---|');
-  for (const row of [...await transfer(), ...await gc()]) console.log(row);
+  for (const row of [...await transfer(), ...await throughDaemons(), ...await gc()]) console.log(row);
 } finally {
+  await cleanupAll();
   removeTempDirs();
 }
