@@ -9,7 +9,7 @@ import type { Overlay } from '../overlay/overlay.js';
 import { ApiError } from './errors.js';
 import { BundleError } from '../transfer/bundle-format.js';
 import type { MountManager } from './mounts.js';
-import { lifecycleHandlers } from './lifecycle-api.js';
+import { bundleAndGcHandlers } from './bundle-gc-api.js';
 import { checkOutside, optStr, str, type Params } from './params.js';
 import type { AgentInfo, StatusInfo } from './protocol.js';
 import type { ProgressFn } from '../transfer/progress.js';
@@ -167,7 +167,7 @@ export const handlers: Record<string, Handler> = {
     return events;
   },
 
-  ...lifecycleHandlers,
+  ...bundleAndGcHandlers,
 };
 
 /** Turns whatever a handler threw into an API error with a user-facing message. */

@@ -27,7 +27,7 @@ function absolute(p: string, what: string): string {
 }
 
 /** Moving agents between machines, and giving disk space back (issue 9, items 4 and 5). */
-export const lifecycleHandlers: Record<string, Handler> = {
+export const bundleAndGcHandlers: Record<string, Handler> = {
   have(ctx) {
     const ids = [...ctx.overlay.blobs.ids()];
     return { stateDir: ctx.overlay.stateDir, count: ids.length, ids };
