@@ -5,7 +5,7 @@
  * the CLI, and gc over 100,000 blobs (half of them only a removed agent
  * used).
  *
- *   npx tsc -p tsconfig.json && node dist/bench/lifecycle.js [--files N] [--blobs N]
+ *   npx tsc -p tsconfig.json && node dist/bench/move-gc.js [--files N] [--blobs N]
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -176,7 +176,7 @@ async function gc(): Promise<string[]> {
 
 installHandlers();
 try {
-  console.log(`cowfs lifecycle benchmark — ${new Date().toISOString()}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  console.log(`cowfs move-and-gc benchmark — ${new Date().toISOString()}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   console.log('| workload | size | time | rate | beside |');
   console.log('|---|--:|--:|--:|---|');
   for (const row of [...await transfer(), ...await throughDaemons(), ...await gc()]) console.log(row);
