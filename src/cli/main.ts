@@ -6,6 +6,10 @@ import * as conflicts from './commands/conflicts.js';
 import * as daemon from './commands/daemon.js';
 import * as diff from './commands/diff.js';
 import * as events from './commands/events.js';
+import * as exportCmd from './commands/export.js';
+import * as gc from './commands/gc.js';
+import * as have from './commands/have.js';
+import * as importCmd from './commands/import.js';
 import * as log from './commands/log.js';
 import * as land from './commands/land.js';
 import * as ls from './commands/ls.js';
@@ -27,6 +31,7 @@ const program = new Command('cowfs')
   .exitOverride();
 
 for (const verb of [daemon, mount, unmount, ls, status, commit, conflicts, resolve, rm, log, show, events, replay, config, diff, land, undo]) verb.register(program);
+for (const verb of [exportCmd, importCmd, have, gc]) verb.register(program);
 
 try {
   await program.parseAsync(process.argv);

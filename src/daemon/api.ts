@@ -9,8 +9,12 @@ import { eventDiff } from './event-diff.js';
 import { OverlayError } from '../overlay/registry.js';
 import type { Overlay } from '../overlay/overlay.js';
 import { ApiError } from './errors.js';
+import { BundleError } from '../transfer/bundle-format.js';
 import type { MountManager } from './mounts.js';
-import type { AgentInfo, Progress, StatusInfo } from './protocol.js';
+import { bundleAndGcHandlers } from './bundle-gc-api.js';
+import { checkOutside, optStr, str, type Params } from './params.js';
+import type { AgentInfo, StatusInfo } from './protocol.js';
+import type { ProgressFn } from '../transfer/progress.js';
 
 export interface ApiContext {
   overlay: Overlay;
@@ -20,21 +24,8 @@ export interface ApiContext {
   startedAt: number;
 }
 
-type Params = Record<string, unknown>;
-type Handler = (ctx: ApiContext, p: Params, progress: (p: Progress) => void) => Promise<unknown> | unknown;
-
-function str(p: Params, key: string): string {
-  const v = p[key];
-  if (typeof v !== 'string' || v === '') throw new ApiError('bad_request', `missing parameter: ${key}`);
-  return v;
-}
-
-function optStr(p: Params, key: string): string | undefined {
-  const v = p[key];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'string') throw new ApiError('bad_request', `parameter ${key} must be a string`);
-  return v;
-}
+/** `progress` streams reports of a long operation to the caller. */
+export type Handler = (ctx: ApiContext, p: Params, progress?: ProgressFn) => Promise<unknown> | unknown;
 
 export function agentInfo(ctx: ApiContext, name: string): AgentInfo {
   const a = ctx.overlay.agent(name);
@@ -155,13 +146,7 @@ export const handlers: Record<string, Handler> = {
     const out = str(p, 'out');
     const to = typeof p.to === 'number' ? p.to : Infinity;
     ctx.overlay.agent(agent);
-    // The daemon writes `out` itself: never into a mount it serves (a deadlock) or the workspace.
-    for (const a of ctx.overlay.agents()) {
-      const mp = ctx.mounts.mountpointOf(a.name);
-      if (mp && (out === mp || out.startsWith(`${mp}/`))) throw new ApiError('bad_request', `--out ${out} is inside the mount of ${a.name}`);
-    }
-    const ws = ctx.overlay.workspace.root;
-    if (out === ws || out.startsWith(`${ws}/`)) throw new ApiError('bad_request', `--out ${out} is inside the workspace`);
+    checkOutside(ctx, out, '--out', true);
     if (fs.existsSync(out) && fs.readdirSync(out).length > 0) throw new ApiError('bad_request', `--out ${out} is not empty`);
     const files = writeTree(ctx.overlay.replay(agent, to), ctx.overlay.blobs, out);
     return { agent, to: Number.isFinite(to) ? to : ctx.overlay.log.head, out, entries: files };
@@ -175,7 +160,7 @@ export const handlers: Record<string, Handler> = {
   async land(ctx, p, progress) {
     const opts = {
       into: optStr(p, 'into'), workspace: p.workspace === true, dryRun: p.dryRun === true,
-      onProgress: (done: number, total: number) => progress({ done, total, unit: 'files' }),
+      onProgress: (done: number, total: number) => progress?.({ phase: 'writing files', done, total }),
     };
     try {
       return await land(ctx.overlay, ctx.cascade, str(p, 'agent'), opts);
@@ -205,11 +190,14 @@ export const handlers: Record<string, Handler> = {
     }
     return events;
   },
+
+  ...bundleAndGcHandlers,
 };
 
 /** Turns whatever a handler threw into an API error with a user-facing message. */
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
+  if (err instanceof BundleError) return new ApiError('bad_request', err.message);
   if (err instanceof OverlayError) return new ApiError(/^no agent/.test(err.message) ? 'not_found' : 'bad_request', err.message);
   if (err instanceof Error && /invalid agent name/.test(err.message)) return new ApiError('bad_request', err.message);
   return new ApiError('internal', err instanceof Error ? err.message : String(err));

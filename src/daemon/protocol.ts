@@ -1,10 +1,10 @@
 /**
  * The daemon's API over WebSocket (a unix socket in the state directory,
  * mode 0600): JSON requests `{id, method, params}` answered by
- * `{id, result}` or `{id, error: {message, code}}` (a long request may send
- * `{id, progress}` before its answer); after `events.follow`
- * the daemon also pushes `{event}` messages. The CLI and any other client
- * speak only this.
+ * `{id, result}` or `{id, error: {message, code}}`; after `events.follow`
+ * the daemon also pushes `{event}` messages. A long operation (export,
+ * import, gc) may send `{progressOf: id, progress}` messages before its
+ * answer. The CLI and any other client speak only this.
  */
 export interface Request {
   id: number;
@@ -15,14 +15,6 @@ export interface Request {
 export type Response =
   | { id: number; result: unknown }
   | { id: number; error: { message: string; code: ErrorCode } };
-
-/** Sent before the response of a long request (a landing): `{id, progress}`. */
-export interface Progress {
-  done: number;
-  total: number;
-  /** What is being counted, e.g. "files". */
-  unit: string;
-}
 
 export type ErrorCode = 'bad_request' | 'not_found' | 'conflict' | 'busy' | 'internal';
 

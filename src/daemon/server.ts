@@ -6,7 +6,7 @@ import type { CowEvent } from '../events/types.js';
 import { handlers, toApiError, type ApiContext } from './api.js';
 import { ApiError } from './errors.js';
 import { withPayload } from './event-payload.js';
-import type { Progress, Request, Response } from './protocol.js';
+import type { Request, Response } from './protocol.js';
 
 /** A subscriber further behind than this is cut off: a slow reader never holds up the filesystem. */
 const MAX_BUFFERED = 16 * 1024 * 1024;
@@ -61,7 +61,8 @@ export class ApiServer {
       try {
         const handler = handlers[req.method];
         if (!handler) throw new ApiError('bad_request', `unknown method ${req.method}`);
-        const progress = (p: Progress) => ws.send(JSON.stringify({ id: req.id, progress: p }));
+        // No `id` on a progress message: a client that does not know them takes none for the answer.
+        const progress = (info: unknown) => ws.send(JSON.stringify({ progressOf: req.id, progress: info }));
         res = { id: req.id, result: await handler(this.ctx, params, progress) };
       } catch (err) {
         const e = toApiError(err);

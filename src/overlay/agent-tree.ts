@@ -241,6 +241,15 @@ export class AgentTree implements TreeOps {
     }
   }
 
+  /** Blobs that files open in this tree read from or were derived from (gc keeps them). */
+  openBlobs(out: Set<string>): void {
+    for (const { file } of this.handles.values()) {
+      const src = file.source;
+      if ('blob' in src) out.add(src.blob);
+      if (file.meta.baseHash) out.add(file.meta.baseHash);
+    }
+  }
+
   /** Files still open in this tree. */
   get openCount(): number {
     return this.handles.size;

@@ -291,6 +291,11 @@ export class Overlay {
     return { changed, bytes };
   }
 
+  /** Blobs that files open in any agent's tree use (a gc root). */
+  openBlobs(out: Set<string>): void {
+    for (const tree of this.trees.values()) tree.openBlobs(out);
+  }
+
   /** The agent's tree as it was at event `to`, rebuilt from the log alone. */
   replay(name: string, to = Infinity): TreeView {
     return replayView(this.log, this.workspace, name, to);
@@ -303,7 +308,8 @@ export class Overlay {
 
   // ---- internals -------------------------------------------------------------
 
-  private atomically(fn: () => void): void {
+  /** Runs `fn` as one store transaction; subscribers hear of its events only once it committed. */
+  atomically(fn: () => void): void {
     try {
       this.store.txn(fn);
     } catch (err) {
@@ -324,7 +330,7 @@ export class Overlay {
     };
   }
 
-  private allocIno(): number {
+  allocIno(): number {
     if (this.nextIno >= this.inoLimit) {
       this.inoLimit = this.nextIno + INO_BLOCK;
       this.store.dbs.meta.putSync('inoLimit', this.inoLimit);

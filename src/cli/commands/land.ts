@@ -3,6 +3,7 @@ import type { LandResult } from '../../land/land.js';
 import { agentArg, withDaemon } from '../context.js';
 import { describeCascade } from '../format-cascade.js';
 import { emit } from '../output.js';
+import { progressLine } from '../progress.js';
 
 function describe(r: LandResult): string {
   const where = r.into ?? 'the workspace';
@@ -32,10 +33,9 @@ export function register(program: Command): void {
     .action((agent: string | undefined, o: { into?: string; intoWorkspace?: boolean; dryRun?: boolean }, cmd: Command) =>
       withDaemon(cmd, async (client, t, opts) => {
         const name = agentArg(agent, t);
-        const tty = !opts.json && process.stderr.isTTY;
+        const line = progressLine(opts);
         const r = await client.call<LandResult>('land', { agent: name, into: o.into, workspace: o.intoWorkspace === true, dryRun: o.dryRun === true },
-          tty ? (p) => process.stderr.write(`\rlanding ${name}: ${p.done}/${p.total} ${p.unit} written`) : undefined);
-        if (tty) process.stderr.write('\r\x1b[K');
+          line.report).finally(line.done);
         emit(opts, r, () => describe(r));
       }));
 }
