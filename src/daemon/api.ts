@@ -182,7 +182,9 @@ export const handlers: Record<string, Handler> = {
       // The agent's own events, and its ancestors' commits and rebases: what reached it from above.
       const reached = new Set(['AGENT_COMMIT_CREATED', 'AGENT_REBASED', 'WORKTREE_CONFLICT_DETECTED', 'WORKTREE_CONFLICT_RESOLVED']);
       for (let a: string | null = agent, own = true; a !== null; a = ctx.overlay.agent(a).parent, own = false) {
-        for (const ev of ctx.overlay.log.byAgent(a, Infinity, since)) if (own || reached.has(ev.type)) events.push(ev);
+        // From the agent's current life on: a name reused after a removal does not show the old one's events.
+        const from = Math.max(since, ctx.overlay.agent(a).createdSeq);
+        for (const ev of ctx.overlay.log.byAgent(a, Infinity, from)) if (own || reached.has(ev.type)) events.push(ev);
       }
       events.sort((x, y) => x.seq - y.seq);
     } else {

@@ -63,9 +63,7 @@ export async function collectGarbage(ov: Overlay, opts: GcOptions, progress?: Pr
     if (!opts.dryRun) {
       // Agents first: a gc killed after this and before the sweep only leaves garbage for the next one.
       ov.atomically(() => {
-        for (const name of drop.layers) {
-          for (const key of ov.store.dbs.layers.getKeys({ start: [name, ''], end: [name, '\uffff'] })) ov.store.dbs.layers.removeSync(key);
-        }
+        for (const name of drop.layers) ov.dropWorkingLayer(name);
         ov.registry.forgetCommits([...drop.commits]);
         for (const name of drop.agents) ov.registry.forget(name);
       });

@@ -77,6 +77,8 @@ export class Overlay {
     const head = this.registry.allocCommitId();
     let agent!: AgentRecord;
     this.atomically(() => {
+      // A name used before starts a new life: the removed agent's working layer must not show through.
+      if (this.registry.record(name)) this.dropWorkingLayer(name);
       const ev = this.log.append(name, { type: 'AGENT_CREATED', parent, base, head });
       this.registry.saveCommit({ id: head, agent: name, base, prev: null, message: '', seq: ev.seq, time: ev.time }, new Layer());
       agent = {
@@ -85,6 +87,11 @@ export class Overlay {
       this.registry.saveAgent(agent);
     });
     return agent;
+  }
+
+  /** Deletes the stored working layer of a name (inside the caller's transaction). */
+  dropWorkingLayer(name: string): void {
+    for (const key of this.store.dbs.layers.getKeys({ start: [name, ''], end: [name, '\uffff'] })) this.store.dbs.layers.removeSync(key);
   }
 
   agent(name: string): AgentRecord {
