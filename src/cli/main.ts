@@ -24,7 +24,8 @@ import * as unmount from './commands/unmount.js';
 
 const program = new Command('cowfs')
   .description('copy-on-write views of one project for many AI coding agents')
-  .option('--workspace <dir>', 'the workspace (default: found from the current directory upward)')
+  // [dir], not <dir>: `cowfs land AGENT --workspace` names the landing's target without one.
+  .option('--workspace [dir]', 'the workspace (default: found from the current directory upward)')
   .option('--state-dir <dir>', 'the state directory (default: WORKSPACE/.cowfs)')
   .option('--json', 'print results as JSON')
   .showHelpAfterError()

@@ -88,13 +88,14 @@ describe('an agent\'s life through real mounts: diff, land, undo', () => {
     await d.json(['commit', 'lander', '-m', 'feature']);
     sh('lander', 'echo uncommitted > scratch.txt');
     const dry = await d.json(['land', 'lander', '--dry-run']);
+    expect((await d.cli(['status', '--workspace'])).stderr).toMatch(/--workspace needs a directory/);
     expect(dry.changed.map((c: any) => c.path).sort()).toEqual(['feature', 'feature/new.txt', 'src/app.txt', 'src/same-a.txt']);
     expect(fs.existsSync(path.join(d.workspace, 'feature'))).toBe(false);
     // Someone edits another line of the same file, and another file, in the workspace meanwhile.
     const app = path.join(d.workspace, 'src/app.txt');
     fs.writeFileSync(app, fs.readFileSync(app, 'utf8').replace('line 30\n', 'human 30\n'));
     fs.appendFileSync(path.join(d.workspace, 'docs/readme.md'), 'human notes\n');
-    const r = await d.json(['land', 'lander']);
+    const r = await d.json(['land', 'lander', '--workspace']);
     expect(r.uncommitted).toBe(1);
     const text = fs.readFileSync(app, 'utf8');
     expect(text).toContain('line three\n');

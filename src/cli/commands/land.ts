@@ -26,16 +26,21 @@ export function register(program: Command): void {
     .description('apply an agent\'s committed changes to its parent agent (a commit there, which cascades) or to the workspace on disk')
     .argument('[agent]', 'default: the agent of the mount you are in')
     .option('--into <parent>', 'the parent agent (the default for an agent with a parent)')
-    // `--workspace DIR` is the global option that names the workspace, hence this name.
-    .option('--into-workspace', 'the workspace on disk (the default for a root agent)')
+    // `--workspace` alone is read from the global `--workspace [dir]`; `--into-workspace` says the same.
+    .option('--into-workspace', 'the workspace on disk (the default for a root agent); also: --workspace')
     .option('--dry-run', 'show what would be written, write nothing')
     .addHelpText('after', '\nEach path is merged three ways with what the target holds now; any conflict refuses the\nwhole landing before anything is written. Into the workspace, a crash finishes or rolls back.\n')
-    .action((agent: string | undefined, o: { into?: string; intoWorkspace?: boolean; dryRun?: boolean }, cmd: Command) =>
-      withDaemon(cmd, async (client, t, opts) => {
+    .action((agent: string | undefined, o: { into?: string; intoWorkspace?: boolean; dryRun?: boolean }, cmd: Command) => {
+      if (cmd.optsWithGlobals().workspace === true) {
+        o.intoWorkspace = true;
+        cmd.parent?.setOptionValue('workspace', undefined);
+      }
+      return withDaemon(cmd, async (client, t, opts) => {
         const name = agentArg(agent, t);
         const line = progressLine(opts);
         const r = await client.call<LandResult>('land', { agent: name, into: o.into, workspace: o.intoWorkspace === true, dryRun: o.dryRun === true },
           line.report).finally(line.done);
         emit(opts, r, () => describe(r));
-      }));
+      });
+    });
 }
