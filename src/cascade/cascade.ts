@@ -1,6 +1,6 @@
 import type { ConflictRecord } from '../events/types.js';
 import { OverlayError, type AgentRecord } from '../overlay/registry.js';
-import type { Overlay } from '../overlay/overlay.js';
+import type { Overlay, Resolution } from '../overlay/overlay.js';
 import { TreeView } from '../overlay/view.js';
 import { planRebase, type RebaseContext } from './rebase.js';
 
@@ -38,9 +38,13 @@ export class Cascade {
     const a = this.overlay.agent(agent);
     const c = a.conflicts?.[path];
     if (!c) throw new OverlayError(`${agent} has no conflict at ${path} (see \`cowfs conflicts ${agent}\`)`);
-    const chosen = how === 'file' ? content! : how === 'ours' ? c.ours : c.theirs;
-    const bytes = chosen === null ? null : typeof chosen === 'string' ? this.overlay.blobs.get(chosen) : chosen;
-    this.overlay.resolveConflict(agent, path, bytes, how);
+    let chosen: Resolution;
+    if (how === 'file') chosen = { content: content! };
+    else {
+      const [target, blob, mode] = [c.targets?.[how] ?? null, c[how], c.modes?.[how] ?? undefined];
+      chosen = target !== null ? { target } : blob !== null ? { content: this.overlay.blobs.get(blob), mode } : null;
+    }
+    this.overlay.resolveConflict(agent, path, chosen, how);
     return this.resumeIfClear(agent);
   }
 

@@ -64,23 +64,29 @@ export function planRebase(layer: Layer, ctx: RebaseContext): RebasePlan {
 }
 
 export function mergePath(p: string, ours: Entry, base: Resolved | undefined, theirs: Resolved | undefined, ctx: RebaseContext, plan: RebasePlan): void {
-  const kinds = [ours.kind === 'whiteout' ? undefined : ours.kind, base && kindOf(base), theirs && kindOf(theirs)];
+  const mine: Resolved | undefined = ours.kind === 'whiteout' ? undefined : { src: 'layer', path: p, entry: ours };
+  const sides = [base, mine, theirs];
   const conflict = (kind: ConflictRecord['kind'], keep: LayerChange | undefined, hunks: ConflictRecord['hunks'] = []) => {
-    plan.conflicts.push({
+    const record: ConflictRecord = {
       path: p, kind, hunks, from: ctx.from, to: ctx.to,
-      base: blobOf(base, ctx), ours: ours.kind === 'file' ? ours.hash : null, theirs: blobOf(theirs, ctx),
-    });
+      base: blobOf(base, ctx), ours: blobOf(mine, ctx), theirs: blobOf(theirs, ctx),
+    };
+    const of = <T>(f: (r: Resolved | undefined) => T) => ({ base: f(base), ours: f(mine), theirs: f(theirs) });
+    if (sides.some((r) => r && kindOf(r) === 'file')) record.modes = of(fileMode);
+    if (sides.some((r) => r && kindOf(r) === 'symlink')) record.targets = of((r) => (r && kindOf(r) === 'symlink' ? targetOf(r) : null));
+    plan.conflicts.push(record);
     if (keep) plan.changes.push(keep);
   };
-  if (kinds.includes('dir')) return conflict('type', undefined);
-  if (kinds.includes('symlink')) {
-    // Targets are compared whole: same change on both sides, or one side unchanged, merges; else ours stays.
-    const t = (r: Resolved | undefined) => (r ? targetOf(r) : null);
-    const o = ours.kind === 'symlink' ? ours.target : null;
-    if (o === t(theirs)) return;
-    if (o === t(base)) return void plan.changes.push([p, theirs ? undefined : { kind: 'whiteout' }]);
-    if (t(theirs) === t(base)) return;
-    return conflict('content', undefined);
+  if (sides.some((r) => r && kindOf(r) === 'dir')) return conflict('type', undefined);
+  if (sides.some((r) => r && kindOf(r) === 'symlink')) {
+    // A symlink is compared whole (its target), as is a file beside it: the
+    // same on both sides, or one side unchanged, merges; else ours stays.
+    const id = (r: Resolved | undefined) =>
+      !r ? '-' : kindOf(r) === 'symlink' ? `link:${targetOf(r)}` : `blob:${blobOf(r, ctx)}:${modeOf(r)}`;
+    const [b, o, t] = sides.map(id);
+    if (o === t || t === b) return;
+    if (o === b) return void plan.changes.push([p, theirs ? undefined : { kind: 'whiteout' }]);
+    return conflict(!mine || !theirs ? 'delete-modify' : kindOf(mine) === kindOf(theirs) ? 'symlink' : 'type', undefined);
   }
   const m = mergeFiles(
     base ? contentOf(base, ctx.blobs) : null,
@@ -95,13 +101,13 @@ export function mergePath(p: string, ours: Entry, base: Resolved | undefined, th
     plan.merged.push(p);
     return;
   }
-  const mode = mergeMode(ours, base, theirs);
+  const mode = mergeMode(fileMode(base), fileMode(mine), fileMode(theirs));
   const hash = ctx.blobs.put(m.content);
   const theirsFile = theirs && kindOf(theirs) === 'file' ? theirs : undefined;
   // A merge that equals the parent's new file is no longer a change of the agent's: let it show through.
-  const showThrough = m.clean && theirsFile && blobOf(theirsFile, ctx) === hash && modeOf(theirsFile) === mode;
+  const showThrough = m.clean && theirsFile && blobOf(theirsFile, ctx) === hash && modeOf(theirsFile) === mode.mode;
   const entry: FileEntry | undefined = showThrough ? undefined : {
-    kind: 'file', hash, size: m.content.length, mode, mtimeMs: Date.now(),
+    kind: 'file', hash, size: m.content.length, mode: mode.mode, mtimeMs: Date.now(),
     ino: ours.kind === 'file' ? ours.ino : theirsFile ? attrIno(theirsFile) : 0,
     uid: ours.kind === 'file' ? ours.uid : 0, gid: ours.kind === 'file' ? ours.gid : 0,
     baseHash: blobOf(theirs, ctx),
@@ -111,17 +117,26 @@ export function mergePath(p: string, ours: Entry, base: Resolved | undefined, th
     const hunks = m.hunks.map((h) => ({ line: h.line, ours: h.ours.text, base: h.base.text, theirs: h.theirs.text }));
     return conflict(kind, [p, entry], hunks);
   }
+  if (mode.clash) return conflict('mode', [p, entry]);
   plan.changes.push([p, entry]);
   plan.merged.push(p);
 }
 
-/** git's rule for the executable bit: a side that changed it wins. */
-function mergeMode(ours: Entry, base: Resolved | undefined, theirs: Resolved | undefined): number {
-  const o = ours.kind === 'file' ? ours.mode : undefined;
-  const b = base ? modeOf(base) : undefined;
-  const t = theirs ? modeOf(theirs) : undefined;
-  if (o === undefined) return t ?? 0o644;
-  return o === b && t !== undefined ? t : o;
+/** A file's permission bits (null: absent or not a file). */
+function fileMode(r: Resolved | undefined): number | null {
+  return r && kindOf(r) === 'file' ? modeOf(r) : null;
+}
+
+/**
+ * The permission bits, as git treats the executable bit: a side that
+ * changed them wins; both changed differently (or added with different
+ * modes) is a clash, and ours stays until resolved.
+ */
+function mergeMode(b: number | null, o: number | null, t: number | null): { mode: number; clash: boolean } {
+  if (o === null) return { mode: t ?? 0o644, clash: false };
+  if (t === null || o === t || t === b) return { mode: o, clash: false };
+  if (o === b) return { mode: t, clash: false };
+  return { mode: o, clash: true };
 }
 
 function attrIno(r: Resolved): number {

@@ -24,6 +24,14 @@ function describe(c: Listed, color: boolean): string {
   const out = [`${c.path}: ${c.kind} conflict (${origin})`];
   if (c.kind === 'binary') out.push('  binary: ours was kept; `cowfs resolve --theirs` takes the parent\'s');
   if (c.kind === 'delete-modify') out.push(`  ${c.ours === null ? 'deleted here, modified by the parent' : 'modified here, deleted by the parent'}`);
+  if (c.kind === 'mode' && c.modes) {
+    const m = (v: number | null) => (v === null ? '-' : v.toString(8));
+    out.push(`  the content merged; permissions changed on both sides: base ${m(c.modes.base)}, ours ${m(c.modes.ours)} (kept), theirs ${m(c.modes.theirs)}`);
+  }
+  if (c.targets) {
+    const t = (v: string | null, blob: string | null) => (v !== null ? `symlink -> ${v}` : blob !== null ? 'a file' : 'absent');
+    out.push(`  base: ${t(c.targets.base, c.base)}; ours (kept): ${t(c.targets.ours, c.ours)}; theirs: ${t(c.targets.theirs, c.theirs)}`);
+  }
   for (const h of c.hunks) {
     out.push(`  @@ line ${h.line}`);
     for (const l of h.base.split('\n').filter(Boolean)) out.push(`    base   | ${l}`);
