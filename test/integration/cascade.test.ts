@@ -87,8 +87,12 @@ describe('cascade through real mounts: 3 levels, 10 children', () => {
     expect(read('kid0', 'app.txt')).toContain('<<<<<<< kid0\nkid0 line 20\n');
     expect(read('grandkid', 'app.txt')).toBe(gBefore);
     const human = await d.cli(['conflicts', 'kid0']);
-    expect(human.stdout).toContain('ours   | kid0 line 20');
-    expect(human.stdout).toContain('theirs | root line 20');
+    // Not a terminal: the characters each side changed are marked as git's word diff does.
+    expect(human.stdout).toContain('base   | line 20');
+    expect(human.stdout).toContain('ours   | {+kid0 +}line 20');
+    expect(human.stdout).toContain('theirs | {+root +}line 20');
+    const listed = await d.json<any[]>(['conflicts', 'kid0']);
+    expect(listed[0].hunks[0].chars.ours).toEqual([{ line: 0, against: 'base', removed: [], added: [[0, 5]] }]);
     // Fix the file by hand inside the mount and commit from there: the cascade resumes.
     d.sh("sed -i '/^<<<<<<< /,/^>>>>>>> /c\\both line 20' app.txt", d.mnt('kid0'));
     const c = await d.json(['commit', '-m', 'resolved'], { cwd: d.mnt('kid0') });
@@ -131,6 +135,13 @@ describe('cascade through real mounts: 3 levels, 10 children', () => {
     const shown = await d.json(['show', String(detected.seq - 1)]);
     expect(shown.event.type).toBe('AGENT_REBASED');
     expect(shown.diff).toContain('+<<<<<<< kid0');
+    // The commit that caused it, with the characters it changed inside its lines.
+    const cause = await d.json(['show', String(log.find((e) => e.type === 'AGENT_COMMIT_CREATED' && e.message === 'root line 20').seq)]);
+    const diffLines: string[] = cause.diff.split('\n');
+    expect(cause.highlights.map((h: any) => [diffLines[h.line], h.ranges])).toEqual([['-line 20', []], ['+root line 20', [[1, 6]]]]);
+    const human = (await d.cli(['show', String(cause.event.seq)])).stdout;
+    expect(human).toContain('AGENT_COMMIT_CREATED');
+    expect(human).toContain('\n-line 20\n+{+root +}line 20\n');
     const out = path.join(d.root, 'replayed');
     await d.json(['replay', 'kid0', '--to', String(detected.seq), '--out', out]);
     expect(fs.readFileSync(path.join(out, 'app.txt'), 'utf8')).toContain('<<<<<<< kid0');
