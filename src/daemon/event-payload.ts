@@ -7,6 +7,8 @@ import type { Overlay } from '../overlay/overlay.js';
 /** Text files up to this size travel inside streamed events. */
 const INLINE_TEXT_MAX = 64 * 1024;
 const dmp = new DiffMatchPatch();
+// A patch is correct however long the diff ran, only less compact: never spend a second on one.
+dmp.Diff_Timeout = 0.05;
 
 /** The new content as a patch against the merge base when there is one, else whole. */
 export type FilePayload = { path: string; hash: string; patch: string; against: string } | { path: string; hash: string; content: string };
