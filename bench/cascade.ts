@@ -15,7 +15,9 @@ import { Overlay } from '../src/overlay/overlay.js';
 
 const FILES = 100;
 const LINES = 200;
-const runs = Number(process.argv[process.argv.indexOf('--runs') + 1] || 5);
+const runsAt = process.argv.indexOf('--runs');
+const runs = runsAt < 0 ? 5 : Number(process.argv[runsAt + 1]);
+if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs takes a whole number above 0');
 
 function writeFile(tree: TreeOps, p: string, text: string): void {
   const buf = Buffer.from(text);

@@ -1,5 +1,5 @@
 import type { ConflictRecord, RefinedHunkRecord } from '../events/types.js';
-import { mergeFiles } from '../merge/index.js';
+import { mergeFiles, type FileMerge } from '../merge/index.js';
 import type { BlobStore } from '../store/blobs.js';
 import type { Entry, FileEntry } from '../overlay/entry.js';
 import type { Layer, LayerChange } from '../overlay/layer.js';
@@ -25,6 +25,11 @@ export interface RebaseContext {
   /** Conflict-marker labels: the agent, and the parent commits. */
   labels: { ours: string; base: string; theirs: string };
   refine: boolean;
+  /**
+   * Merges already made in this rebase, by the three versions: an agent's
+   * working layer and its head mostly hold the same files, merged once.
+   */
+  merges?: Map<string, FileMerge>;
 }
 
 /** A stable identity of what a path holds: equal identities, equal content. */
@@ -88,12 +93,17 @@ export function mergePath(p: string, ours: Entry, base: Resolved | undefined, th
     if (o === b) return void plan.changes.push([p, theirs ? undefined : { kind: 'whiteout' }]);
     return conflict(!mine || !theirs ? 'delete-modify' : kindOf(mine) === kindOf(theirs) ? 'symlink' : 'type', undefined);
   }
-  const m = mergeFiles(
-    base ? contentOf(base, ctx.blobs) : null,
-    ours.kind === 'file' ? ctx.blobs.get(ours.hash) : null,
-    theirs ? contentOf(theirs, ctx.blobs) : null,
-    { labels: ctx.labels, refine: ctx.refine },
-  );
+  const key = `${identity(base)} ${ours.kind === 'file' ? ours.hash : '-'} ${identity(theirs)}`;
+  let m = ctx.merges?.get(key);
+  if (!m) {
+    m = mergeFiles(
+      base ? contentOf(base, ctx.blobs) : null,
+      ours.kind === 'file' ? ctx.blobs.get(ours.hash) : null,
+      theirs ? contentOf(theirs, ctx.blobs) : null,
+      { labels: ctx.labels, refine: ctx.refine },
+    );
+    ctx.merges?.set(key, m);
+  }
   if (m.refined.length > 0) plan.refined.push({ path: p, hunks: m.refined });
   if (m.content === null) {
     // Deleted on one side, unchanged on the other: it is gone.
