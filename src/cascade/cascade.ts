@@ -2,7 +2,7 @@ import type { ConflictRecord } from '../events/types.js';
 import { OverlayError, type AgentRecord } from '../overlay/registry.js';
 import type { Overlay, Resolution } from '../overlay/overlay.js';
 import { TreeView } from '../overlay/view.js';
-import { planRebase, type RebaseContext } from './rebase.js';
+import { entryFingerprint, planRebase, type RebaseContext } from './rebase.js';
 
 export interface CascadeReport {
   /** Agents rebased onto their parent's new head, in order. */
@@ -48,13 +48,22 @@ export class Cascade {
     return this.resumeIfClear(agent);
   }
 
-  /** A commit of a conflicted agent resolves the paths written without markers. */
+  /**
+   * A commit of a conflicted agent resolves the paths it dealt with: a
+   * text file written without markers; any other conflict (binary,
+   * delete/modify, mode, symlink, type) once the path holds something else
+   * than what the merge left there, so a commit that never looked at it
+   * does not settle it silently.
+   */
   afterCommitOf(agent: string): CascadeReport {
     const a = this.overlay.agent(agent);
-    for (const path of Object.keys(a.conflicts ?? {})) {
+    for (const [path, c] of Object.entries(a.conflicts ?? {})) {
       const e = this.overlay.tree(agent).layer.get(path);
       const content = e?.kind === 'file' ? this.overlay.blobs.get(e.hash) : null;
-      if (!content || !hasMarkers(content)) this.overlay.markResolved(agent, path, 'commit');
+      const dealtWith = c.kind === 'content' || c.left === undefined
+        ? !content || !hasMarkers(content)
+        : entryFingerprint(e) !== c.left;
+      if (dealtWith) this.overlay.markResolved(agent, path, 'commit');
     }
     return this.resumeIfClear(agent);
   }

@@ -79,6 +79,7 @@ export function mergePath(p: string, ours: Entry, base: Resolved | undefined, th
     const of = <T>(f: (r: Resolved | undefined) => T) => ({ base: f(base), ours: f(mine), theirs: f(theirs) });
     if (sides.some((r) => r && kindOf(r) === 'file')) record.modes = of(fileMode);
     if (sides.some((r) => r && kindOf(r) === 'symlink')) record.targets = of((r) => (r && kindOf(r) === 'symlink' ? targetOf(r) : null));
+    if (kind !== 'content') record.left = entryFingerprint(keep ? keep[1] : ours);
     plan.conflicts.push(record);
     if (keep) plan.changes.push(keep);
   };
@@ -130,6 +131,12 @@ export function mergePath(p: string, ours: Entry, base: Resolved | undefined, th
   if (mode.clash) return conflict('mode', [p, entry]);
   plan.changes.push([p, entry]);
   plan.merged.push(p);
+}
+
+/** What a layer entry holds, as a string: equal strings, equal files, links or directories. */
+export function entryFingerprint(e: Entry | undefined): string {
+  if (!e) return 'none';
+  return e.kind === 'file' ? `file:${e.hash}:${e.mode}` : e.kind === 'symlink' ? `link:${e.target}` : e.kind;
 }
 
 /** A file's permission bits (null: absent or not a file). */

@@ -103,6 +103,8 @@ export interface ConflictRecord {
   modes?: { base: number | null; ours: number | null; theirs: number | null };
   /** Each version's target when it is a symlink (set when a symlink is involved). */
   targets?: { base: string | null; ours: string | null; theirs: string | null };
+  /** What the merge left at the path in the agent's layer (`entryFingerprint`): a commit resolves the path once it changed. */
+  left?: string;
   /** Conflicting hunks of a text conflict (line numbers in the working file). */
   hunks: { line: number; ours: string; base: string; theirs: string }[];
   /** The parent commits the merge went from and to (null: the workspace on disk). */

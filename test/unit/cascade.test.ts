@@ -242,6 +242,30 @@ describe('cascade rebase of additions, modes, symlinks, deletions and binary fil
     expect(snapshot(ov.replay('c'), ov)).toEqual(snapshot(c.tree, ov));
   });
 
+  it('a commit settles a conflict without markers only when the agent changed the path', async () => {
+    const { ov, cascade, p, c, g } = await tree();
+    writeFile(c, 'added.bin', Buffer.from([0, 1]));
+    writeFile(p, 'added.bin', Buffer.from([0, 2]));
+    c.unlink('fought'); c.symlink('child', 'fought', 0, 0);
+    p.unlink('fought'); p.symlink('parent', 'fought', 0, 0);
+    ov.commit('p', 'p1');
+    cascade.fromCommit('p');
+    expect(Object.keys(conflictsOf(ov, 'c')).sort()).toEqual(['added.bin', 'fought']);
+    // Committing without looking at them settles nothing: the cascade stays paused.
+    writeFile(c, 'unrelated.txt', 'x\n');
+    ov.commit('c', 'other work');
+    expect(cascade.afterCommitOf('c').paused).toEqual(['c']);
+    expect(Object.keys(conflictsOf(ov, 'c')).sort()).toEqual(['added.bin', 'fought']);
+    // Writing the binary file and retargeting the link, then committing, settles both.
+    writeFile(c, 'added.bin', Buffer.from([0, 3]));
+    c.unlink('fought'); c.symlink('both', 'fought', 0, 0);
+    ov.commit('c', 'merged by hand');
+    expect(cascade.afterCommitOf('c').rebased).toEqual(['g']);
+    expect(conflictsOf(ov, 'c')).toEqual({});
+    expect(g.readlink('fought')).toBe('both');
+    expect([...Buffer.from(readFile(g, 'added.bin'), 'latin1')]).toEqual([0, 3]);
+  });
+
   it('delete vs modify both ways: the modified side stays in the tree until resolved', async () => {
     const { ov, cascade, p, c, g } = await tree();
     writeFile(c, 'gone.txt', edit(readFile(c, 'gone.txt'), 2, 'child 2')); // child modifies, parent deletes
