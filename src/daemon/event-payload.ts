@@ -34,11 +34,14 @@ function payload(ov: Overlay, path: string, e: FileEntry): FilePayload | undefin
 export function withPayload(ov: Overlay, ev: CowEvent): CowEvent & { files?: FilePayload[] } {
   const files: FilePayload[] = [];
   const add = (path: string, e: unknown) => {
-    const p = e && (e as FileEntry).kind === 'file' ? payload(ov, path, e as FileEntry) : undefined;
+    if (!e || (e as FileEntry).kind !== 'file' || files.some((f) => f.path === path && f.hash === (e as FileEntry).hash)) return;
+    const p = payload(ov, path, e as FileEntry);
     if (p) files.push(p);
   };
   if (ev.type === 'put' || ev.type === 'truncate') add(ev.path, ev.entry);
   else if (ev.type === 'move') add(ev.to, ev.entry);
-  else if (ev.type === 'AGENT_REBASED' || ev.type === 'AGENT_COMMIT_CREATED') for (const [p, e] of ev.changes) add(p, e);
+  else if (ev.type === 'AGENT_COMMIT_CREATED') for (const [p, e] of ev.changes) add(p, e);
+  // A rebase moves the working tree and the head (what the agent's children are rebased onto next).
+  else if (ev.type === 'AGENT_REBASED') for (const [p, e] of [...ev.changes, ...ev.headChanges]) add(p, e);
   return files.length ? { ...ev, files } : ev;
 }

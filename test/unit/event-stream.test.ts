@@ -21,31 +21,39 @@ afterEach(async () => {
 const text = (n: number, tag = '') => Array.from({ length: n }, (_, i) => `line ${i + 1}${tag}\n`).join('');
 
 describe('streamed events', () => {
-  it('carry what a subscriber elsewhere needs to apply a rebase: a patch against the parent\'s file', async () => {
+  it('carry what a subscriber elsewhere needs to apply a rebase: patches against the parent\'s file', async () => {
     const { ov } = await openOverlay({ 'app.txt': text(40) });
     opened.push(ov);
     ov.createAgent('p', null);
     ov.createAgent('c', 'p');
-    writeFile(ov.tree('c'), 'app.txt', text(40).replace('line 30\n', 'child 30\n'));
+    const committed = text(40).replace('line 30\n', 'child 30\n');
+    writeFile(ov.tree('c'), 'app.txt', committed);
+    ov.commit('c', 'c1');
+    writeFile(ov.tree('c'), 'app.txt', committed.replace('line 35\n', 'child 35, not committed\n'));
     writeFile(ov.tree('p'), 'app.txt', text(40).replace('line 5\n', 'parent 5\n'));
     ov.commit('p', 'p1');
     new Cascade(ov).fromCommit('p');
     const rebased = [...ov.log.byAgent('c')].find((e) => e.type === 'AGENT_REBASED')!;
     const { files } = withPayload(ov, rebased);
-    expect(files).toHaveLength(1); // the working layer's change (c had not committed)
+    // The working tree's merge and the head's (what c's children get next) differ: both travel.
+    expect(files!.map((f) => f.path)).toEqual(['app.txt', 'app.txt']);
     const dmp = new DiffMatchPatch();
-    for (const f of files!) {
-      expect('patch' in f).toBe(true);
-      if (!('patch' in f)) continue;
+    const applied = files!.map((f) => {
+      if (!('patch' in f)) throw new Error('expected a patch');
       // The remote has the parent's new file (from the parent's commit event), and the patch.
       const parentFile = ov.blobs.get(f.against).toString();
       expect(parentFile).toBe(readFile(ov.tree('p'), 'app.txt'));
-      const [applied, ok] = dmp.patch_apply(dmp.patch_fromText(f.patch), parentFile);
+      const [result, ok] = dmp.patch_apply(dmp.patch_fromText(f.patch), parentFile);
       expect(ok.every(Boolean)).toBe(true);
-      expect(applied).toBe(readFile(ov.tree('c'), 'app.txt'));
-      expect(applied).toContain('parent 5\n');
-      expect(applied).toContain('child 30\n');
-    }
+      expect(ov.blobs.get(f.hash).toString()).toBe(result);
+      return result;
+    });
+    expect(applied[0]).toBe(readFile(ov.tree('c'), 'app.txt'));
+    expect(applied[0]).toContain('parent 5\n');
+    expect(applied[0]).toContain('child 35, not committed\n');
+    expect(applied[1]).toContain('parent 5\n');
+    expect(applied[1]).toContain('child 30\n');
+    expect(applied[1]).not.toContain('child 35');
   });
 
   it('a subscriber that stops reading is cut off; the filesystem goes on', async () => {
