@@ -15,7 +15,9 @@ import { writeFile } from '../test/helpers/core.js';
 
 const FILES = 100;
 const LINES = 200;
-const runs = Number(process.argv[process.argv.indexOf('--runs') + 1] || 5);
+const runsAt = process.argv.indexOf('--runs');
+const runs = runsAt < 0 ? 5 : Number(process.argv[runsAt + 1]);
+if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs takes a whole number above 0');
 
 const source = (f: number, edits: Record<number, string> = {}) =>
   `${Array.from({ length: LINES }, (_, i) => edits[i] ?? `export const v${f}_${i} = ${i}; // file ${f} line ${i}`).join('\n')}\n`;

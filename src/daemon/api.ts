@@ -6,6 +6,7 @@ import type { Settings } from '../overlay/settings.js';
 import { land, LandConflictError } from '../land/land.js';
 import { agentDiff } from './agent-diff.js';
 import { eventDiff } from './event-diff.js';
+import { conflictHighlights, unifiedDiffHighlights } from '../merge/char-diff.js';
 import { OverlayError } from '../overlay/registry.js';
 import type { Overlay } from '../overlay/overlay.js';
 import { ApiError } from './errors.js';
@@ -110,6 +111,7 @@ export const handlers: Record<string, Handler> = {
     const text = (id: string | null) => (id === null ? null : ctx.overlay.blobs.get(id).toString('utf8'));
     return Object.values(a.conflicts ?? {}).map((c) => ({
       ...c,
+      hunks: c.hunks.map((h) => ({ ...h, chars: conflictHighlights(h) })),
       versions: c.kind === 'binary' ? null : { base: text(c.base), ours: text(c.ours), theirs: text(c.theirs) },
     }));
   },
@@ -128,7 +130,8 @@ export const handlers: Record<string, Handler> = {
     if (typeof seq !== 'number') throw new ApiError('bad_request', 'missing parameter: seq');
     const ev = ctx.overlay.log.get(seq);
     if (!ev) throw new ApiError('not_found', `no event ${seq} (the last is ${ctx.overlay.log.head})`);
-    return { event: ev, diff: eventDiff(ctx.overlay, ev) };
+    const diff = eventDiff(ctx.overlay, ev);
+    return { event: ev, diff, highlights: unifiedDiffHighlights(diff) };
   },
 
   config(ctx, p) {

@@ -73,15 +73,29 @@ export class ApiServer {
     });
   }
 
+  /**
+   * Streams events to one subscriber. Events are published inside the
+   * filesystem operation that made them, so they are only queued there;
+   * their payloads are built and sent after the operation has answered.
+   */
   private follow(ws: WebSocket, agent: string | undefined): () => void {
+    let queue: CowEvent[] = [];
+    const flush = () => {
+      const evs = queue;
+      queue = [];
+      for (const ev of evs) {
+        if (ws.readyState !== ws.OPEN) return;
+        if (ws.bufferedAmount > MAX_BUFFERED) {
+          this.log.warn('event subscriber too slow, disconnecting it');
+          ws.close(1013, 'too slow: events were dropped');
+          return;
+        }
+        ws.send(JSON.stringify({ event: withPayload(this.ctx.overlay, ev) }));
+      }
+    };
     return this.ctx.overlay.log.subscribe((ev: CowEvent) => {
       if (agent && ev.agent !== agent) return;
-      if (ws.bufferedAmount > MAX_BUFFERED) {
-        this.log.warn('event subscriber too slow, disconnecting it');
-        ws.close(1013, 'too slow: events were dropped');
-        return;
-      }
-      ws.send(JSON.stringify({ event: withPayload(this.ctx.overlay, ev) }));
+      if (queue.push(ev) === 1) setImmediate(flush);
     });
   }
 }

@@ -15,6 +15,9 @@ import { SettingsStore } from './settings.js';
 import { TreeView } from './view.js';
 import { Workspace } from './workspace.js';
 
+/** How a conflict is resolved: a file (with the chosen side's mode, if known), a symlink, or nothing. */
+export type Resolution = { content: Buffer; mode?: number } | { target: string } | null;
+
 export interface OverlayOptions {
   workspace: string;
   /** Default: `<workspace>/.cowfs`. */
@@ -185,20 +188,29 @@ export class Overlay {
 
   /**
    * Writes the chosen resolution of a conflicted path into the working tree
-   * and the head (null: the path is deleted), and marks it resolved.
+   * and the head, and marks it resolved.
    */
-  resolveConflict(name: string, path: string, content: Buffer | null, how: 'ours' | 'theirs' | 'file'): void {
+  resolveConflict(name: string, path: string, chosen: Resolution, how: 'ours' | 'theirs' | 'file'): void {
     const tree = this.tree(name);
     const a = this.registry.get(name);
     const cur = tree.layer.get(path);
-    const change: LayerChange = content === null
-      ? [path, { kind: 'whiteout' }]
-      : [path, { ...(cur?.kind === 'file' ? cur : newFileDefaults(this.allocIno())), hash: this.blobs.put(content), size: content.length, mtimeMs: Date.now() }];
+    const change: LayerChange = [path, this.resolvedEntry(cur, chosen)];
     // The resolution goes into the working tree and the head alike: a rebase onto the same base.
     this.applyRebase(name, {
       base: a.base, changes: [change], headChanges: [change], merged: [], refined: [], conflicts: [], message: `resolve ${path}`,
     });
     this.markResolved(name, path, how);
+  }
+
+  private resolvedEntry(cur: Entry | undefined, chosen: Resolution): Entry {
+    if (chosen === null) return { kind: 'whiteout' };
+    const [ino, uid, gid] = cur && cur.kind !== 'whiteout' ? [cur.ino, cur.uid, cur.gid] : [this.allocIno(), 0, 0];
+    if ('target' in chosen) return { kind: 'symlink', target: chosen.target, mtimeMs: Date.now(), ino, uid, gid };
+    const file = cur?.kind === 'file' ? cur : { ...newFileDefaults(ino), uid, gid };
+    return {
+      ...file, hash: this.blobs.put(chosen.content), size: chosen.content.length,
+      mode: chosen.mode ?? file.mode, mtimeMs: Date.now(),
+    };
   }
 
   markResolved(name: string, path: string, how: 'ours' | 'theirs' | 'file' | 'commit'): void {
