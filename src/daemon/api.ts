@@ -9,17 +9,56 @@ import type { Overlay } from '../overlay/overlay.js';
 import { ApiError } from './errors.js';
 import type { MountManager } from './mounts.js';
 import type { AgentInfo, StatusInfo } from './protocol.js';
+import type { RunSessions } from './runs.js';
 
 export interface ApiContext {
   overlay: Overlay;
   cascade: Cascade;
   mounts: MountManager;
+  runs: RunSessions;
   adapter: string;
   startedAt: number;
 }
 
+/** Who sent a request: the agent its connection is limited to (null: the owner's socket), and its connection's end. */
+export interface Caller {
+  scope: string | null;
+  onClose(fn: () => void): void;
+}
+
 type Params = Record<string, unknown>;
-type Handler = (ctx: ApiContext, p: Params) => Promise<unknown> | unknown;
+type Handler = (ctx: ApiContext, p: Params, caller: Caller) => Promise<unknown> | unknown;
+
+/** What reaches an agent from its ancestors: their commits, rebases and conflicts (the rest of their events is theirs). */
+const REACHED = new Set(['AGENT_COMMIT_CREATED', 'AGENT_REBASED', 'WORKTREE_CONFLICT_DETECTED', 'WORKTREE_CONFLICT_RESOLVED']);
+
+/** Does `cowfs log AGENT` show this event: the agent's own, or what reached it from an ancestor? */
+export function reachesAgent(ctx: ApiContext, ev: CowEvent, agent: string): boolean {
+  if (ev.agent === agent) return true;
+  if (!REACHED.has(ev.type)) return false;
+  for (let a = ctx.overlay.agent(agent).parent; a !== null; a = ctx.overlay.agent(a).parent) if (a === ev.agent) return true;
+  return false;
+}
+
+/**
+ * Runs `fn` on the agent, creating it first (based on `parent`) if it is new;
+ * a new agent is removed again when `fn` fails. Resolves to whether it was created.
+ */
+export async function withAgent(ctx: ApiContext, agent: string, parent: string | null, fn: () => Promise<void>): Promise<boolean> {
+  const existing = ctx.overlay.registry.find(agent);
+  if (existing && parent !== null && existing.parent !== parent) {
+    throw new ApiError('conflict', `agent ${agent} exists with parent ${existing.parent ?? '(workspace)'}, not ${parent}`);
+  }
+  const created = !existing;
+  if (created) ctx.overlay.createAgent(agent, parent);
+  try {
+    await fn();
+  } catch (err) {
+    if (created) ctx.overlay.removeAgent(agent);
+    throw err;
+  }
+  return created;
+}
 
 function str(p: Params, key: string): string {
   const v = p[key];
@@ -70,19 +109,19 @@ export const handlers: Record<string, Handler> = {
     const agent = str(p, 'agent');
     const mountpoint = str(p, 'mountpoint');
     const parent = optStr(p, 'parent') ?? null;
-    const existing = ctx.overlay.registry.find(agent);
-    if (existing && parent !== null && existing.parent !== parent) {
-      throw new ApiError('conflict', `agent ${agent} exists with parent ${existing.parent ?? '(workspace)'}, not ${parent}`);
-    }
-    const created = !existing;
-    if (created) ctx.overlay.createAgent(agent, parent);
-    try {
-      await ctx.mounts.mount(agent, mountpoint);
-    } catch (err) {
-      if (created) ctx.overlay.removeAgent(agent);
-      throw err;
-    }
+    const created = await withAgent(ctx, agent, parent, () => ctx.mounts.mount(agent, mountpoint));
     return { ...agentInfo(ctx, agent), created };
+  },
+
+  /** `cowfs run`: the agent (created and mounted if needed) and a socket for it alone, until run.end or the caller's connection ends. */
+  'run.start'(ctx, p, caller) {
+    const uid = typeof p.uid === 'number' ? p.uid : 0;
+    const gid = typeof p.gid === 'number' ? p.gid : 0;
+    return ctx.runs.start(ctx, { agent: str(p, 'agent'), parent: optStr(p, 'parent') ?? null, uid, gid }, caller);
+  },
+
+  'run.end'(ctx, p) {
+    return ctx.runs.end(str(p, 'id'));
   },
 
   async unmount(ctx, p) {
@@ -171,9 +210,8 @@ export const handlers: Record<string, Handler> = {
     const events: CowEvent[] = [];
     if (agent) {
       // The agent's own events, and its ancestors' commits and rebases: what reached it from above.
-      const reached = new Set(['AGENT_COMMIT_CREATED', 'AGENT_REBASED', 'WORKTREE_CONFLICT_DETECTED', 'WORKTREE_CONFLICT_RESOLVED']);
       for (let a: string | null = agent, own = true; a !== null; a = ctx.overlay.agent(a).parent, own = false) {
-        for (const ev of ctx.overlay.log.byAgent(a, Infinity, since)) if (own || reached.has(ev.type)) events.push(ev);
+        for (const ev of ctx.overlay.log.byAgent(a, Infinity, since)) if (own || REACHED.has(ev.type)) events.push(ev);
       }
       events.sort((x, y) => x.seq - y.seq);
     } else {
