@@ -117,7 +117,8 @@ export const handlers: Record<string, Handler> = {
   'run.start'(ctx, p, caller) {
     const uid = typeof p.uid === 'number' ? p.uid : 0;
     const gid = typeof p.gid === 'number' ? p.gid : 0;
-    return ctx.runs.start(ctx, { agent: str(p, 'agent'), parent: optStr(p, 'parent') ?? null, uid, gid }, caller);
+    const rw = Array.isArray(p.rw) ? p.rw.map(String) : [];
+    return ctx.runs.start(ctx, { agent: str(p, 'agent'), parent: optStr(p, 'parent') ?? null, uid, gid, rw }, caller);
   },
 
   'run.end'(ctx, p) {

@@ -15,6 +15,7 @@ import { abortConnection, connectionOf, fuseMountsUnder, lazyUnmount } from '../
 import { withAgent, type ApiContext, type Caller } from './api.js';
 import { ApiError } from './errors.js';
 import type { MountManager } from './mounts.js';
+import { refuseRw } from '../sandbox/bwrap.js';
 import type { RunSession } from './protocol.js';
 
 /** Serves the API for one agent on a socket; resolves to what closes it. */
@@ -56,8 +57,14 @@ export class RunSessions {
     }
   }
 
-  async start(ctx: ApiContext, p: { agent: string; parent: string | null; uid: number; gid: number }, caller: Caller): Promise<RunSession> {
+  /** `rw`: the paths the sandbox will open for writing, refused here before anything is created. */
+  async start(ctx: ApiContext, p: { agent: string; parent: string | null; uid: number; gid: number; rw: string[] }, caller: Caller): Promise<RunSession> {
     const { agent } = p;
+    const plan = { workspace: ctx.overlay.workspace.root, stateDir: this.stateDir, hide: this.mounts.mountpoints };
+    for (const r of p.rw) {
+      const why = refuseRw(r, plan);
+      if (why) throw new ApiError('bad_request', why);
+    }
     const id = randomBytes(8).toString('hex');
     let mountpoint = '';
     const created = await withAgent(ctx, agent, p.parent, async () => {

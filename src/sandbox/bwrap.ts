@@ -77,6 +77,20 @@ export function coverPaths(plan: Pick<SandboxPlan, 'workspace' | 'stateDir' | 'h
   return out;
 }
 
+/**
+ * The directories to make in the fresh /tmp, parents first: the path down to
+ * each mount below /tmp (bwrap would make them 0700, closed to `--user`),
+ * and a TMPDIR below /tmp, world-writable like /tmp, or every mkdtemp fails.
+ */
+function tmpSkeleton(plan: SandboxPlan, tmpdir: string | undefined): [string, string][] {
+  const tmp = tmpdir ? path.resolve(tmpdir) : undefined;
+  const dirs = new Set<string>();
+  for (const dest of [plan.workspace, ...plan.rw, SANDBOX_SOCKET, ...(tmp ? [path.join(tmp, 'x')] : [])]) {
+    for (let d = path.dirname(dest); d !== '/tmp' && within(d, '/tmp'); d = path.dirname(d)) dirs.add(d);
+  }
+  return [...dirs].sort((x, y) => x.length - y.length).map((d) => [d, d === tmp ? '1777' : '0755']);
+}
+
 /** The command line (`unshare … bwrap … CMD`) and CMD's environment. Throws on a plan that would leak. */
 export function sandboxCommand(plan: SandboxPlan, env: NodeJS.ProcessEnv): SandboxCommand {
   if (plan.command.length === 0) throw new Error('no command to run');
@@ -85,11 +99,10 @@ export function sandboxCommand(plan: SandboxPlan, env: NodeJS.ProcessEnv): Sandb
     if (why) throw new Error(why);
   }
   const a: string[] = ['--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--perms', '1777', '--tmpfs', '/tmp'];
-  // A TMPDIR under /tmp must exist in the fresh /tmp, or every mkdtemp fails.
-  const tmpdir = env.TMPDIR;
-  if (tmpdir && tmpdir !== '/tmp' && within(path.resolve(tmpdir), '/tmp')) a.push('--perms', '1777', '--dir', path.resolve(tmpdir));
+  for (const [dir, perms] of tmpSkeleton(plan, env.TMPDIR)) a.push('--perms', perms, '--dir', dir);
   for (const p of plan.rw) a.push('--bind', p, p);
-  for (const p of coverPaths(plan)) a.push('--tmpfs', p);
+  // Read-only too: a write there fails (EROFS) instead of vanishing into a throwaway tmpfs.
+  for (const p of coverPaths(plan)) a.push('--tmpfs', p, '--remount-ro', p);
   a.push('--bind', plan.agentTree, plan.workspace);
   a.push('--bind', plan.socket, SANDBOX_SOCKET);
   a.push('--chdir', plan.cwd);

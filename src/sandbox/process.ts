@@ -46,8 +46,28 @@ export function commandGroup(bwrapPid: number): number | undefined {
   return undefined;
 }
 
+/**
+ * Closes what this process inherited beyond stdin, stdout and stderr: such a
+ * descriptor (one without close-on-exec; Node opens all of its own with it)
+ * would pass through bwrap into the sandbox, be it a socket or a directory
+ * outside it. Only the three standard streams reach CMD.
+ */
+function closeInheritedDescriptors(): void {
+  for (const name of fs.readdirSync('/proc/self/fdinfo')) {
+    const fd = Number(name);
+    if (fd <= 2) continue;
+    try {
+      const flags = /^flags:\s+([0-7]+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
+      if (flags !== undefined && (parseInt(flags, 8) & 0o2000000) === 0) fs.closeSync(fd);
+    } catch {
+      // The directory listing's own descriptor, closed by now.
+    }
+  }
+}
+
 /** Runs the sandbox with this process's stdio; resolves with CMD's exit status once it and the sandbox are gone. */
 export function runSandbox(cmd: SandboxCommand): Promise<SandboxExit> {
+  closeInheritedDescriptors();
   return new Promise((resolve, reject) => {
     const child = spawn(cmd.file, cmd.args, { env: cmd.env, stdio: 'inherit', detached: true });
     const forward = (sig: NodeJS.Signals) => {

@@ -84,7 +84,7 @@ export function register(program: Command): void {
       const user = checkOptions(o);
       const rw = rwPaths(o.rw);
       return withDaemon(cmd, async (client, _t, opts) => {
-        const s = await client.call<RunSession>('run.start', { agent, parent: o.parent, uid: user?.uid ?? 0, gid: user?.gid ?? 0 });
+        const s = await client.call<RunSession>('run.start', { agent, parent: o.parent, uid: user?.uid ?? 0, gid: user?.gid ?? 0, rw });
         const say = (line: string) => { if (!opts.json) process.stderr.write(`cowfs: ${line}\n`); };
         let code: number;
         try {
