@@ -98,7 +98,7 @@ export function sandboxCommand(plan: SandboxPlan, env: NodeJS.ProcessEnv): Sandb
     const why = refuseRw(p, plan);
     if (why) throw new Error(why);
   }
-  const a: string[] = ['--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--perms', '1777', '--tmpfs', '/tmp'];
+  const a: string[] = ['--ro-bind', '/', '/', '--dev', '/dev', ...(plan.user ? [] : ['--proc', '/proc']), '--perms', '1777', '--tmpfs', '/tmp'];
   for (const [dir, perms] of tmpSkeleton(plan, env.TMPDIR)) a.push('--perms', perms, '--dir', dir);
   for (const p of plan.rw) a.push('--bind', p, p);
   // Read-only too: a write there fails (EROFS) instead of vanishing into a throwaway tmpfs.
@@ -112,8 +112,12 @@ export function sandboxCommand(plan: SandboxPlan, env: NodeJS.ProcessEnv): Sandb
   if (plan.net === 'none') a.push('--unshare-net');
   const inner: string[] = [];
   if (plan.user) {
-    // bwrap keeps root's capabilities for setpriv, which drops them with the uid.
+    // bwrap keeps root's capabilities for this step, and setpriv drops them with the uid. /proc is
+    // mounted here rather than with bwrap's --proc, whose read-only covers inside it (/proc/sys…)
+    // make the kernel refuse a fresh procfs to a sandbox nested in this one (Claude Code's, srt):
+    // for a user other than root, the modes of /proc/sys already say no.
     const u = plan.user;
+    inner.push('sh', '-c', 'mount -t proc -o nosuid,nodev,noexec proc /proc && exec "$@"', 'sh');
     inner.push('setpriv', `--reuid=${u.uid}`, `--regid=${u.gid}`, u.name ? '--init-groups' : '--clear-groups', '--inh-caps=-all', '--no-new-privs', '--');
   } else {
     a.push('--cap-drop', 'ALL');

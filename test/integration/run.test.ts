@@ -372,11 +372,26 @@ describe('cowfs run: a sandboxed program that sees only its agent\'s tree', () =
       echo nope >> "$WS/root-only.txt" 2>&1 || echo refused-root-only
       touch /tmp/x && echo tmp-writable
       node "$CLI" status | grep -c 'agent      unpriv'
-    `, { flags: ['--user', 'nobody'] });
+      test ! -e /proc/$DAEMON/root && echo daemon-invisible
+      echo x > /proc/sys/kernel/core_pattern 2>/dev/null || echo sysctl-refused
+    `, { flags: ['--user', 'nobody'], env: { DAEMON: String(d.pid) } });
     expectOk(r);
-    expect(r.stdout.trim().split('\n')).toEqual(['65534', 'home=/nonexistent', '65534', 'refused-root-only', 'tmp-writable', '1']);
+    expect(r.stdout.trim().split('\n')).toEqual([
+      '65534', 'home=/nonexistent', '65534', 'refused-root-only', 'tmp-writable', '1', 'daemon-invisible', 'sysctl-refused',
+    ]);
     expect(await readAgent('unpriv', 'shared/new.txt')).toBe('mine\n');
     expect(await readAgent('unpriv', 'root-only.txt')).toBe('root\n');
+  });
+
+  it('a sandbox nested inside (as Claude Code\'s or srt\'s: bwrap with its own user, pid and network namespaces and /proc) works with --user', async () => {
+    const r = await run('unpriv', `
+      bwrap --ro-bind / / --dev /dev --proc /proc --unshare-user --unshare-net --unshare-pid --bind "$WS/shared" "$WS/shared" -- \
+        sh -c 'echo nested > "$WS/shared/nested.txt"; ls /proc | grep -cE "^[0-9]+$"'
+    `, { flags: ['--user', 'nobody'] });
+    expectOk(r);
+    expect(Number(r.stdout.trim())).toBeLessThan(5);
+    expect(await readAgent('unpriv', 'shared/nested.txt')).toBe('nested\n');
+    expect(treeChecksum(ws)).toBe(wsSum);
   });
 
   it('--net none leaves only the loopback interface', async () => {

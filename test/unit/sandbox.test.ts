@@ -53,6 +53,10 @@ describe('the bubblewrap command line', () => {
     const i = u.args.indexOf('setpriv');
     expect(u.args.slice(i, i + 7)).toEqual(['setpriv', '--reuid=1000', '--regid=1001', '--init-groups', '--inh-caps=-all', '--no-new-privs', '--']);
     expect(u.env).toMatchObject({ HOME: '/home/dev', USER: 'dev', LOGNAME: 'dev' });
+    // Its /proc is mounted before the switch, without bwrap's covers, so a sandbox nested inside can mount its own.
+    expect(bwrapOps(u.args)).not.toContain('--proc');
+    expect(u.args.slice(i - 4, i)).toEqual(['sh', '-c', 'mount -t proc -o nosuid,nodev,noexec proc /proc && exec "$@"', 'sh']);
+    expect(bwrapOps(root)).toEqual(expect.arrayContaining(['--proc', '/proc']));
     expect(sandboxCommand(plan({ user: { uid: 4242, gid: 4242 } }), {}).args).toContain('--clear-groups');
   });
 
