@@ -70,21 +70,35 @@ export function runSandbox(cmd: SandboxCommand): Promise<SandboxExit> {
   closeInheritedDescriptors();
   return new Promise((resolve, reject) => {
     const child = spawn(cmd.file, cmd.args, { env: cmd.env, stdio: 'inherit', detached: true });
-    const forward = (sig: NodeJS.Signals) => {
+    /** Sends `sig` to CMD's process group; false when there is none (yet, or any more). */
+    const toCommand = (sig: NodeJS.Signals): boolean => {
       const pid = child.pid;
-      if (pid === undefined || child.exitCode !== null) return;
+      if (pid === undefined || child.exitCode !== null) return false;
       const group = commandGroup(pid);
       try {
-        // Before CMD exists there is nothing to pass it to; stopping bwrap then stops the start.
         if (group !== undefined) process.kill(-group, sig);
-        else if (sig !== 'SIGWINCH') child.kill('SIGKILL');
       } catch {
         // The group ended between the lookup and the kill.
       }
+      return group !== undefined;
     };
-    for (const s of FORWARDED) process.on(s, forward);
+    const handlers = new Map<NodeJS.Signals, () => void>();
+    for (const sig of FORWARDED) {
+      // Before CMD exists there is nothing to pass it to: a stop request then stops the start.
+      handlers.set(sig, () => {
+        if (!toCommand(sig) && sig !== 'SIGWINCH' && child.exitCode === null) child.kill('SIGKILL');
+      });
+    }
+    // Ctrl-Z: CMD's group is in a session without a terminal, where SIGTSTP is ignored; stop it, then
+    // this process (the shell sees a stopped job); `fg`/`bg` continue both.
+    handlers.set('SIGTSTP', () => {
+      toCommand('SIGSTOP');
+      process.kill(process.pid, 'SIGSTOP');
+    });
+    handlers.set('SIGCONT', () => void toCommand('SIGCONT'));
+    for (const [sig, fn] of handlers) process.on(sig, fn);
     const done = () => {
-      for (const s of FORWARDED) process.off(s, forward);
+      for (const [sig, fn] of handlers) process.off(sig, fn);
     };
     child.once('error', (err: NodeJS.ErrnoException) => {
       done();

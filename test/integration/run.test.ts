@@ -341,6 +341,33 @@ describe('cowfs run: a sandboxed program that sees only its agent\'s tree', () =
       expect(out).toContain('got-INT');
     });
 
+    it('Ctrl-Z stops the command with cowfs run, and continuing cowfs run continues it', async () => {
+      const inner = 'i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 0.1; done';
+      const cmd = [process.execPath, CLI, 'run', 'tty', '--', 'bash', '-c', inner].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
+      const proc = spawn('script', ['-qfec', `exec ${cmd}`, '/dev/null'], { cwd: ws, stdio: ['pipe', 'pipe', 'pipe'] });
+      started.push(proc);
+      let out = '';
+      proc.stdout.on('data', (b) => { out += String(b); });
+      const ticks = () => (out.match(/tick \d+/g) ?? []).length;
+      try {
+        await until('ticks', () => ticks() > 2);
+        proc.stdin.write('\x1a');
+        await sleep(500);
+        const stopped = ticks();
+        await sleep(600);
+        expect(ticks()).toBe(stopped);
+        // What `fg` does: SIGCONT to the stopped job (cowfs run, the child of script; script stops itself with it).
+        const cowfsRun = Number(fs.readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, 'utf8').trim().split(' ')[0]);
+        process.kill(cowfsRun, 'SIGCONT');
+        process.kill(proc.pid!, 'SIGCONT');
+        await until('ticks again', () => ticks() > stopped + 2);
+        proc.stdin.write('\x03');
+        expect(await new Promise((r) => proc.once('exit', r))).toBe(130);
+      } finally {
+        if (proc.exitCode === null) proc.kill('SIGKILL');
+      }
+    });
+
     it('no mount or process is left when the command is killed, or when cowfs run itself is', async () => {
       // The marker reaches the processes through the environment, so the cowfs run process's own argv lacks it.
       const marker = `marker-${process.pid}-${Date.now()}`;
@@ -425,6 +452,8 @@ describe('cowfs run: a sandboxed program that sees only its agent\'s tree', () =
       [['--rw', path.join(ws, 'src')], /is inside the workspace/],
       [['--commit-on-exit'], /--commit-on-exit needs a commit message/],
       [['--user', 'no-such-user-here'], /--user no-such-user-here: no such user/],
+      [['--user', 'root'], /--user root is root; leave out --user/],
+      [['-m', 'msg'], /-m is the message of --commit-on-exit/],
     ];
     for (const [flags, msg] of cases) {
       const r = await d.cli(['run', 'refused', ...flags, '--', 'true']);

@@ -60,11 +60,15 @@ function checkOptions(o: RunOpts): SandboxUser | undefined {
   if (!onPath('bwrap')) throw new CliError('bubblewrap (bwrap) is not installed: run scripts/setup.sh or apt-get install bubblewrap');
   if (!onPath('unshare')) throw new CliError('unshare (util-linux) is not installed');
   if (o.user === undefined) return undefined;
+  let user: SandboxUser;
   try {
-    return lookupUser(o.user);
+    user = lookupUser(o.user);
   } catch (err) {
     throw new CliError((err as Error).message);
   }
+  // setpriv to uid 0 would keep root's capabilities: root runs only without --user, with none.
+  if (user.uid === 0) throw new CliError(`--user ${o.user} is root; leave out --user to run as root (without capabilities)`);
+  return user;
 }
 
 export function register(program: Command): void {
