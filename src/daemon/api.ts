@@ -3,12 +3,18 @@ import type { CowEvent } from '../events/types.js';
 import type { Cascade } from '../cascade/cascade.js';
 import { writeTree } from '../overlay/materialize.js';
 import type { Settings } from '../overlay/settings.js';
+import { land, LandConflictError } from '../land/land.js';
+import { agentDiff } from './agent-diff.js';
 import { eventDiff } from './event-diff.js';
 import { OverlayError } from '../overlay/registry.js';
 import type { Overlay } from '../overlay/overlay.js';
 import { ApiError } from './errors.js';
+import { BundleError } from '../transfer/bundle-format.js';
 import type { MountManager } from './mounts.js';
+import { bundleAndGcHandlers } from './bundle-gc-api.js';
+import { checkOutside, optStr, str, type Params } from './params.js';
 import type { AgentInfo, StatusInfo } from './protocol.js';
+import type { ProgressFn } from '../transfer/progress.js';
 import type { RunSessions } from './runs.js';
 
 export interface ApiContext {
@@ -26,17 +32,18 @@ export interface Caller {
   onClose(fn: () => void): void;
 }
 
-type Params = Record<string, unknown>;
-type Handler = (ctx: ApiContext, p: Params, caller: Caller) => Promise<unknown> | unknown;
+/** `progress` streams reports of a long operation to the caller. */
+export type Handler = (ctx: ApiContext, p: Params, progress?: ProgressFn, caller?: Caller) => Promise<unknown> | unknown;
 
 /** What reaches an agent from its ancestors: their commits, rebases and conflicts (the rest of their events is theirs). */
 const REACHED = new Set(['AGENT_COMMIT_CREATED', 'AGENT_REBASED', 'WORKTREE_CONFLICT_DETECTED', 'WORKTREE_CONFLICT_RESOLVED']);
 
 /** Does `cowfs log AGENT` show this event: the agent's own, or what reached it from an ancestor? */
 export function reachesAgent(ctx: ApiContext, ev: CowEvent, agent: string): boolean {
-  if (ev.agent === agent) return true;
-  if (!REACHED.has(ev.type)) return false;
-  for (let a = ctx.overlay.agent(agent).parent; a !== null; a = ctx.overlay.agent(a).parent) if (a === ev.agent) return true;
+  for (let a: string | null = agent, own = true; a !== null; a = ctx.overlay.agent(a).parent, own = false) {
+    // Only the current life of a name: one reused after a removal does not show the old one's events.
+    if (ev.agent === a) return (own || REACHED.has(ev.type)) && ev.seq >= ctx.overlay.agent(a).createdSeq;
+  }
   return false;
 }
 
@@ -58,19 +65,6 @@ export async function withAgent(ctx: ApiContext, agent: string, parent: string |
     throw err;
   }
   return created;
-}
-
-function str(p: Params, key: string): string {
-  const v = p[key];
-  if (typeof v !== 'string' || v === '') throw new ApiError('bad_request', `missing parameter: ${key}`);
-  return v;
-}
-
-function optStr(p: Params, key: string): string | undefined {
-  const v = p[key];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'string') throw new ApiError('bad_request', `parameter ${key} must be a string`);
-  return v;
 }
 
 export function agentInfo(ctx: ApiContext, name: string): AgentInfo {
@@ -114,7 +108,8 @@ export const handlers: Record<string, Handler> = {
   },
 
   /** `cowfs run`: the agent (created and mounted if needed) and a socket for it alone, until run.end or the caller's connection ends. */
-  'run.start'(ctx, p, caller) {
+  'run.start'(ctx, p, _progress, caller) {
+    if (!caller) throw new ApiError('internal', 'run.start needs its connection');
     const uid = typeof p.uid === 'number' ? p.uid : 0;
     const gid = typeof p.gid === 'number' ? p.gid : 0;
     const rw = Array.isArray(p.rw) ? p.rw.map(String) : [];
@@ -193,16 +188,32 @@ export const handlers: Record<string, Handler> = {
     const out = str(p, 'out');
     const to = typeof p.to === 'number' ? p.to : Infinity;
     ctx.overlay.agent(agent);
-    // The daemon writes `out` itself: never into a mount it serves (a deadlock) or the workspace.
-    for (const a of ctx.overlay.agents()) {
-      const mp = ctx.mounts.mountpointOf(a.name);
-      if (mp && (out === mp || out.startsWith(`${mp}/`))) throw new ApiError('bad_request', `--out ${out} is inside the mount of ${a.name}`);
-    }
-    const ws = ctx.overlay.workspace.root;
-    if (out === ws || out.startsWith(`${ws}/`)) throw new ApiError('bad_request', `--out ${out} is inside the workspace`);
+    checkOutside(ctx, out, '--out', true);
     if (fs.existsSync(out) && fs.readdirSync(out).length > 0) throw new ApiError('bad_request', `--out ${out} is not empty`);
     const files = writeTree(ctx.overlay.replay(agent, to), ctx.overlay.blobs, out);
     return { agent, to: Number.isFinite(to) ? to : ctx.overlay.log.head, out, entries: files };
+  },
+
+  diff(ctx, p) {
+    const paths = Array.isArray(p.paths) ? p.paths.map(String) : [];
+    return agentDiff(ctx.overlay, str(p, 'agent'), { from: typeof p.from === 'number' ? p.from : undefined, paths, patch: p.patch !== false });
+  },
+
+  async land(ctx, p, progress) {
+    const opts = {
+      into: optStr(p, 'into'), workspace: p.workspace === true, dryRun: p.dryRun === true,
+      onProgress: (done: number, total: number) => progress?.({ phase: 'writing files', done, total }),
+    };
+    try {
+      return await land(ctx.overlay, ctx.cascade, str(p, 'agent'), opts);
+    } catch (err) {
+      throw err instanceof LandConflictError ? new ApiError('conflict', err.message) : err;
+    }
+  },
+
+  undo(ctx, p) {
+    const agent = str(p, 'agent');
+    return { agent, ...ctx.overlay.undo(agent, typeof p.to === 'number' ? p.to : undefined) };
   },
 
   log(ctx, p) {
@@ -212,7 +223,9 @@ export const handlers: Record<string, Handler> = {
     if (agent) {
       // The agent's own events, and its ancestors' commits and rebases: what reached it from above.
       for (let a: string | null = agent, own = true; a !== null; a = ctx.overlay.agent(a).parent, own = false) {
-        for (const ev of ctx.overlay.log.byAgent(a, Infinity, since)) if (own || REACHED.has(ev.type)) events.push(ev);
+        // From the agent's current life on: a name reused after a removal does not show the old one's events.
+        const from = Math.max(since, ctx.overlay.agent(a).createdSeq);
+        for (const ev of ctx.overlay.log.byAgent(a, Infinity, from)) if (own || REACHED.has(ev.type)) events.push(ev);
       }
       events.sort((x, y) => x.seq - y.seq);
     } else {
@@ -220,11 +233,14 @@ export const handlers: Record<string, Handler> = {
     }
     return events;
   },
+
+  ...bundleAndGcHandlers,
 };
 
 /** Turns whatever a handler threw into an API error with a user-facing message. */
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
+  if (err instanceof BundleError) return new ApiError('bad_request', err.message);
   if (err instanceof OverlayError) return new ApiError(/^no agent/.test(err.message) ? 'not_found' : 'bad_request', err.message);
   if (err instanceof Error && /invalid agent name/.test(err.message)) return new ApiError('bad_request', err.message);
   return new ApiError('internal', err instanceof Error ? err.message : String(err));

@@ -3,6 +3,7 @@ import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import { Cascade } from '../cascade/cascade.js';
 import { WorkspaceWatcher } from '../cascade/workspace-watcher.js';
+import { recoverLanding } from '../land/workspace-landing.js';
 import { Overlay } from '../overlay/overlay.js';
 import { ApiServer } from './server.js';
 import type { MountAdapter } from '../fuse/adapters.js';
@@ -70,6 +71,8 @@ export class Daemon {
     }
     const mounts = new MountManager(overlay, opts.adapter, log);
     const cascade = new Cascade(overlay);
+    const landing = recoverLanding(overlay, cascade);
+    if (landing) log.warn(landing, 'a landing into the workspace was interrupted by a crash');
     const runs: RunSessions = new RunSessions(stateDir, mounts, (sock, agent) => server.listenScoped(sock, agent), log);
     const server: ApiServer = new ApiServer({ overlay, mounts, cascade, runs, adapter: opts.adapter.name, startedAt: Date.now() }, log);
     const watcher = new WorkspaceWatcher(overlay, cascade, log);

@@ -2,8 +2,9 @@
  * The daemon's API over WebSocket (a unix socket in the state directory,
  * mode 0600): JSON requests `{id, method, params}` answered by
  * `{id, result}` or `{id, error: {message, code}}`; after `events.follow`
- * the daemon also pushes `{event}` messages. The CLI and any other client
- * speak only this.
+ * the daemon also pushes `{event}` messages. A long operation (export,
+ * import, gc) may send `{progressOf: id, progress}` messages before its
+ * answer. The CLI and any other client speak only this.
  */
 export interface Request {
   id: number;

@@ -2,9 +2,10 @@
  * What a client limited to one agent may do: the CLI inside a `cowfs run`
  * sandbox connects to a socket that the daemon serves for that agent alone,
  * and every request on it passes through here, on the daemon's side. The
- * agent's own status, commits, conflicts, resolutions, log and events are
- * allowed; anything naming another agent, and every verb that creates,
- * mounts, removes or writes outside the agent, is refused. Unknown methods
+ * agent's own status, commits, conflicts, resolutions, log, events, diff
+ * and undo are allowed; anything naming another agent, and every verb that
+ * creates, mounts, removes, lands, moves or writes outside the agent
+ * (land, export, import, gc…), is refused. Unknown methods
  * are refused too: a new verb is closed to sandboxes until listed here.
  */
 import type { CowEvent } from '../events/types.js';
@@ -14,7 +15,7 @@ import type { AgentInfo } from './protocol.js';
 type Params = Record<string, unknown>;
 
 /** Methods about one agent: `agent` defaults to the scope's and must not name another. */
-const OWN_AGENT = new Set(['status', 'commit', 'conflicts', 'resolve', 'log', 'events.follow']);
+const OWN_AGENT = new Set(['status', 'commit', 'conflicts', 'resolve', 'log', 'events.follow', 'diff', 'undo']);
 
 function forbidden(message: string): ApiError {
   return new ApiError('forbidden', message);

@@ -89,7 +89,9 @@ export class ApiServer {
         } else {
           const handler = handlers[req.method];
           if (!handler) throw new ApiError('bad_request', `unknown method ${req.method}`);
-          const result = await handler(this.ctx, params, caller);
+          // No `id` on a progress message: a client that does not know them takes none for the answer.
+          const progress = (info: unknown) => ws.send(JSON.stringify({ progressOf: req.id, progress: info }));
+          const result = await handler(this.ctx, params, progress, caller);
           res = { id: req.id, result: scopeResult(scope, req.method, result, (ev) => reachesAgent(this.ctx, ev, scope!)) };
         }
       } catch (err) {

@@ -116,9 +116,36 @@ export interface WorktreeConflictResolved {
   how: 'ours' | 'theirs' | 'file' | 'commit';
 }
 
+/**
+ * The agent's committed changes were landed into its parent (a commit
+ * there, `parentCommit`) or into the workspace on disk (`into` null).
+ */
+export interface AgentLanded {
+  type: 'AGENT_LANDED';
+  into: string | null;
+  /** The agent's head commit that was landed. */
+  commit: number;
+  parentCommit: number | null;
+  paths: string[];
+  /** Finished by the daemon's start after a crash in the middle of writing the workspace. */
+  recovered?: boolean;
+}
+
+/**
+ * The working tree was put back to what it was at event `to`; the layer
+ * operations just before this event did it. `before`: the last event
+ * before the undo, where a later undo (a redo) goes back to.
+ */
+export interface AgentUndone {
+  type: 'AGENT_UNDONE';
+  to: number;
+  before: number;
+  ops: number;
+}
+
 export type LifecycleEvent =
   | AgentCreated | AgentCommitCreated | AgentRemoved | WorktreeChanged | AgentRebased
-  | WorktreeConflictDetected | WorktreeConflictResolved;
+  | WorktreeConflictDetected | WorktreeConflictResolved | AgentLanded | AgentUndone;
 
 export type EventBody = LayerOp | LifecycleEvent;
 

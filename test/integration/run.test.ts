@@ -266,9 +266,11 @@ describe('cowfs run: a sandboxed program that sees only its agent\'s tree', () =
       const otherSeq = (await d.json<{ seq: number; agent: string }[]>(['log', 'other'])).at(-1)!.seq;
       const r = await run('esc', `
         for args in "rm other" "commit other -m x" "log other" "conflicts other" "status other" "show ${otherSeq}" \
-                    "events --agent other" "mount other /tmp" "unmount esc" "rm esc" "config refine on"; do
+                    "events --agent other" "diff other" "undo other" "mount other /tmp" "unmount esc" "rm esc" \
+                    "config refine on" "land esc" "export esc --out /tmp/bundle" "gc" "have"; do
           node "$CLI" $args 2>&1 && echo "ALLOWED: $args" || true
         done
+        node "$CLI" diff | grep -c '^diff --git' || true
         node "$CLI" ls
         node "$CLI" ls --json
       `);
@@ -278,6 +280,7 @@ describe('cowfs run: a sandboxed program that sees only its agent\'s tree', () =
       expect(r.stdout).toContain('cowfs can only use esc, not other');
       expect(r.stdout).toContain(`event ${otherSeq} belongs to another agent`);
       expect(r.stdout).toContain('cowfs config (changing a setting) is not allowed');
+      expect(r.stdout).toContain('cowfs land is not allowed inside the sandbox of agent esc');
       const listed = JSON.parse(r.stdout.slice(r.stdout.lastIndexOf('[\n'))) as { name: string }[];
       expect(listed.map((a) => a.name)).toEqual(['esc']);
       // And the other agent is untouched.

@@ -106,13 +106,13 @@ describe('the API scoped to one agent', () => {
   it('fills in the agent and refuses another one', () => {
     expect(authorize('a', 'commit', { message: 'm' })).toEqual({ message: 'm', agent: 'a' });
     expect(authorize('a', 'log', { agent: 'a' })).toEqual({ agent: 'a' });
-    for (const m of ['status', 'commit', 'conflicts', 'resolve', 'log', 'events.follow']) {
+    for (const m of ['status', 'commit', 'conflicts', 'resolve', 'log', 'events.follow', 'diff', 'undo']) {
       expect(() => authorize('a', m, { agent: 'b' }), m).toThrow(/can only use a, not b/);
     }
   });
 
   it('refuses verbs that create, mount, remove or write outside the agent, and unknown ones', () => {
-    for (const m of ['mount', 'unmount', 'rm', 'replay', 'run.start', 'run.end', 'something-new']) {
+    for (const m of ['mount', 'unmount', 'rm', 'replay', 'run.start', 'run.end', 'land', 'export', 'import', 'have', 'gc', 'something-new']) {
       expect(() => authorize('a', m, { agent: 'a' }), m).toThrow(/not allowed inside the sandbox of agent a/);
     }
     expect(() => authorize('a', 'config', { key: 'refine', value: true })).toThrow(/changing a setting/);
