@@ -321,7 +321,8 @@ describe('cowfs run: a sandboxed program that sees only its agent\'s tree', () =
 
     it('Ctrl-C typed in a terminal reaches the command, which can exit cleanly', async () => {
       // script(1) gives cowfs run a real terminal; the ^C byte becomes SIGINT in the terminal driver.
-      const inner = `test -t 0 || exit 99; trap 'echo got-INT; exit 9' INT; echo ready; sleep 60 & wait`;
+      // The terminal is the command's: a tty on stdin, raw mode can be set (as an interactive claude does).
+      const inner = `test -t 0 || exit 99; stty raw -echo && stty sane || exit 98; trap 'echo got-INT; exit 9' INT; echo ready; sleep 60 & wait`;
       const cmd = [process.execPath, CLI, 'run', 'tty', '--', 'bash', '-c', inner].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
       const proc = spawn('script', ['-qfec', `exec ${cmd}`, '/dev/null'], { cwd: ws, stdio: ['pipe', 'pipe', 'pipe'] });
       started.push(proc);
