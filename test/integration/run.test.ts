@@ -208,6 +208,30 @@ describe('cowfs run: a sandboxed program that sees only its agent\'s tree', () =
       expect(r.stdout).toMatch(/daemon is not running/);
     });
 
+    it('a state directory outside the workspace is covered: empty and read-only inside', async () => {
+      const ws2 = path.join(d.root, 'ws2');
+      const state2 = path.join(outside, 'state2');
+      fs.mkdirSync(ws2);
+      fs.writeFileSync(path.join(ws2, 'f.txt'), 'f\n');
+      const daemon = spawn(process.execPath, [CLI, 'daemon', '--workspace', ws2, '--state-dir', state2], { stdio: 'ignore' });
+      started.push(daemon);
+      try {
+        await until('the second daemon', () => fs.existsSync(path.join(state2, 'daemon.sock')));
+        const r = await d.cli(['--state-dir', state2, 'run', 'x', '--', 'bash', '-c', `
+          ls -A "${state2}" | wc -l
+          cat "${state2}/daemon.pid" 2>&1 || true
+          { echo x > "${state2}/planted"; } 2>&1 || true
+          cat f.txt && node "$CLI" status | grep -c '^agent  *x'
+        `], { cwd: ws2, env: { CLI } });
+        expectOk(r);
+        expect(r.stdout).toMatch(/^0\n.*daemon\.pid: No such file or directory\n.*planted: Read-only file system\nf\n1\n$/s);
+        expect(fs.existsSync(path.join(state2, 'planted'))).toBe(false);
+      } finally {
+        daemon.kill('SIGTERM');
+        await new Promise((r) => (daemon.exitCode !== null ? r(null) : daemon.once('exit', r)));
+      }
+    });
+
     it('/etc and $HOME are read-only without --rw; --rw opens a path for writing; /tmp is private', async () => {
       fs.writeFileSync(path.join(d.root, 'tmp-marker'), 'outside');
       const r = await run('esc', `
