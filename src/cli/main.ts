@@ -17,6 +17,7 @@ import * as mount from './commands/mount.js';
 import * as replay from './commands/replay.js';
 import * as resolve from './commands/resolve.js';
 import * as rm from './commands/rm.js';
+import * as run from './commands/run.js';
 import * as show from './commands/show.js';
 import * as status from './commands/status.js';
 import * as undo from './commands/undo.js';
@@ -31,14 +32,16 @@ const program = new Command('cowfs')
   .showHelpAfterError()
   .exitOverride();
 
-for (const verb of [daemon, mount, unmount, ls, status, commit, conflicts, resolve, rm, log, show, events, replay, config, diff, land, undo]) verb.register(program);
+for (const verb of [daemon, mount, run, unmount, ls, status, commit, conflicts, resolve, rm, log, show, events, replay, config, diff, land, undo]) verb.register(program);
 for (const verb of [exportCmd, importCmd, have, gc]) verb.register(program);
 
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) process.exit(err.exitCode);
-  const json = process.argv.includes('--json');
+  // Only cowfs's own arguments: what follows `--` belongs to the command `cowfs run` runs.
+  const own = process.argv.indexOf('--');
+  const json = (own < 0 ? process.argv : process.argv.slice(0, own)).includes('--json');
   const message = err instanceof Error ? err.message : String(err);
   const code = err instanceof CliError ? err.code : 'internal';
   if (json) process.stdout.write(`${JSON.stringify({ error: { code, message } })}\n`);

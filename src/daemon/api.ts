@@ -16,17 +16,57 @@ import { bundleAndGcHandlers } from './bundle-gc-api.js';
 import { checkOutside, optStr, str, type Params } from './params.js';
 import type { AgentInfo, StatusInfo } from './protocol.js';
 import type { ProgressFn } from '../transfer/progress.js';
+import type { RunSessions } from './runs.js';
 
 export interface ApiContext {
   overlay: Overlay;
   cascade: Cascade;
   mounts: MountManager;
+  runs: RunSessions;
   adapter: string;
   startedAt: number;
 }
 
+/** Who sent a request: the agent its connection is limited to (null: the owner's socket), and its connection's end. */
+export interface Caller {
+  scope: string | null;
+  onClose(fn: () => void): void;
+}
+
 /** `progress` streams reports of a long operation to the caller. */
-export type Handler = (ctx: ApiContext, p: Params, progress?: ProgressFn) => Promise<unknown> | unknown;
+export type Handler = (ctx: ApiContext, p: Params, progress?: ProgressFn, caller?: Caller) => Promise<unknown> | unknown;
+
+/** What reaches an agent from its ancestors: their commits, rebases and conflicts (the rest of their events is theirs). */
+const REACHED = new Set(['AGENT_COMMIT_CREATED', 'AGENT_REBASED', 'WORKTREE_CONFLICT_DETECTED', 'WORKTREE_CONFLICT_RESOLVED']);
+
+/** Does `cowfs log AGENT` show this event: the agent's own, or what reached it from an ancestor? */
+export function reachesAgent(ctx: ApiContext, ev: CowEvent, agent: string): boolean {
+  for (let a: string | null = agent, own = true; a !== null; a = ctx.overlay.agent(a).parent, own = false) {
+    // Only the current life of a name: one reused after a removal does not show the old one's events.
+    if (ev.agent === a) return (own || REACHED.has(ev.type)) && ev.seq >= ctx.overlay.agent(a).createdSeq;
+  }
+  return false;
+}
+
+/**
+ * Runs `fn` on the agent, creating it first (based on `parent`) if it is new;
+ * a new agent is removed again when `fn` fails. Resolves to whether it was created.
+ */
+export async function withAgent(ctx: ApiContext, agent: string, parent: string | null, fn: () => Promise<void>): Promise<boolean> {
+  const existing = ctx.overlay.registry.find(agent);
+  if (existing && parent !== null && existing.parent !== parent) {
+    throw new ApiError('conflict', `agent ${agent} exists with parent ${existing.parent ?? '(workspace)'}, not ${parent}`);
+  }
+  const created = !existing;
+  if (created) ctx.overlay.createAgent(agent, parent);
+  try {
+    await fn();
+  } catch (err) {
+    if (created) ctx.overlay.removeAgent(agent);
+    throw err;
+  }
+  return created;
+}
 
 export function agentInfo(ctx: ApiContext, name: string): AgentInfo {
   const a = ctx.overlay.agent(name);
@@ -64,19 +104,21 @@ export const handlers: Record<string, Handler> = {
     const agent = str(p, 'agent');
     const mountpoint = str(p, 'mountpoint');
     const parent = optStr(p, 'parent') ?? null;
-    const existing = ctx.overlay.registry.find(agent);
-    if (existing && parent !== null && existing.parent !== parent) {
-      throw new ApiError('conflict', `agent ${agent} exists with parent ${existing.parent ?? '(workspace)'}, not ${parent}`);
-    }
-    const created = !existing;
-    if (created) ctx.overlay.createAgent(agent, parent);
-    try {
-      await ctx.mounts.mount(agent, mountpoint);
-    } catch (err) {
-      if (created) ctx.overlay.removeAgent(agent);
-      throw err;
-    }
+    const created = await withAgent(ctx, agent, parent, () => ctx.mounts.mount(agent, mountpoint));
     return { ...agentInfo(ctx, agent), created };
+  },
+
+  /** `cowfs run`: the agent (created and mounted if needed) and a socket for it alone, until run.end or the caller's connection ends. */
+  'run.start'(ctx, p, _progress, caller) {
+    if (!caller) throw new ApiError('internal', 'run.start needs its connection');
+    const uid = typeof p.uid === 'number' ? p.uid : 0;
+    const gid = typeof p.gid === 'number' ? p.gid : 0;
+    const rw = Array.isArray(p.rw) ? p.rw.map(String) : [];
+    return ctx.runs.start(ctx, { agent: str(p, 'agent'), parent: optStr(p, 'parent') ?? null, uid, gid, rw }, caller);
+  },
+
+  'run.end'(ctx, p) {
+    return ctx.runs.end(str(p, 'id'));
   },
 
   async unmount(ctx, p) {
@@ -183,11 +225,10 @@ export const handlers: Record<string, Handler> = {
     const events: CowEvent[] = [];
     if (agent) {
       // The agent's own events, and its ancestors' commits and rebases: what reached it from above.
-      const reached = new Set(['AGENT_COMMIT_CREATED', 'AGENT_REBASED', 'WORKTREE_CONFLICT_DETECTED', 'WORKTREE_CONFLICT_RESOLVED']);
       for (let a: string | null = agent, own = true; a !== null; a = ctx.overlay.agent(a).parent, own = false) {
         // From the agent's current life on: a name reused after a removal does not show the old one's events.
         const from = Math.max(since, ctx.overlay.agent(a).createdSeq);
-        for (const ev of ctx.overlay.log.byAgent(a, Infinity, from)) if (own || reached.has(ev.type)) events.push(ev);
+        for (const ev of ctx.overlay.log.byAgent(a, Infinity, from)) if (own || REACHED.has(ev.type)) events.push(ev);
       }
       events.sort((x, y) => x.seq - y.seq);
     } else {
