@@ -20,7 +20,7 @@ export interface DaemonOptions {
 }
 
 /** Is a process with this pid alive? */
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
