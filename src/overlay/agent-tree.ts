@@ -160,10 +160,16 @@ export class AgentTree implements TreeOps {
     file.truncate(size);
   }
 
+  /**
+   * What fsync(2) promises, without copying the file into the store: the
+   * scratch file, its name and its crash-recovery record reach the disk, so
+   * after a power cut the next start ingests it (`recover`) as it would
+   * after a killed daemon. The put event comes at the last close, as for
+   * any write (a 1 GiB `dd conv=fsync` no longer copies and hashes 1 GiB).
+   */
   fsync(fh: number): void {
     const { file } = this.handle(fh);
-    this.ingest(file, 'put', false);
-    if (file.scratch) fs.fsyncSync(file.scratch.fd);
+    if (file.scratch && file.dirty) this.s.store.syncScratch(file.scratch.fd);
     this.s.store.syncToDisk();
   }
 

@@ -227,6 +227,11 @@ describe('commits and children', () => {
     const t = ov.tree('a');
     const fh = t.create('unclosed', 0o600, O_WRONLY, 0, 0);
     t.write(fh, Buffer.from('written before the crash'), 24, 0);
+    // fsync makes it durable without a copy into the store: no put event yet, the recovery record stays.
+    const before = ov.log.head;
+    t.fsync(fh);
+    expect(ov.log.head).toBe(before);
+    expect(fs.readdirSync(path.join(state, 'scratch'))).toHaveLength(1);
     // No release: the process "dies" here.
     await ov.close();
     opened.pop();
