@@ -42,7 +42,14 @@ export class Cascade {
     if (how === 'file') chosen = { content: content! };
     else {
       const [target, blob, mode] = [c.targets?.[how] ?? null, c[how], c.modes?.[how] ?? undefined];
-      chosen = target !== null ? { target } : blob !== null ? { content: this.overlay.blobs.get(blob), mode } : null;
+      if (target === null && blob === null) {
+        // That side deleted the path or made it a directory. Ours, a directory, is what the merge left in place; theirs is what lies below.
+        if (how === 'ours' && c.kind === 'type') {
+          this.overlay.markResolved(agent, path, how);
+          return this.resumeIfClear(agent);
+        }
+        chosen = how === 'ours' ? 'deleted' : 'below';
+      } else chosen = target !== null ? { target } : { content: this.overlay.blobs.get(blob!), mode };
     }
     this.overlay.resolveConflict(agent, path, chosen, how);
     return this.resumeIfClear(agent);

@@ -57,10 +57,11 @@ export function lowerPath(layer: Layer, p: string): string | null {
 export function planRebase(layer: Layer, ctx: RebaseContext): RebasePlan {
   const plan: RebasePlan = { changes: [], merged: [], refined: [], conflicts: [] };
   for (const [p, ours] of layer.entriesList()) {
-    if (ours.kind === 'dir') continue; // a directory merges through its entries
     const q = lowerPath(layer, p);
     if (q === null) continue;
     const base = ctx.before.lookup(q);
+    // A directory merges through its entries, unless it took the place of a file or symlink the parent changed.
+    if (ours.kind === 'dir' && (!base || kindOf(base) === 'dir')) continue;
     const theirs = ctx.after.lookup(q);
     if (identity(base) === identity(theirs)) continue;
     mergePath(p, ours, base, theirs, ctx, plan);

@@ -16,7 +16,8 @@ import { TreeView } from './view.js';
 import { Workspace } from './workspace.js';
 
 /** How a conflict is resolved: a file (with the chosen side's mode, if known), a symlink, or nothing. */
-export type Resolution = { content: Buffer; mode?: number } | { target: string } | null;
+/** What a conflict is resolved to: a file, a symlink, nothing, or 'below' — the agent's own entries dropped, so its base shows. */
+export type Resolution = { content: Buffer; mode?: number } | { target: string } | 'deleted' | 'below';
 
 export interface OverlayOptions {
   workspace: string;
@@ -193,17 +194,18 @@ export class Overlay {
   resolveConflict(name: string, path: string, chosen: Resolution, how: 'ours' | 'theirs' | 'file'): void {
     const tree = this.tree(name);
     const a = this.registry.get(name);
-    const cur = tree.layer.get(path);
-    const change: LayerChange = [path, this.resolvedEntry(cur, chosen)];
+    const changes: LayerChange[] = chosen === 'below'
+      ? [...tree.layer.entriesList()].filter(([p]) => p === path || p.startsWith(`${path}/`)).map(([p]) => [p, undefined])
+      : [[path, this.resolvedEntry(tree.layer.get(path), chosen)]];
     // The resolution goes into the working tree and the head alike: a rebase onto the same base.
     this.applyRebase(name, {
-      base: a.base, changes: [change], headChanges: [change], merged: [], refined: [], conflicts: [], message: `resolve ${path}`,
+      base: a.base, changes, headChanges: changes, merged: [], refined: [], conflicts: [], message: `resolve ${path}`,
     });
     this.markResolved(name, path, how);
   }
 
-  private resolvedEntry(cur: Entry | undefined, chosen: Resolution): Entry {
-    if (chosen === null) return { kind: 'whiteout' };
+  private resolvedEntry(cur: Entry | undefined, chosen: Exclude<Resolution, 'below'>): Entry {
+    if (chosen === 'deleted') return { kind: 'whiteout' };
     const [ino, uid, gid] = cur && cur.kind !== 'whiteout' ? [cur.ino, cur.uid, cur.gid] : [this.allocIno(), 0, 0];
     if ('target' in chosen) return { kind: 'symlink', target: chosen.target, mtimeMs: Date.now(), ino, uid, gid };
     const file = cur?.kind === 'file' ? cur : { ...newFileDefaults(ino), uid, gid };

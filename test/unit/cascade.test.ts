@@ -242,6 +242,24 @@ describe('cascade rebase of additions, modes, symlinks, deletions and binary fil
     expect(snapshot(ov.replay('c'), ov)).toEqual(snapshot(c.tree, ov));
   });
 
+  it('a file against a directory: --theirs shows the parent’s directory, --ours keeps the child’s', async () => {
+    const { ov, cascade, p, c, g } = await tree();
+    writeFile(c, 'kept.txt', 'child edit\n'); // the parent makes it a directory
+    p.unlink('kept.txt'); p.mkdir('kept.txt', 0o755, 0, 0); writeFile(p, 'kept.txt/inner', 'inner\n');
+    c.unlink('gone.txt'); c.mkdir('gone.txt', 0o755, 0, 0); writeFile(c, 'gone.txt/mine', 'mine\n'); // the child makes it one
+    writeFile(p, 'gone.txt', 'parent edit\n');
+    ov.commit('p', 'p1');
+    expect(cascade.fromCommit('p').conflicted).toEqual([{ agent: 'c', paths: expect.arrayContaining(['kept.txt', 'gone.txt']) }]);
+    expect(conflictsOf(ov, 'c')['kept.txt']).toMatchObject({ kind: 'type' });
+    cascade.resolve('c', 'kept.txt', 'theirs');
+    expect(c.readdir('kept.txt').map((e) => e.name)).toContain('inner');
+    expect(readFile(c, 'kept.txt/inner')).toBe('inner\n');
+    expect(cascade.resolve('c', 'gone.txt', 'ours').rebased).toEqual(['g']);
+    expect(readFile(c, 'gone.txt/mine')).toBe('mine\n');
+    expect(readFile(g, 'kept.txt/inner')).toBe('inner\n');
+    expect(snapshot(ov.replay('c'), ov)).toEqual(snapshot(c.tree, ov));
+  });
+
   it('a commit settles a conflict without markers only when the agent changed the path', async () => {
     const { ov, cascade, p, c, g } = await tree();
     writeFile(c, 'added.bin', Buffer.from([0, 1]));
