@@ -172,7 +172,16 @@ export const handlers: Record<string, Handler> = {
     if (typeof seq !== 'number') throw new ApiError('bad_request', 'missing parameter: seq');
     const ev = ctx.overlay.log.get(seq);
     if (!ev) throw new ApiError('not_found', `no event ${seq} (the last is ${ctx.overlay.log.head})`);
-    const diff = eventDiff(ctx.overlay, ev);
+    let diff: string;
+    try {
+      diff = eventDiff(ctx.overlay, ev);
+    } catch (err) {
+      // gc drops removed agents' content after a while; their events stay in the log.
+      if (!ctx.overlay.registry.record(ev.agent) && /missing from the store/.test((err as Error).message)) {
+        throw new ApiError('not_found', `event ${seq} of ${ev.agent}: its content is gone (the agent was removed and collected by cowfs gc); \`cowfs log\` still lists it`);
+      }
+      throw err;
+    }
     return { event: ev, diff, highlights: unifiedDiffHighlights(diff) };
   },
 

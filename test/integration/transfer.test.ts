@@ -164,6 +164,11 @@ describe('gc through real mounts', () => {
     expect(await exited).toBe(0);
     expect(atEnd).toBeGreaterThan(atStart);
     expect(gc.droppedAgents).toEqual(['old']);
+    // Its events stay in the log; their content is gone, and show says so.
+    const oldPut = (await d.json(['log'])).find((e: any) => e.agent === 'old' && e.type === 'put');
+    const shown = await d.cli(['show', String(oldPut.seq)]);
+    expect(shown.code).toBe(1);
+    expect(shown.stderr).toMatch(/content is gone \(the agent was removed and collected by cowfs gc\)/);
     expect(gc.freedBytes).toBeGreaterThanOrEqual(oldBytes - 200 * 3020);
     const n = count();
     for (let i = 1; i <= n; i++) {
