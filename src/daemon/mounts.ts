@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { MountAdapter } from '../fuse/adapters.js';
 import type { Overlay } from '../overlay/overlay.js';
 import { abortConnection, connectionOf, fuseMountsAt, lazyUnmount } from '../fuse/mount-table.js';
+import { changedPaths } from './changed-paths.js';
 import { mountSource } from './protocol.js';
 import { ApiError } from './errors.js';
 
@@ -34,7 +35,17 @@ export class MountManager {
     // The daemon must never read its own mounts: hide any inside the workspace.
     this.overlay.workspace.hide(mp);
     try {
-      const handle = await this.adapter.mount(mp, tree, { fsname: source, allowOther: true });
+      const handle = await this.adapter.mount(mp, tree, {
+        fsname: source,
+        allowOther: true,
+        logger: this.log,
+        // What changes this agent's tree without a request through its mount, for adapters that invalidate.
+        watchChanges: (listener) => this.overlay.log.subscribe((ev) => {
+          if (ev.agent !== agent) return;
+          const paths = changedPaths(ev, this.overlay);
+          if (paths.length > 0) listener(paths);
+        }),
+      });
       this.live.set(agent, { mountpoint: mp, unmount: () => handle.unmount() });
     } catch (err) {
       this.overlay.workspace.unhide(mp);
