@@ -89,6 +89,15 @@ export class NodeTable {
     if (n.lookups <= 0 && n.open.size === 0 && id !== ROOT_ID) this.drop(n);
   }
 
+  /**
+   * The next lookup of `p` gets a new node (a fresh inode in the kernel);
+   * the old one keeps answering by path until the kernel forgets it.
+   */
+  retire(p: string): void {
+    const n = this.byPath.get(p);
+    if (n && !n.isDir) this.byPath.delete(p);
+  }
+
   /** `p` was unlinked or removed: its node (and any below) no longer has a path. */
   removed(p: string): void {
     const n = this.byPath.get(p);
