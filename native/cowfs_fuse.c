@@ -37,7 +37,7 @@ enum {
 
 /* Session features, chosen by JavaScript (bit flags of mount()). */
 enum {
-  F_WRITEBACK = 1, F_NO_OPENDIR = 2, F_NO_OPEN = 4, F_DEBUG = 8
+  F_WRITEBACK = 1, F_DEBUG = 8
 };
 
 #define NUMS 8
@@ -218,12 +218,10 @@ static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 }
 
 static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-  session_t *s = sess(req);
-  if (s->features & F_NO_OPEN) { fuse_reply_err(req, ENOSYS); return; }
   msg_t *m = msg_new(OP_OPEN, req, ino, NULL, NULL, NULL, 0);
   if (!m) { enomem(req); return; }
   m->n[0] = fi->flags;
-  post(s, m);
+  post(sess(req), m);
 }
 
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
@@ -260,15 +258,12 @@ static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
   post(sess(req), m);
 }
 
-/* Directories are read from their node id alone: the kernel is told OPENDIR is not needed. */
+/* Directories are read from their node id alone: ENOSYS tells the kernel OPENDIR is never needed,
+   and it keeps caching listings by itself. */
 static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-  session_t *s = sess(req);
   (void)ino;
-  if (s->features & F_NO_OPENDIR) { fuse_reply_err(req, ENOSYS); return; }
-  fi->fh = 0;
-  fi->cache_readdir = 1;
-  fi->keep_cache = 1;
-  fuse_reply_open(req, fi);
+  (void)fi;
+  fuse_reply_err(req, ENOSYS);
 }
 
 static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {

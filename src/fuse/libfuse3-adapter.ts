@@ -426,7 +426,7 @@ export async function mountTree(mountpoint: string, tree: TreeOps, opts: Libfuse
   const s = new Libfuse3Session(b, tree, log, ttl);
   const before = new Set(fuseMountsAt(mp).map((m) => m.device));
   const newMount = () => fuseMountsAt(mp).filter((m) => !before.has(m.device)).pop();
-  const features = (opts.writeback ?? true ? Feature.WRITEBACK : 0) | Feature.NO_OPENDIR | (opts.debug ? Feature.DEBUG : 0);
+  const features = (opts.writeback ?? true ? Feature.WRITEBACK : 0) | (opts.debug ? Feature.DEBUG : 0);
   try {
     await new Promise<void>((resolve, reject) => {
       const timeoutMs = opts.initTimeoutMs ?? 15_000;

@@ -15,7 +15,7 @@ export const Op = {
 } as const;
 
 /** Session features (bit flags of `mount`). */
-export const Feature = { WRITEBACK: 1, NO_OPENDIR: 2, NO_OPEN: 4, DEBUG: 8 } as const;
+export const Feature = { WRITEBACK: 1, DEBUG: 8 } as const;
 
 /** Flags of an open file's reply (replyOpen, replyCreate). */
 export const OpenReply = { KEEP_CACHE: 1, DIRECT_IO: 2, NOFLUSH: 4 } as const;
