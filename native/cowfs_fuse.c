@@ -373,6 +373,7 @@ static void *notifier_main(void *arg) {
     /* -ENOENT (the kernel no longer knows it) and -ENOTCONN (unmounted) need nothing more. */
     if (n->name) fuse_lowlevel_notify_inval_entry(s->se, n->ino, n->name, strlen(n->name));
     else fuse_lowlevel_notify_inval_inode(s->se, n->ino, 0, 0);
+    free(n->name);
     free(n);
   }
 }
@@ -479,26 +480,31 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* The arguments of a call whose first is a session; NULL once the session was closed. */
+static session_t *open_session(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  if (!get_args(env, info, want, argv)) return NULL;
+  session_t *s = session_of(env, argv[0]);
+  return s && !s->closed ? s : NULL;
+}
+
 /* exit(session): asks the loop to stop at its next request (after the kernel mount is gone). */
 static napi_value js_exit(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  if (!get_args(env, info, 1, argv)) return NULL;
-  session_t *s = session_of(env, argv[0]);
-  if (s && !s->closed) fuse_session_exit(s->se);
+  session_t *s = open_session(env, info, 1, argv);
+  if (s) fuse_session_exit(s->se);
   return NULL;
 }
 
 /* close(session): after OP_EXIT: joins the threads and frees the session. */
 static napi_value js_close(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  if (!get_args(env, info, 1, argv)) return NULL;
-  session_t *s = session_of(env, argv[0]);
-  if (!s || s->closed) return NULL;
+  session_t *s = open_session(env, info, 1, argv);
+  if (!s) return NULL;
   s->closed = 1;
   if (s->loop_started) pthread_join(s->loop, NULL);
   pthread_mutex_lock(&s->mu);
   s->stopping = 1;
-  while (s->head) { note_t *n = s->head; s->head = n->next; free(n); }
+  while (s->head) { note_t *n = s->head; s->head = n->next; free(n->name); free(n); }
   s->tail = NULL;
   pthread_cond_signal(&s->cv);
   pthread_mutex_unlock(&s->mu);
@@ -514,9 +520,8 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
 /* invalidate(session, ino, name?) */
 static napi_value js_invalidate(napi_env env, napi_callback_info info) {
   napi_value argv[3];
-  if (!get_args(env, info, 3, argv)) return NULL;
-  session_t *s = session_of(env, argv[0]);
-  if (!s || s->closed) return NULL;
+  session_t *s = open_session(env, info, 3, argv);
+  if (!s) return NULL;
   napi_valuetype t;
   napi_typeof(env, argv[2], &t);
   note_t *n = calloc(1, sizeof(note_t));
