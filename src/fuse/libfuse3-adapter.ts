@@ -165,10 +165,7 @@ class Libfuse3Session {
     const h = fh ? this.handles.get(fh) : undefined;
     if (h) return this.tree.fgetattr(h.treeFh);
     const n = this.nodes.node(ino);
-    if (n.path !== null) return this.tree.getattr(n.path);
-    const open = n.open.values().next();
-    if (open.done) throw new FsError('ENOENT');
-    return this.tree.fgetattr(this.handles.get(open.value)!.treeFh);
+    return n.path !== null ? this.tree.getattr(n.path) : this.tree.fgetattr(this.handleOf(n).treeFh);
   }
 
   // -------------------------------------------------------------- metadata
@@ -223,6 +220,7 @@ class Libfuse3Session {
     this.b.replyAttr(req, ...this.attrArgs(this.attrOf(ino, fh)), this.ttl);
   }
 
+  /** A handle open on a node: how a file unlinked while open is still reached. */
   private handleOf(n: FuseNode): OpenHandle {
     const open = n.open.values().next();
     if (open.done) throw new FsError('ENOENT');
