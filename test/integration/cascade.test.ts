@@ -213,5 +213,21 @@ describe('what an agent sees changes at once through a warm kernel cache', () =>
       seen = d.sh('cat untouched.txt; stat -c %s untouched.txt', p);
     }
     expect(seen).toBe('changed on disk, longer\n24\n');
+    // A directory made on disk after the mount is watched too.
+    expect(d.sh('ls', p)).not.toContain('made-later');
+    fs.mkdirSync(path.join(d.workspace, 'made-later'));
+    fs.writeFileSync(path.join(d.workspace, 'made-later/f.txt'), 'v1\n');
+    for (let i = 0; i < 50 && !seen.startsWith('v1'); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      seen = d.sh('cat made-later/f.txt 2>/dev/null || true', p);
+    }
+    expect(seen).toBe('v1\n');
+    await new Promise((r) => setTimeout(r, 200)); // the new directory's watch is set up asynchronously
+    fs.writeFileSync(path.join(d.workspace, 'made-later/f.txt'), 'v2, longer\n');
+    for (let i = 0; i < 50 && !seen.startsWith('v2'); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      seen = d.sh('cat made-later/f.txt; stat -c %s made-later/f.txt', p);
+    }
+    expect(seen).toBe('v2, longer\n11\n');
   });
 });
