@@ -20,6 +20,7 @@
 #define FUSE_USE_VERSION 34
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <node_api.h>
 #include <pthread.h>
@@ -217,11 +218,27 @@ static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
   post(sess(req), m);
 }
 
+/*
+ * A read-only open is answered here, with handle 0 and the page cache kept:
+ * JavaScript reads such files by node id, and only hears of the open (and
+ * of its release) afterwards, to keep an unlinked file readable while a
+ * reader holds it. Opens for writing go to JavaScript (the tree's handles).
+ */
 static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  session_t *s = sess(req);
+  if ((fi->flags & O_ACCMODE) == O_RDONLY && !(fi->flags & O_TRUNC)) {
+    fi->fh = 0;
+    fi->keep_cache = 1;
+    if (fuse_reply_open(req, fi) == 0) {
+      msg_t *seen = msg_new(OP_OPEN, NULL, ino, NULL, NULL, NULL, 0);
+      if (seen) { seen->n[0] = fi->flags; post(s, seen); }
+    }
+    return;
+  }
   msg_t *m = msg_new(OP_OPEN, req, ino, NULL, NULL, NULL, 0);
   if (!m) { enomem(req); return; }
   m->n[0] = fi->flags;
-  post(sess(req), m);
+  post(s, m);
 }
 
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
@@ -244,10 +261,18 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 }
 
 static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  session_t *s = sess(req);
+  if (fi->fh == 0) {
+    /* A read-only open answered in C: nothing to release but the count JavaScript keeps. */
+    fuse_reply_err(req, 0);
+    msg_t *seen = msg_new(OP_RELEASE, NULL, ino, NULL, NULL, NULL, 0);
+    if (seen) post(s, seen);
+    return;
+  }
   msg_t *m = msg_new(OP_RELEASE, req, ino, NULL, NULL, NULL, 0);
   if (!m) { enomem(req); return; }
   m->n[0] = (double)fi->fh;
-  post(sess(req), m);
+  post(s, m);
 }
 
 static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {

@@ -12,8 +12,11 @@
  *   through `watchChanges` and invalidated explicitly (native/ queues the
  *   notifications to a thread of its own).
  * - OPENDIR is answered ENOSYS in C: directories are read from their node
- *   id, and the kernel keeps caching their listings. OPEN stays: the tree's
- *   open files (scratch copy-up, a put event at release) need handles.
+ *   id, and the kernel keeps caching their listings. A read-only OPEN (and
+ *   its RELEASE) is answered in C with handle 0 and the page cache kept; we
+ *   only count its readers, and read by node id through a read handle of
+ *   our own (readHandle). Opens for writing come here: the tree's open files
+ *   (scratch copy-up, a put event at release) need handles.
  * - FLUSH, xattrs, link, mknod and access are left unimplemented, so
  *   libfuse answers ENOSYS in C and the kernel stops sending them
  *   (default_permissions: the kernel checks modes itself).
@@ -48,6 +51,10 @@ const ENOSYS = 38;
 const EIO = 5;
 /** FUSE_SET_ATTR_* bits of setattr's to_set. */
 const SET = { MODE: 1, UID: 2, GID: 4, SIZE: 8, ATIME: 16, MTIME: 32, ATIME_NOW: 128, MTIME_NOW: 256 } as const;
+/** A read handle the adapter opened itself (for opens answered in C) is released after this long unused… */
+const LAZY_IDLE_MS = 1000;
+/** …or when this many are open (each may hold a descriptor; the limit is 20,000). */
+const LAZY_MAX = 4096;
 /** Directory listings kept between the READDIR calls that page through one (by node id). */
 const LISTINGS_KEPT = 64;
 const DAY = 86_400;
@@ -68,6 +75,14 @@ interface OpenHandle {
   writable: boolean;
 }
 
+/** A read handle the adapter opened for a node, for readers whose open native/ answered itself. */
+interface LazyHandle {
+  fh: number;
+  used: number;
+  /** Keeps a file unlinked while readers hold it readable until the last of them is gone. */
+  pinned: boolean;
+}
+
 class Libfuse3Session {
   readonly nodes = new NodeTable();
   private readonly handles = new Map<number, OpenHandle>();
@@ -86,6 +101,12 @@ class Libfuse3Session {
   onExit: (() => void) | null = null;
   exited = false;
 
+  /** Node id → its read handle (for opens answered in C). */
+  private readonly lazy = new Map<number, LazyHandle>();
+  /** Node id → how many read-only opens answered in C are not released yet. */
+  private readonly readers = new Map<number, number>();
+  private sweeper: NodeJS.Timeout | undefined;
+
   constructor(private readonly b: Binding, private readonly tree: TreeOps, private readonly log: AdapterLogger,
     private readonly ttl: number) {}
 
@@ -98,7 +119,7 @@ class Libfuse3Session {
       switch (op) {
         case Op.INIT: return this.init(n2 === 1);
         case Op.EXIT: return this.exit();
-        case Op.FORGET: return this.nodes.forget(ino, n0);
+        case Op.FORGET: return this.forget(ino, n0);
         case Op.LOOKUP: return this.lookup(req!, ino, name1!);
         case Op.GETATTR: return this.getattr(req!, ino, n0);
         case Op.SETATTR: return this.setattr(req!, ino, n0, n1, n2, n3, n4, n5, n6, n7);
@@ -108,10 +129,10 @@ class Libfuse3Session {
         case Op.RMDIR: return this.remove(req!, ino, name1!, true);
         case Op.SYMLINK: return this.symlink(req!, ino, name1!, name2!, n1, n2);
         case Op.RENAME: return this.rename(req!, ino, name1!, n0, name2!, n1);
-        case Op.OPEN: return this.open(req!, ino, n0);
-        case Op.READ: return this.read(req!, n0, n1, n2);
+        case Op.OPEN: return req ? this.open(req, ino, n0) : this.readerOpened(ino);
+        case Op.READ: return this.read(req!, ino, n0, n1, n2);
         case Op.WRITE: return this.write(req!, n0, data!, n2);
-        case Op.RELEASE: return this.release(req!, n0);
+        case Op.RELEASE: return req ? this.release(req, n0) : this.readerClosed(ino);
         case Op.FSYNC: return this.fsync(req!, n0);
         case Op.READDIR: return this.readdir(req!, ino, n1, n2);
         case Op.STATFS: return this.statfs(req!);
@@ -265,7 +286,10 @@ class Libfuse3Session {
   private remove(req: Native, parent: number, name: string, dir: boolean): void {
     const p = childPath(this.nodes.pathOf(parent), name);
     if (dir) this.tree.rmdir(p);
-    else this.tree.unlink(p);
+    else {
+      this.pin(p);
+      this.tree.unlink(p);
+    }
     this.nodes.removed(p);
     this.b.replyErr(req, 0);
   }
@@ -273,6 +297,7 @@ class Libfuse3Session {
   private rename(req: Native, parent: number, name: string, newParent: number, newName: string, flags: number): void {
     const from = childPath(this.nodes.pathOf(parent), name);
     const to = childPath(this.nodes.pathOf(newParent), newName);
+    this.pin(to);
     this.tree.rename(from, to, flags);
     this.nodes.renamed(from, to);
     this.b.replyErr(req, 0);
@@ -321,11 +346,11 @@ class Libfuse3Session {
     this.b.replyCreate(req, n.id, ...this.attrArgs(a), this.ttl, this.ttl, fh, OpenReply.KEEP_CACHE);
   }
 
-  private read(req: Native, fh: number, size: number, offset: number): void {
+  private read(req: Native, ino: number, fh: number, size: number, offset: number): void {
     if (size > this.maxRead) this.maxRead = size;
     if (this.readBuf.length < size) this.readBuf = Buffer.allocUnsafe(Math.max(size, 131072));
     // The reply is written to the kernel before replyBuf returns: one buffer serves every read.
-    const n = this.tree.read(this.handle(fh).treeFh, this.readBuf, size, offset);
+    const n = this.tree.read((fh ? this.handle(fh) : this.readHandle(ino)).treeFh, this.readBuf, size, offset);
     this.b.replyBuf(req, this.readBuf, n);
   }
 
@@ -341,13 +366,109 @@ class Libfuse3Session {
   }
 
   private release(req: Native, fh: number): void {
-    const h = this.handles.get(fh);
-    if (h) {
-      this.handles.delete(fh);
-      this.nodes.closed(h.node, fh);
-      this.tree.release(h.treeFh);
-    }
+    this.releaseHandle(fh);
     this.b.replyErr(req, 0);
+  }
+
+  private releaseHandle(fh: number): void {
+    const h = this.handles.get(fh);
+    if (!h) return;
+    this.handles.delete(fh);
+    this.nodes.closed(h.node, fh);
+    this.tree.release(h.treeFh);
+  }
+
+  // ------------------------------------------- read-only opens answered in C
+
+  /**
+   * The tree handle that serves reads with handle 0 (opens native/ answered
+   * itself): one per node, opened at the first read that misses the page
+   * cache, released after LAZY_IDLE_MS unused, at FORGET, or at unmount.
+   */
+  private readHandle(ino: number): OpenHandle {
+    const l = this.lazy.get(ino);
+    if (l) {
+      l.used = Date.now();
+      return this.handles.get(l.fh)!;
+    }
+    const n = this.nodes.node(ino);
+    const fh = this.addHandle(this.tree.open(this.nodes.pathOf(ino), 0), n, 0);
+    this.lazy.set(ino, { fh, used: Date.now(), pinned: false });
+    if (this.lazy.size > LAZY_MAX) this.releaseOldest();
+    this.sweeper ??= setInterval(() => this.sweep(), LAZY_IDLE_MS).unref();
+    return this.handles.get(fh)!;
+  }
+
+  private releaseLazy(ino: number): void {
+    const l = this.lazy.get(ino);
+    if (!l) return;
+    this.lazy.delete(ino);
+    this.releaseHandle(l.fh);
+  }
+
+  private releaseOldest(): void {
+    for (const [ino, l] of this.lazy) {
+      if (!l.pinned) {
+        this.releaseLazy(ino);
+        return;
+      }
+    }
+  }
+
+  private sweep(): void {
+    const old = Date.now() - LAZY_IDLE_MS;
+    try {
+      for (const [ino, l] of this.lazy) if (!l.pinned && l.used < old) this.releaseLazy(ino);
+    } catch (err) {
+      this.errno(err, 'release', 0);
+    }
+    if (this.lazy.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
+  }
+
+  /** Releases every read handle (unmount). */
+  releaseAll(): void {
+    for (const ino of [...this.lazy.keys()]) this.releaseLazy(ino);
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
+  }
+
+  private readerOpened(ino: number): void {
+    this.readers.set(ino, (this.readers.get(ino) ?? 0) + 1);
+  }
+
+  private readerClosed(ino: number): void {
+    const left = (this.readers.get(ino) ?? 1) - 1;
+    if (left > 0) {
+      this.readers.set(ino, left);
+      return;
+    }
+    this.readers.delete(ino);
+    if (this.lazy.get(ino)?.pinned) this.releaseLazy(ino);
+  }
+
+  /**
+   * A file about to be unlinked or replaced while readers hold it (opens
+   * answered in C): a pinned read handle keeps its content readable for
+   * them, as the tree keeps any open file, until the last one is released.
+   */
+  private pin(p: string): void {
+    const n = this.nodes.at(p);
+    if (!n || n.isDir || !this.readers.get(n.id)) return;
+    const l = this.lazy.get(n.id);
+    if (l) {
+      l.pinned = true;
+      return;
+    }
+    const fh = this.addHandle(this.tree.open(p, 0), n, 0);
+    this.lazy.set(n.id, { fh, used: Date.now(), pinned: true });
+  }
+
+  private forget(ino: number, count: number): void {
+    if (this.nodes.node(ino).lookups - count <= 0 && !this.lazy.get(ino)?.pinned) this.releaseLazy(ino);
+    this.nodes.forget(ino, count);
   }
 
   get openHandles(): number {
@@ -462,6 +583,7 @@ export async function mountTree(mountpoint: string, tree: TreeOps, opts: Libfuse
       unmounting ??= (async () => {
         unsubscribe?.();
         await unmountKernel(mp, device);
+        s.releaseAll();
         // Not busy: the kernel ends the connection and the loop exits (EXIT closes the session).
         // Busy: open files are still served; the session ends when the last is closed.
       })();
