@@ -10,19 +10,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Cascade } from '../src/cascade/cascade.js';
-import { O_CREAT, O_TRUNC, O_WRONLY, type TreeOps } from '../src/overlay/contract.js';
 import { Overlay } from '../src/overlay/overlay.js';
+import { writeFile } from '../test/helpers/core.js';
 
 const FILES = 100;
 const LINES = 200;
-const runs = Number(process.argv[process.argv.indexOf('--runs') + 1] || 5);
-
-function writeFile(tree: TreeOps, p: string, text: string): void {
-  const buf = Buffer.from(text);
-  const fh = tree.create(p, 0o644, O_WRONLY | O_CREAT | O_TRUNC, 0, 0);
-  tree.write(fh, buf, buf.length, 0);
-  tree.release(fh);
-}
+const runsAt = process.argv.indexOf('--runs');
+const runs = runsAt < 0 ? 5 : Number(process.argv[runsAt + 1]);
+if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs takes a whole number above 0');
 
 const source = (f: number, edits: Record<number, string> = {}) =>
   `${Array.from({ length: LINES }, (_, i) => edits[i] ?? `export const v${f}_${i} = ${i}; // file ${f} line ${i}`).join('\n')}\n`;

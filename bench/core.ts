@@ -12,20 +12,12 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { O_CREAT, O_RDWR, O_TRUNC, O_WRONLY, type TreeOps } from '../src/overlay/contract.js';
+import { O_RDWR, type TreeOps } from '../src/overlay/contract.js';
 import { Overlay } from '../src/overlay/overlay.js';
+import { removeTempDirs, tempDir, writeFile } from '../test/helpers/core.js';
 
 // ---- helpers ----------------------------------------------------------------
 
-const temps: string[] = [];
-function tempDir(prefix: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `cowfs-bench-${prefix}-`));
-  temps.push(dir);
-  return dir;
-}
-function cleanup(): void {
-  for (const dir of temps.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
-}
 
 const now = () => performance.now();
 
@@ -43,16 +35,6 @@ function rate(fn: () => number, minMs = 700): { perSec: number; ops: number; ms:
   return { perSec: (ops * 1000) / (t - t0), ops, ms: t - t0 };
 }
 
-function writeFile(tree: TreeOps, p: string, data: Buffer | string, mode = 0o644): void {
-  const buf = Buffer.from(data);
-  const fh = tree.create(p, mode, O_WRONLY | O_CREAT | O_TRUNC, 0, 0);
-  try {
-    tree.write(fh, buf, buf.length, 0);
-  } finally {
-    tree.release(fh);
-  }
-}
-
 function overwrite(tree: TreeOps, p: string, data: Buffer, offset: number): void {
   const fh = tree.open(p, O_RDWR);
   try {
@@ -64,7 +46,7 @@ function overwrite(tree: TreeOps, p: string, data: Buffer, offset: number): void
 
 /** mkdir -p of a real directory and its files: `files(i)` gives path and content of file i. */
 function makeWorkspace(count: number, file: (i: number) => [string, string | Buffer]): string {
-  const root = tempDir('ws');
+  const root = tempDir('cowfs-bench-ws-');
   const made = new Set<string>();
   for (let i = 0; i < count; i++) {
     const [rel, content] = file(i);
@@ -81,7 +63,7 @@ function makeWorkspace(count: number, file: (i: number) => [string, string | Buf
 
 async function openOverlay(ws: string): Promise<Overlay> {
   // The state directory outside the workspace, as `--state` would put it.
-  return Overlay.open({ workspace: ws, stateDir: path.join(tempDir('state'), 'state') });
+  return Overlay.open({ workspace: ws, stateDir: path.join(tempDir('cowfs-bench-state-'), 'state') });
 }
 
 /** A plausible source file of about `size` bytes. */
@@ -299,7 +281,7 @@ async function benchBlobs(): Promise<void> {
       ms = now() - t0;
       row('blobs', `get ${label}`, total / MiB / (ms / 1000), 'MB/s');
       // What release() does: a scratch file linked into the store.
-      const dir = tempDir('scratch');
+      const dir = tempDir('cowfs-bench-scratch-');
       const files = bufs.slice(0, Math.min(count, size > 64 * 1024 ? count : 2000)).map((b, i) => {
         const f = path.join(dir, `s${i}`);
         b.writeUInt32LE(i + 1_000_000, 4);
@@ -446,14 +428,14 @@ async function main(): Promise<void> {
   try {
     for (const [name, fn] of Object.entries(SECTIONS)) if (wanted.length === 0 || wanted.includes(name)) await fn();
   } finally {
-    cleanup();
+    removeTempDirs();
   }
   printTable();
   console.log(`\n(${((now() - t0) / 1000).toFixed(1)} s)`);
 }
 
 main().catch((err) => {
-  cleanup();
+  removeTempDirs();
   console.error(err);
   process.exit(1);
 });

@@ -11,18 +11,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { LCS, diff3Merge } from 'node-diff3';
 import { lcs, mergeText, splitLines } from '../src/merge/index.js';
+// The same seeded generator as the tests, so every run merges the same files.
+import { prng } from '../test/helpers/random.js';
 
-/** mulberry32, so every run merges the same files */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * TypeScript-like source in which 12 of every 16 lines (blank lines,

@@ -11,6 +11,7 @@
  * connection and unmount lazily (FUSE-NOTES: only aborting frees a stuck
  * mount) — then every tracked process still alive (SIGTERM, then SIGKILL).
  */
+import { alive } from '../../src/daemon/daemon.js';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 
@@ -42,15 +43,6 @@ export function onCleanup(name: string, fn: () => Promise<void>): () => void {
     const i = hooks.indexOf(h);
     if (i >= 0) hooks.splice(i, 1);
   };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function unescape(s: string): string {

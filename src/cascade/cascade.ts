@@ -1,8 +1,8 @@
 import type { ConflictRecord } from '../events/types.js';
 import { OverlayError, type AgentRecord } from '../overlay/registry.js';
-import type { Overlay } from '../overlay/overlay.js';
+import type { Overlay, Resolution } from '../overlay/overlay.js';
 import { TreeView } from '../overlay/view.js';
-import { planRebase, type RebaseContext } from './rebase.js';
+import { entryFingerprint, planRebase, type RebaseContext } from './rebase.js';
 
 export interface CascadeReport {
   /** Agents rebased onto their parent's new head, in order. */
@@ -38,19 +38,32 @@ export class Cascade {
     const a = this.overlay.agent(agent);
     const c = a.conflicts?.[path];
     if (!c) throw new OverlayError(`${agent} has no conflict at ${path} (see \`cowfs conflicts ${agent}\`)`);
-    const chosen = how === 'file' ? content! : how === 'ours' ? c.ours : c.theirs;
-    const bytes = chosen === null ? null : typeof chosen === 'string' ? this.overlay.blobs.get(chosen) : chosen;
-    this.overlay.resolveConflict(agent, path, bytes, how);
+    let chosen: Resolution;
+    if (how === 'file') chosen = { content: content! };
+    else {
+      const [target, blob, mode] = [c.targets?.[how] ?? null, c[how], c.modes?.[how] ?? undefined];
+      chosen = target !== null ? { target } : blob !== null ? { content: this.overlay.blobs.get(blob), mode } : null;
+    }
+    this.overlay.resolveConflict(agent, path, chosen, how);
     return this.resumeIfClear(agent);
   }
 
-  /** A commit of a conflicted agent resolves the paths written without markers. */
+  /**
+   * A commit of a conflicted agent resolves the paths it dealt with: a
+   * text file written without markers; any other conflict (binary,
+   * delete/modify, mode, symlink, type) once the path holds something else
+   * than what the merge left there, so a commit that never looked at it
+   * does not settle it silently.
+   */
   afterCommitOf(agent: string): CascadeReport {
     const a = this.overlay.agent(agent);
-    for (const path of Object.keys(a.conflicts ?? {})) {
+    for (const [path, c] of Object.entries(a.conflicts ?? {})) {
       const e = this.overlay.tree(agent).layer.get(path);
       const content = e?.kind === 'file' ? this.overlay.blobs.get(e.hash) : null;
-      if (!content || !hasMarkers(content)) this.overlay.markResolved(agent, path, 'commit');
+      const dealtWith = c.kind === 'content' || c.left === undefined
+        ? !content || !hasMarkers(content)
+        : entryFingerprint(e) !== c.left;
+      if (dealtWith) this.overlay.markResolved(agent, path, 'commit');
     }
     return this.resumeIfClear(agent);
   }
@@ -97,7 +110,7 @@ export class Cascade {
     const ctx: RebaseContext = {
       before: view(child.base), after: view(parent.head), from: child.base, to: parent.head, blobs: ov.blobs,
       labels: { ours: child.name, base: `${parent.name}@${child.base ?? 'workspace'}`, theirs: `${parent.name}@${parent.head}` },
-      refine: ov.settings.all().refine,
+      refine: ov.settings.all().refine, merges: new Map(),
     };
     const work = planRebase(ov.tree(child.name).layer, ctx);
     const head = planRebase(ov.registry.commitLayer(child.head), ctx);

@@ -1,5 +1,5 @@
 import type { ConflictRecord, RefinedHunkRecord } from '../events/types.js';
-import { mergeFiles } from '../merge/index.js';
+import { mergeFiles, type FileMerge } from '../merge/index.js';
 import type { BlobStore } from '../store/blobs.js';
 import type { Entry, FileEntry } from '../overlay/entry.js';
 import type { Layer, LayerChange } from '../overlay/layer.js';
@@ -25,6 +25,11 @@ export interface RebaseContext {
   /** Conflict-marker labels: the agent, and the parent commits. */
   labels: { ours: string; base: string; theirs: string };
   refine: boolean;
+  /**
+   * Merges already made in this rebase, by the three versions: an agent's
+   * working layer and its head mostly hold the same files, merged once.
+   */
+  merges?: Map<string, FileMerge>;
 }
 
 /** A stable identity of what a path holds: equal identities, equal content. */
@@ -64,30 +69,42 @@ export function planRebase(layer: Layer, ctx: RebaseContext): RebasePlan {
 }
 
 export function mergePath(p: string, ours: Entry, base: Resolved | undefined, theirs: Resolved | undefined, ctx: RebaseContext, plan: RebasePlan): void {
-  const kinds = [ours.kind === 'whiteout' ? undefined : ours.kind, base && kindOf(base), theirs && kindOf(theirs)];
+  const mine: Resolved | undefined = ours.kind === 'whiteout' ? undefined : { src: 'layer', path: p, entry: ours };
+  const sides = [base, mine, theirs];
   const conflict = (kind: ConflictRecord['kind'], keep: LayerChange | undefined, hunks: ConflictRecord['hunks'] = []) => {
-    plan.conflicts.push({
+    const record: ConflictRecord = {
       path: p, kind, hunks, from: ctx.from, to: ctx.to,
-      base: blobOf(base, ctx), ours: ours.kind === 'file' ? ours.hash : null, theirs: blobOf(theirs, ctx),
-    });
+      base: blobOf(base, ctx), ours: blobOf(mine, ctx), theirs: blobOf(theirs, ctx),
+    };
+    const of = <T>(f: (r: Resolved | undefined) => T) => ({ base: f(base), ours: f(mine), theirs: f(theirs) });
+    if (sides.some((r) => r && kindOf(r) === 'file')) record.modes = of(fileMode);
+    if (sides.some((r) => r && kindOf(r) === 'symlink')) record.targets = of((r) => (r && kindOf(r) === 'symlink' ? targetOf(r) : null));
+    if (kind !== 'content') record.left = entryFingerprint(keep ? keep[1] : ours);
+    plan.conflicts.push(record);
     if (keep) plan.changes.push(keep);
   };
-  if (kinds.includes('dir')) return conflict('type', undefined);
-  if (kinds.includes('symlink')) {
-    // Targets are compared whole: same change on both sides, or one side unchanged, merges; else ours stays.
-    const t = (r: Resolved | undefined) => (r ? targetOf(r) : null);
-    const o = ours.kind === 'symlink' ? ours.target : null;
-    if (o === t(theirs)) return;
-    if (o === t(base)) return void plan.changes.push([p, theirs ? undefined : { kind: 'whiteout' }]);
-    if (t(theirs) === t(base)) return;
-    return conflict('content', undefined);
+  if (sides.some((r) => r && kindOf(r) === 'dir')) return conflict('type', undefined);
+  if (sides.some((r) => r && kindOf(r) === 'symlink')) {
+    // A symlink is compared whole (its target), as is a file beside it: the
+    // same on both sides, or one side unchanged, merges; else ours stays.
+    const id = (r: Resolved | undefined) =>
+      !r ? '-' : kindOf(r) === 'symlink' ? `link:${targetOf(r)}` : `blob:${blobOf(r, ctx)}:${modeOf(r)}`;
+    const [b, o, t] = sides.map(id);
+    if (o === t || t === b) return;
+    if (o === b) return void plan.changes.push([p, theirs ? undefined : { kind: 'whiteout' }]);
+    return conflict(!mine || !theirs ? 'delete-modify' : kindOf(mine) === kindOf(theirs) ? 'symlink' : 'type', undefined);
   }
-  const m = mergeFiles(
-    base ? contentOf(base, ctx.blobs) : null,
-    ours.kind === 'file' ? ctx.blobs.get(ours.hash) : null,
-    theirs ? contentOf(theirs, ctx.blobs) : null,
-    { labels: ctx.labels, refine: ctx.refine },
-  );
+  const key = `${identity(base)} ${ours.kind === 'file' ? ours.hash : '-'} ${identity(theirs)}`;
+  let m = ctx.merges?.get(key);
+  if (!m) {
+    m = mergeFiles(
+      base ? contentOf(base, ctx.blobs) : null,
+      ours.kind === 'file' ? ctx.blobs.get(ours.hash) : null,
+      theirs ? contentOf(theirs, ctx.blobs) : null,
+      { labels: ctx.labels, refine: ctx.refine },
+    );
+    ctx.merges?.set(key, m);
+  }
   if (m.refined.length > 0) plan.refined.push({ path: p, hunks: m.refined });
   if (m.content === null) {
     // Deleted on one side, unchanged on the other: it is gone.
@@ -95,13 +112,13 @@ export function mergePath(p: string, ours: Entry, base: Resolved | undefined, th
     plan.merged.push(p);
     return;
   }
-  const mode = mergeMode(ours, base, theirs);
+  const mode = mergeMode(fileMode(base), fileMode(mine), fileMode(theirs));
   const hash = ctx.blobs.put(m.content);
   const theirsFile = theirs && kindOf(theirs) === 'file' ? theirs : undefined;
   // A merge that equals the parent's new file is no longer a change of the agent's: let it show through.
-  const showThrough = m.clean && theirsFile && blobOf(theirsFile, ctx) === hash && modeOf(theirsFile) === mode;
+  const showThrough = m.clean && theirsFile && blobOf(theirsFile, ctx) === hash && modeOf(theirsFile) === mode.mode;
   const entry: FileEntry | undefined = showThrough ? undefined : {
-    kind: 'file', hash, size: m.content.length, mode, mtimeMs: Date.now(),
+    kind: 'file', hash, size: m.content.length, mode: mode.mode, mtimeMs: Date.now(),
     ino: ours.kind === 'file' ? ours.ino : theirsFile ? attrIno(theirsFile) : 0,
     uid: ours.kind === 'file' ? ours.uid : 0, gid: ours.kind === 'file' ? ours.gid : 0,
     baseHash: blobOf(theirs, ctx),
@@ -111,17 +128,32 @@ export function mergePath(p: string, ours: Entry, base: Resolved | undefined, th
     const hunks = m.hunks.map((h) => ({ line: h.line, ours: h.ours.text, base: h.base.text, theirs: h.theirs.text }));
     return conflict(kind, [p, entry], hunks);
   }
+  if (mode.clash) return conflict('mode', [p, entry]);
   plan.changes.push([p, entry]);
   plan.merged.push(p);
 }
 
-/** git's rule for the executable bit: a side that changed it wins. */
-function mergeMode(ours: Entry, base: Resolved | undefined, theirs: Resolved | undefined): number {
-  const o = ours.kind === 'file' ? ours.mode : undefined;
-  const b = base ? modeOf(base) : undefined;
-  const t = theirs ? modeOf(theirs) : undefined;
-  if (o === undefined) return t ?? 0o644;
-  return o === b && t !== undefined ? t : o;
+/** What a layer entry holds, as a string: equal strings, equal files, links or directories. */
+export function entryFingerprint(e: Entry | undefined): string {
+  if (!e) return 'none';
+  return e.kind === 'file' ? `file:${e.hash}:${e.mode}` : e.kind === 'symlink' ? `link:${e.target}` : e.kind;
+}
+
+/** A file's permission bits (null: absent or not a file). */
+function fileMode(r: Resolved | undefined): number | null {
+  return r && kindOf(r) === 'file' ? modeOf(r) : null;
+}
+
+/**
+ * The permission bits, as git treats the executable bit: a side that
+ * changed them wins; both changed differently (or added with different
+ * modes) is a clash, and ours stays until resolved.
+ */
+function mergeMode(b: number | null, o: number | null, t: number | null): { mode: number; clash: boolean } {
+  if (o === null) return { mode: t ?? 0o644, clash: false };
+  if (t === null || o === t || t === b) return { mode: o, clash: false };
+  if (o === b) return { mode: t, clash: false };
+  return { mode: o, clash: true };
 }
 
 function attrIno(r: Resolved): number {

@@ -1,6 +1,7 @@
 import WebSocket from 'ws';
 import type { CowEvent } from '../events/types.js';
 import type { Response } from '../daemon/protocol.js';
+import type { ProgressInfo } from '../transfer/progress.js';
 import { CliError } from './output.js';
 import type { Target } from './locate.js';
 
@@ -9,11 +10,13 @@ export class Client {
   private nextId = 1;
   private readonly waiting = new Map<number, (r: Response) => void>();
   private onEvent: ((ev: CowEvent) => void) | undefined;
+  private readonly onProgress = new Map<number, (p: ProgressInfo) => void>();
 
   private constructor(private readonly ws: WebSocket) {
     ws.on('message', (data) => {
-      const msg = JSON.parse(String(data)) as Response | { event: CowEvent };
+      const msg = JSON.parse(String(data)) as Response | { event: CowEvent } | { progressOf: number; progress: ProgressInfo };
       if ('event' in msg) this.onEvent?.(msg.event);
+      else if ('progressOf' in msg) this.onProgress.get(msg.progressOf)?.(msg.progress);
       else this.waiting.get(msg.id)?.(msg);
     });
   }
@@ -31,13 +34,16 @@ export class Client {
     });
   }
 
-  call<T = unknown>(method: string, params: Record<string, unknown> = {}): Promise<T> {
+  /** One request; `progress` hears the reports of a long operation until its answer. */
+  call<T = unknown>(method: string, params: Record<string, unknown> = {}, progress?: (p: ProgressInfo) => void): Promise<T> {
     const id = this.nextId++;
+    if (progress) this.onProgress.set(id, progress);
     return new Promise((resolve, reject) => {
       const onClose = () => reject(new CliError('the cowfs daemon closed the connection', 'daemon_down'));
       this.ws.once('close', onClose);
       this.waiting.set(id, (r) => {
         this.waiting.delete(id);
+        this.onProgress.delete(id);
         this.ws.off('close', onClose);
         if ('error' in r) reject(new CliError(r.error.message, r.error.code));
         else resolve(r.result as T);

@@ -9,7 +9,9 @@ export interface GlobalOptions extends OutputOptions {
 }
 
 export function globals(cmd: Command): GlobalOptions {
-  return cmd.optsWithGlobals() as GlobalOptions;
+  const opts = cmd.optsWithGlobals() as Omit<GlobalOptions, 'workspace'> & { workspace?: string | true };
+  if (opts.workspace === true) throw new CliError('--workspace needs a directory: cowfs --workspace DIR ' + cmd.name() + ' …');
+  return opts as GlobalOptions;
 }
 
 /** Locates the daemon, connects, runs `fn`, and always closes the connection. */

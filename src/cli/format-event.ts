@@ -24,5 +24,7 @@ function describe(ev: CowEvent): string {
     case 'AGENT_REBASED': return `onto ${ev.base === null ? 'the workspace' : `commit ${ev.base}`}: ${ev.merged.length} merged, ${ev.conflicts.length} conflicted${ev.refined.length ? `, ${ev.refined.length} refined (character level)` : ''}`;
     case 'WORKTREE_CONFLICT_DETECTED': return ev.paths.join(', ');
     case 'WORKTREE_CONFLICT_RESOLVED': return `${ev.path} (${ev.how})`;
+    case 'AGENT_LANDED': return `commit ${ev.commit} into ${ev.into ?? 'the workspace'}: ${ev.paths.length} paths${ev.parentCommit !== null ? ` (commit ${ev.parentCommit} there)` : ''}${ev.recovered ? ', finished after a crash' : ''}`;
+    case 'AGENT_UNDONE': return `back to event ${ev.to} (${ev.ops} operations; redo: cowfs undo ${ev.agent})`;
   }
 }

@@ -5,7 +5,8 @@ import type { Layer } from '../overlay/layer.js';
 /**
  * The paths whose content, attributes or existence an event may have
  * changed in its agent's working tree (a superset is fine: it only costs a
- * kernel cache miss). A rebase changes what the agent inherits too: every
+ * kernel cache miss). An undo is the layer operations logged before its
+ * AGENT_UNDONE. A rebase changes what the agent inherits too: every
  * path of the parent's commit layers it left or reached.
  */
 export function changedPaths(ev: CowEvent, overlay: Overlay): string[] {
@@ -18,6 +19,7 @@ export function changedPaths(ev: CowEvent, overlay: Overlay): string[] {
     case 'WORKTREE_CONFLICT_RESOLVED':
       return [ev.path];
     case 'WORKTREE_CONFLICT_DETECTED':
+    case 'AGENT_LANDED':
       return ev.paths;
     case 'AGENT_REBASED': {
       const out = ev.changes.map(([p]) => p);

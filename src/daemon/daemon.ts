@@ -3,10 +3,12 @@ import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import { Cascade } from '../cascade/cascade.js';
 import { WorkspaceWatcher } from '../cascade/workspace-watcher.js';
+import { recoverLanding } from '../land/workspace-landing.js';
 import { Overlay } from '../overlay/overlay.js';
 import { ApiServer } from './server.js';
 import type { MountAdapter } from '../fuse/adapters.js';
 import { MountManager } from './mounts.js';
+import { RunSessions } from './runs.js';
 import { LOG_NAME, PID_NAME, SOCKET_NAME } from './protocol.js';
 
 export interface DaemonOptions {
@@ -18,7 +20,7 @@ export interface DaemonOptions {
 }
 
 /** Is a process with this pid alive? */
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -38,6 +40,7 @@ export class Daemon {
     readonly mounts: MountManager,
     private readonly server: ApiServer,
     private readonly watcher: WorkspaceWatcher,
+    private readonly runs: RunSessions,
     readonly log: Logger,
     private readonly files: { pid: string; socket: string },
   ) {}
@@ -68,9 +71,13 @@ export class Daemon {
     }
     const mounts = new MountManager(overlay, opts.adapter, log);
     const cascade = new Cascade(overlay);
-    const server = new ApiServer({ overlay, mounts, cascade, adapter: opts.adapter.name, startedAt: Date.now() }, log);
+    const landing = recoverLanding(overlay, cascade);
+    if (landing) log.warn(landing, 'a landing into the workspace was interrupted by a crash');
+    const runs: RunSessions = new RunSessions(stateDir, mounts, (sock, agent) => server.listenScoped(sock, agent), log);
+    const server: ApiServer = new ApiServer({ overlay, mounts, cascade, runs, adapter: opts.adapter.name, startedAt: Date.now() }, log);
     const watcher = new WorkspaceWatcher(overlay, cascade, log);
-    const daemon = new Daemon(overlay, mounts, server, watcher, log, { pid: pidFile, socket });
+    const daemon = new Daemon(overlay, mounts, server, watcher, runs, log, { pid: pidFile, socket });
+    await runs.cleanStale();
     await mounts.restore();
     await server.listen(socket);
     log.info({ workspace, stateDir, adapter: opts.adapter.name, agents: overlay.agents().length, mounted: mounts.count }, 'daemon started');
@@ -79,6 +86,7 @@ export class Daemon {
 
   async stop(): Promise<void> {
     this.log.info('daemon stopping');
+    await this.runs.endAll();
     await this.server.close();
     await this.watcher.close();
     await this.mounts.unmountAll();

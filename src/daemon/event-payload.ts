@@ -7,6 +7,8 @@ import type { Overlay } from '../overlay/overlay.js';
 /** Text files up to this size travel inside streamed events. */
 const INLINE_TEXT_MAX = 64 * 1024;
 const dmp = new DiffMatchPatch();
+// A patch is correct however long the diff ran, only less compact: never spend a second on one.
+dmp.Diff_Timeout = 0.05;
 
 /** The new content as a patch against the merge base when there is one, else whole. */
 export type FilePayload = { path: string; hash: string; patch: string; against: string } | { path: string; hash: string; content: string };
@@ -32,11 +34,14 @@ function payload(ov: Overlay, path: string, e: FileEntry): FilePayload | undefin
 export function withPayload(ov: Overlay, ev: CowEvent): CowEvent & { files?: FilePayload[] } {
   const files: FilePayload[] = [];
   const add = (path: string, e: unknown) => {
-    const p = e && (e as FileEntry).kind === 'file' ? payload(ov, path, e as FileEntry) : undefined;
+    if (!e || (e as FileEntry).kind !== 'file' || files.some((f) => f.path === path && f.hash === (e as FileEntry).hash)) return;
+    const p = payload(ov, path, e as FileEntry);
     if (p) files.push(p);
   };
   if (ev.type === 'put' || ev.type === 'truncate') add(ev.path, ev.entry);
   else if (ev.type === 'move') add(ev.to, ev.entry);
-  else if (ev.type === 'AGENT_REBASED' || ev.type === 'AGENT_COMMIT_CREATED') for (const [p, e] of ev.changes) add(p, e);
+  else if (ev.type === 'AGENT_COMMIT_CREATED') for (const [p, e] of ev.changes) add(p, e);
+  // A rebase moves the working tree and the head (what the agent's children are rebased onto next).
+  else if (ev.type === 'AGENT_REBASED') for (const [p, e] of [...ev.changes, ...ev.headChanges]) add(p, e);
   return files.length ? { ...ev, files } : ev;
 }

@@ -11,7 +11,7 @@ import { ApiError } from './errors.js';
 
 /** The agents' FUSE mounts held by this daemon. */
 export class MountManager {
-  private readonly live = new Map<string, { mountpoint: string; unmount(): Promise<void> }>();
+  private readonly live = new Map<string, { mountpoint: string; forRun: boolean; unmount(): Promise<void> }>();
   private readonly onDisk: WorkspaceChanges;
 
   constructor(private readonly overlay: Overlay, private readonly adapter: MountAdapter, private readonly log: Logger) {
@@ -41,18 +41,31 @@ export class MountManager {
     return this.live.get(agent)?.mountpoint;
   }
 
+  /** Is the agent's mount one that `cowfs run` made (not remembered across restarts)? */
+  isRunMount(agent: string): boolean {
+    return this.live.get(agent)?.forRun === true;
+  }
+
+  get mountpoints(): string[] {
+    return [...this.live.values()].map((m) => m.mountpoint);
+  }
+
   get count(): number {
     return this.live.size;
   }
 
-  async mount(agent: string, mountpoint: string): Promise<void> {
+  /**
+   * `forRun`: a mount made for `cowfs run` in the state directory (STATE/mnt/AGENT), where a
+   * user's mountpoint is refused; it is not remembered, so a restart does not bring it back.
+   */
+  async mount(agent: string, mountpoint: string, opts: { forRun?: boolean } = {}): Promise<void> {
     const mp = path.resolve(mountpoint);
     const current = this.live.get(agent);
     if (current) {
       if (current.mountpoint === mp) return;
       throw new ApiError('busy', `agent ${agent} is already mounted at ${current.mountpoint}; unmount it first`);
     }
-    this.checkMountpoint(mp);
+    this.checkMountpoint(mp, opts.forRun === true);
     const tree = this.overlay.tree(agent);
     const source = mountSource(agent, this.overlay.stateDir);
     // The daemon must never read its own mounts: hide any inside the workspace.
@@ -64,13 +77,13 @@ export class MountManager {
         logger: this.log,
         watchChanges: (listener) => this.watchChanges(agent, listener),
       });
-      this.live.set(agent, { mountpoint: mp, unmount: () => handle.unmount() });
+      this.live.set(agent, { mountpoint: mp, forRun: opts.forRun === true, unmount: () => handle.unmount() });
     } catch (err) {
       this.overlay.workspace.unhide(mp);
       throw new ApiError('internal', `cannot mount ${agent} at ${mp}: ${(err as Error).message}`);
     }
-    this.overlay.setMountpoint(agent, mp);
-    this.log.info({ agent, mountpoint: mp }, 'mounted');
+    if (!opts.forRun) this.overlay.setMountpoint(agent, mp);
+    this.log.info({ agent, mountpoint: mp, forRun: opts.forRun }, 'mounted');
   }
 
   /** `forget`: the agent is not remounted at the next start (an explicit unmount, not a shutdown). */
@@ -116,7 +129,7 @@ export class MountManager {
     }
   }
 
-  private checkMountpoint(mp: string): void {
+  private checkMountpoint(mp: string, forRun: boolean): void {
     const st = fs.statSync(mp, { throwIfNoEntry: false });
     if (!st) throw new ApiError('not_found', `mountpoint ${mp} does not exist; create it first (mkdir -p ${mp})`);
     if (!st.isDirectory()) throw new ApiError('bad_request', `mountpoint ${mp} is not a directory`);
@@ -125,7 +138,7 @@ export class MountManager {
     const state = this.overlay.stateDir;
     const inside = (a: string, b: string) => a === b || a.startsWith(`${b}/`);
     if (inside(ws, mp)) throw new ApiError('bad_request', `mountpoint ${mp} would hide the workspace ${ws}`);
-    if (inside(mp, state)) throw new ApiError('bad_request', `mountpoint ${mp} is inside the state directory`);
+    if (inside(mp, state) && !forRun) throw new ApiError('bad_request', `mountpoint ${mp} is inside the state directory`);
     for (const [agent, m] of this.live) {
       if (inside(mp, m.mountpoint) || inside(m.mountpoint, mp)) {
         throw new ApiError('busy', `mountpoint ${mp} overlaps the mount of agent ${agent} at ${m.mountpoint}`);

@@ -2,8 +2,9 @@
  * The daemon's API over WebSocket (a unix socket in the state directory,
  * mode 0600): JSON requests `{id, method, params}` answered by
  * `{id, result}` or `{id, error: {message, code}}`; after `events.follow`
- * the daemon also pushes `{event}` messages. The CLI and any other client
- * speak only this.
+ * the daemon also pushes `{event}` messages. A long operation (export,
+ * import, gc) may send `{progressOf: id, progress}` messages before its
+ * answer. The CLI and any other client speak only this.
  */
 export interface Request {
   id: number;
@@ -15,7 +16,7 @@ export type Response =
   | { id: number; result: unknown }
   | { id: number; error: { message: string; code: ErrorCode } };
 
-export type ErrorCode = 'bad_request' | 'not_found' | 'conflict' | 'busy' | 'internal';
+export type ErrorCode = 'bad_request' | 'not_found' | 'conflict' | 'busy' | 'forbidden' | 'internal';
 
 export const SOCKET_NAME = 'daemon.sock';
 export const PID_NAME = 'daemon.pid';
@@ -54,4 +55,21 @@ export interface StatusInfo {
   lastSeq: number;
   /** Set when the client's agent scope is one agent (inside a mount or a sandbox). */
   agent?: AgentInfo;
+}
+
+/** What `run.start` answers: everything `cowfs run` needs to build the sandbox around the agent's tree. */
+export interface RunSession {
+  id: string;
+  agent: string;
+  created: boolean;
+  workspace: string;
+  stateDir: string;
+  /** The agent's mount on the host: the sandbox binds it over the workspace path. */
+  mountpoint: string;
+  /** The agent's own `cowfs mount` mountpoint, if it has one (cwd there maps into the workspace path). */
+  userMountpoint: string | null;
+  /** Every agent's mountpoint: none may be reachable inside. */
+  mountpoints: string[];
+  /** A socket that serves this agent alone, for the CLI inside the sandbox. */
+  socket: string;
 }

@@ -93,10 +93,18 @@ export interface RefinedHunkRecord {
 /** One file that could not be merged cleanly: the three versions as data. */
 export interface ConflictRecord {
   path: string;
-  kind: 'content' | 'binary' | 'delete-modify' | 'type';
+  /** mode: the content merged, the permission bits were changed differently on both sides; symlink: retargeted on both */
+  kind: 'content' | 'binary' | 'delete-modify' | 'type' | 'mode' | 'symlink';
+  /** Each version's content when it is a file (null: absent, or not a file). */
   base: BlobId | null;
   ours: BlobId | null;
   theirs: BlobId | null;
+  /** Each version's permission bits when it is a file, so a resolution takes the chosen side's mode. */
+  modes?: { base: number | null; ours: number | null; theirs: number | null };
+  /** Each version's target when it is a symlink (set when a symlink is involved). */
+  targets?: { base: string | null; ours: string | null; theirs: string | null };
+  /** What the merge left at the path in the agent's layer (`entryFingerprint`): a commit resolves the path once it changed. */
+  left?: string;
   /** Conflicting hunks of a text conflict (line numbers in the working file). */
   hunks: { line: number; ours: string; base: string; theirs: string }[];
   /** The parent commits the merge went from and to (null: the workspace on disk). */
@@ -116,9 +124,36 @@ export interface WorktreeConflictResolved {
   how: 'ours' | 'theirs' | 'file' | 'commit';
 }
 
+/**
+ * The agent's committed changes were landed into its parent (a commit
+ * there, `parentCommit`) or into the workspace on disk (`into` null).
+ */
+export interface AgentLanded {
+  type: 'AGENT_LANDED';
+  into: string | null;
+  /** The agent's head commit that was landed. */
+  commit: number;
+  parentCommit: number | null;
+  paths: string[];
+  /** Finished by the daemon's start after a crash in the middle of writing the workspace. */
+  recovered?: boolean;
+}
+
+/**
+ * The working tree was put back to what it was at event `to`; the layer
+ * operations just before this event did it. `before`: the last event
+ * before the undo, where a later undo (a redo) goes back to.
+ */
+export interface AgentUndone {
+  type: 'AGENT_UNDONE';
+  to: number;
+  before: number;
+  ops: number;
+}
+
 export type LifecycleEvent =
   | AgentCreated | AgentCommitCreated | AgentRemoved | WorktreeChanged | AgentRebased
-  | WorktreeConflictDetected | WorktreeConflictResolved;
+  | WorktreeConflictDetected | WorktreeConflictResolved | AgentLanded | AgentUndone;
 
 export type EventBody = LayerOp | LifecycleEvent;
 

@@ -446,7 +446,8 @@ class Libfuse3Session {
       return;
     }
     this.readers.delete(ino);
-    if (this.lazy.get(ino)?.pinned) this.releaseLazy(ino);
+    // The last reader is gone: its read handle too (the tree counts it as an open file).
+    this.releaseLazy(ino);
   }
 
   /**

@@ -7,3 +7,5 @@ export { resolveTrivial, mapConflict } from './conflict.js';
 export type { Conflict } from './conflict.js';
 export { lcs } from './lcs.js';
 export type { LcsNode } from './lcs.js';
+export { charDiff, conflictHighlights, unifiedDiffHighlights, splitText } from './char-diff.js';
+export type { CharDiff, CharRange, LineChange } from './char-diff.js';

@@ -5,8 +5,10 @@
  * `diff3Merge`, by Bryan Housel and contributors, MIT,
  * https://github.com/bhousel/node-diff3), re-implemented here because
  * node-diff3 calls its own `LCS()`, whose candidate placement is quadratic
- * on files with many equal lines; ./lcs.ts gives the same LCS fast. Lines
- * keep their terminators; the last line of a file may lack one, as in git.
+ * on files with many equal lines; ./lcs.ts gives the same LCS fast. Its
+ * runs of changed lines are then slid as git's diff slides them
+ * (./compact.ts), which brings the output closer to git's. Lines keep
+ * their terminators; the last line of a file may lack one, as in git.
  * Nothing is trimmed before diffing (that changes which lines align).
  *
  * Where git's diff and the LCS may align repeated lines differently, a
@@ -19,6 +21,7 @@
  * with git 2.39. Derived from node-diff3 and from experiments with git's
  * binary only, not from git's source.
  */
+import { compactAlignment, type Pairs } from './compact.js';
 import { internLines, lcsOfIds, type LcsNode } from './lcs.js';
 import { refineLine } from './refine.js';
 
@@ -82,8 +85,8 @@ export function splitLines(text: string): string[] {
 /** A run of `o` that one side replaced: o[oStart, oEnd) became side[sStart, sEnd). */
 interface Hunk {
   side: 'a' | 'b';
-  /** from the alignment that gives the output (node-diff3's); else only widens groups */
-  primary: boolean;
+  /** which alignment it comes from (`Alignment`): the primary one gives the output, the others only check it */
+  align: Alignment;
   oStart: number;
   oEnd: number;
   sStart: number;
@@ -93,13 +96,14 @@ interface Hunk {
   hi: number;
 }
 
-/** The lines an alignment matches, in order: o[oi[k]] with side[xi[k]]. */
-interface Pairs {
-  oi: Int32Array;
-  xi: Int32Array;
-}
+/** The alignments a merge is checked against: the primary (git's, as near as we get it), and the two extremes. */
+const PRIMARY = 0;
+const EARLY = 1;
+const LATE = 2;
+type Alignment = typeof PRIMARY | typeof EARLY | typeof LATE;
+const ALIGNMENTS: Alignment[] = [PRIMARY, EARLY, LATE];
 
-/** node-diff3's LCS, which matches lines as late as it can: deletions and insertions go down. */
+/** node-diff3's LCS, which matches lines as late as it can. */
 function lateAlignment(o: Int32Array, x: Int32Array, idCount: number): Pairs {
   const nodes: LcsNode[] = [];
   for (let c = lcsOfIds(o, x, idCount); c.buffer1index >= 0; c = c.chain!) nodes.push(c);
@@ -127,12 +131,12 @@ function earlyAlignment(o: Int32Array, x: Int32Array, idCount: number): Pairs {
  * node-diff3's `diffIndices(o, side)`: the mismatched runs between matched
  * pairs, in order, each with its slide reach.
  */
-function diffIndices(o: Int32Array, x: Int32Array, pairs: Pairs, side: 'a' | 'b', primary: boolean): Hunk[] {
+function diffIndices(o: Int32Array, x: Int32Array, pairs: Pairs, side: 'a' | 'b', align: Alignment): Hunk[] {
   const out: Hunk[] = [];
   let [po, px] = [0, 0];
   for (let k = 0; k <= pairs.oi.length; k++) {
     const [i, j] = k < pairs.oi.length ? [pairs.oi[k], pairs.xi[k]] : [o.length, x.length];
-    if (i > po || j > px) out.push({ side, primary, oStart: po, oEnd: i, sStart: px, sEnd: j, lo: po, hi: i });
+    if (i > po || j > px) out.push({ side, align, oStart: po, oEnd: i, sStart: px, sEnd: j, lo: po, hi: i });
     [po, px] = [i + 1, j + 1];
   }
   out.forEach((h, k) => slide(h, o, x, out[k - 1], out[k + 1]));
@@ -181,22 +185,25 @@ interface Span {
  * for it is the same (the same change made twice).
  *
  * Our rule on top: where lines repeat, several alignments are equally
- * long, and git's diff may pick another than the LCS (on generated merges
+ * long, and git's diff may pick another than ours (on generated merges
  * that was the only cause of node-diff3 merging cleanly where git
  * conflicts, or cleanly to another text). So groups are formed by every
  * base line a hunk could cover: each hunk widened to where it can slide
  * (`slide`), and, given `hunks` from more than one alignment (mergeText
- * adds the "as early as possible" one when the merge would otherwise be
- * clean), the hunks of all of them. The text comes from the primary
- * (node-diff3's) alignment: each side's lines for a group are the base
- * lines it kept around its primary hunks, which map one to one.
+ * adds the "as early" and "as late as possible" ones when the merge would
+ * otherwise be clean), the hunks of all of them; and the same change made
+ * twice must be the same under every alignment given. The text comes from
+ * the primary alignment: each side's lines for a group are the base lines
+ * it kept around its primary hunks, which map one to one.
  */
 function mergeRegions(a: readonly string[], o: readonly string[], b: readonly string[], hunks: Hunk[]): Region[] {
   hunks.sort((x, y) => x.lo - y.lo || x.oStart - y.oStart);
 
   const regions: Region[] = [];
   let done = 0; // base lines consumed so far
-  const delta = { a: 0, b: 0 }; // side index - base index after the primary hunks so far
+  // side index - base index after each alignment's hunks so far
+  const delta = { a: [0, 0, 0], b: [0, 0, 0] };
+  const given = ALIGNMENTS.filter((k) => hunks.some((h) => h.align === k));
   for (let k = 0; k < hunks.length; ) {
     // One group: hunks whose reach overlaps or touches the group's so far.
     let reach = hunks[k].hi;
@@ -211,16 +218,18 @@ function mergeRegions(a: readonly string[], o: readonly string[], b: readonly st
     for (const h of group) [oStart, oEnd] = [Math.min(oStart, h.oStart), Math.max(oEnd, h.oEnd)];
     if (oStart > done) regions.push({ stable: true, lines: o.slice(done, oStart) });
     done = oEnd;
-    const span = (side: 'a' | 'b'): Span => {
-      const start = oStart + delta[side];
-      for (const h of group) if (h.primary && h.side === side) delta[side] += h.sEnd - h.sStart - (h.oEnd - h.oStart);
-      return { start, end: oEnd + delta[side] };
+    const span = (side: 'a' | 'b', align: Alignment): Span => {
+      const start = oStart + delta[side][align]!;
+      for (const h of group) if (h.align === align && h.side === side) delta[side][align] += h.sEnd - h.sStart - (h.oEnd - h.oStart);
+      return { start, end: oEnd + delta[side][align]! };
     };
-    const sa = span('a');
-    const sb = span('b');
+    const spans = { a: ALIGNMENTS.map((k) => span('a', k)), b: ALIGNMENTS.map((k) => span('b', k)) };
+    const [sa, sb] = [spans.a[PRIMARY]!, spans.b[PRIMARY]!];
     const ours = group.some((h) => h.side === 'a');
     const theirs = group.some((h) => h.side === 'b');
-    if (!theirs || !ours || sameLines(a, sa, b, sb)) {
+    const sameChange = () =>
+      sameLines(a, sa, b, sb) && given.every((k) => sameLines(a, sa, a, spans.a[k]!) && sameLines(b, sb, b, spans.b[k]!));
+    if (!theirs || !ours || sameChange()) {
       const [x, s] = ours ? [a, sa] : [b, sb];
       if (s.end > s.start) regions.push({ stable: true, lines: x.slice(s.start, s.end) });
     } else {
@@ -268,20 +277,24 @@ export function mergeText(base: string, ours: string, theirs: string, opts: Merg
     ids: [io, ia, ib],
     count,
   } = internLines(o, a, b);
-  const late = [
-    ...diffIndices(io, ia, lateAlignment(io, ia, count), 'a', true),
-    ...diffIndices(io, ib, lateAlignment(io, ib, count), 'b', true),
+  const late = { a: lateAlignment(io, ia, count), b: lateAlignment(io, ib, count) };
+  const primary = [
+    ...diffIndices(io, ia, compactAlignment(io, ia, late.a), 'a', PRIMARY),
+    ...diffIndices(io, ib, compactAlignment(io, ib, late.b), 'b', PRIMARY),
   ];
-  let regions = mergeRegions(a, o, b, [...late]);
+  let regions = mergeRegions(a, o, b, [...primary]);
   if (regions.every((r) => r.stable)) {
-    // Clean so far: it must stay clean when each side's lines are matched
-    // as early as possible too. (Only checked here: in a merge that
-    // conflicts anyway it would mostly widen conflicts git keeps narrow.)
-    const early = [
-      ...diffIndices(io, ia, earlyAlignment(io, ia, count), 'a', false),
-      ...diffIndices(io, ib, earlyAlignment(io, ib, count), 'b', false),
+    // Clean so far: it must stay clean, to the same text, when each side's
+    // lines are matched as early and as late as possible too. (Only checked
+    // here: in a merge that conflicts anyway it would mostly widen
+    // conflicts git keeps narrow.)
+    const others = [
+      ...diffIndices(io, ia, earlyAlignment(io, ia, count), 'a', EARLY),
+      ...diffIndices(io, ib, earlyAlignment(io, ib, count), 'b', EARLY),
+      ...diffIndices(io, ia, late.a, 'a', LATE),
+      ...diffIndices(io, ib, late.b, 'b', LATE),
     ];
-    regions = mergeRegions(a, o, b, [...late, ...early]);
+    regions = mergeRegions(a, o, b, [...primary, ...others]);
   }
   for (const r of regions) {
     if (r.stable) {

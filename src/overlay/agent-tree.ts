@@ -165,10 +165,16 @@ export class AgentTree implements TreeOps {
     file.truncate(size);
   }
 
+  /**
+   * What fsync(2) promises, without copying the file into the store: the
+   * scratch file, its name and its crash-recovery record reach the disk, so
+   * after a power cut the next start ingests it (`recover`) as it would
+   * after a killed daemon. The put event comes at the last close, as for
+   * any write (a 1 GiB `dd conv=fsync` no longer copies and hashes 1 GiB).
+   */
   fsync(fh: number): void {
     const { file } = this.handle(fh);
-    this.ingest(file, 'put', false);
-    if (file.scratch) fs.fsyncSync(file.scratch.fd);
+    if (file.scratch && file.dirty) this.s.store.syncScratch(file.scratch.fd);
     this.s.store.syncToDisk();
   }
 
@@ -221,9 +227,37 @@ export class AgentTree implements TreeOps {
   applyChanges(changes: readonly LayerChange[]): void {
     this.layer.applyChanges(changes);
     this.persist(changes);
+    this.forgetReaders(changes);
+  }
+
+  /** Files open only for reading at changed paths keep what they opened but no longer stand for the path. */
+  private forgetReaders(changes: readonly LayerChange[]): void {
     for (const [p] of changes) {
       const f = this.files.get(p);
       if (f && !f.scratch) this.files.delete(p);
+    }
+  }
+
+  /**
+   * Applies operations decided elsewhere (an undo, a landing) as if they
+   * were written here: applied, persisted and logged; the caller runs this
+   * inside its transaction. Open files are treated as in applyChanges.
+   */
+  applyOps(ops: readonly LayerOp[]): void {
+    for (const op of ops) {
+      const changes = this.layer.apply(op);
+      this.persist(changes);
+      this.s.log.append(this.agent, op);
+      this.forgetReaders(changes);
+    }
+  }
+
+  /** Blobs that files open in this tree read from or were derived from (gc keeps them). */
+  openBlobs(out: Set<string>): void {
+    for (const { file } of this.handles.values()) {
+      const src = file.source;
+      if ('blob' in src) out.add(src.blob);
+      if (file.meta.baseHash) out.add(file.meta.baseHash);
     }
   }
 

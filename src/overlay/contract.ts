@@ -81,7 +81,7 @@ export interface TreeOps {
   read(fh: number, buf: Buffer, length: number, position: number): number;
   write(fh: number, buf: Buffer, length: number, position: number): number;
   ftruncate(fh: number, size: number): void;
-  /** Makes what was written so far durable (a put event; `datasync` ignored). */
+  /** Makes what was written so far durable on the disk (`datasync` ignored); the put event follows at release. */
   fsync(fh: number): void;
   release(fh: number): void;
 

@@ -8,10 +8,15 @@ import { AgentTree, type DirtyRecord } from './agent-tree.js';
 import type { Entry, FileEntry } from './entry.js';
 import { Layer, toRecorded, type LayerChange } from './layer.js';
 import { OverlayError, Registry, type AgentRecord, type CommitRecord } from './registry.js';
+import { opsBetween } from './layer-ops.js';
 import { replayView } from './replay.js';
+import { undoTarget } from './undo.js';
 import { SettingsStore } from './settings.js';
 import { TreeView } from './view.js';
 import { Workspace } from './workspace.js';
+
+/** How a conflict is resolved: a file (with the chosen side's mode, if known), a symlink, or nothing. */
+export type Resolution = { content: Buffer; mode?: number } | { target: string } | null;
 
 export interface OverlayOptions {
   workspace: string;
@@ -75,6 +80,8 @@ export class Overlay {
     const head = this.registry.allocCommitId();
     let agent!: AgentRecord;
     this.atomically(() => {
+      // A name used before starts a new life: the removed agent's working layer must not show through.
+      if (this.registry.record(name)) this.dropWorkingLayer(name);
       const ev = this.log.append(name, { type: 'AGENT_CREATED', parent, base, head });
       this.registry.saveCommit({ id: head, agent: name, base, prev: null, message: '', seq: ev.seq, time: ev.time }, new Layer());
       agent = {
@@ -83,6 +90,11 @@ export class Overlay {
       this.registry.saveAgent(agent);
     });
     return agent;
+  }
+
+  /** Deletes the stored working layer of a name (inside the caller's transaction). */
+  dropWorkingLayer(name: string): void {
+    for (const key of this.store.dbs.layers.getKeys({ start: [name, ''], end: [name, '\uffff'] })) this.store.dbs.layers.removeSync(key);
   }
 
   agent(name: string): AgentRecord {
@@ -108,8 +120,8 @@ export class Overlay {
     return tree;
   }
 
-  /** The tree of a commit (what children based on it see). */
-  commitView(commit: number): TreeView {
+  /** The tree of a commit (what children based on it see); null: the workspace on disk. */
+  commitView(commit: number | null): TreeView {
     return new TreeView(this.registry.chainOf(commit), this.workspace);
   }
 
@@ -176,20 +188,29 @@ export class Overlay {
 
   /**
    * Writes the chosen resolution of a conflicted path into the working tree
-   * and the head (null: the path is deleted), and marks it resolved.
+   * and the head, and marks it resolved.
    */
-  resolveConflict(name: string, path: string, content: Buffer | null, how: 'ours' | 'theirs' | 'file'): void {
+  resolveConflict(name: string, path: string, chosen: Resolution, how: 'ours' | 'theirs' | 'file'): void {
     const tree = this.tree(name);
     const a = this.registry.get(name);
     const cur = tree.layer.get(path);
-    const change: LayerChange = content === null
-      ? [path, { kind: 'whiteout' }]
-      : [path, { ...(cur?.kind === 'file' ? cur : newFileDefaults(this.allocIno())), hash: this.blobs.put(content), size: content.length, mtimeMs: Date.now() }];
+    const change: LayerChange = [path, this.resolvedEntry(cur, chosen)];
     // The resolution goes into the working tree and the head alike: a rebase onto the same base.
     this.applyRebase(name, {
       base: a.base, changes: [change], headChanges: [change], merged: [], refined: [], conflicts: [], message: `resolve ${path}`,
     });
     this.markResolved(name, path, how);
+  }
+
+  private resolvedEntry(cur: Entry | undefined, chosen: Resolution): Entry {
+    if (chosen === null) return { kind: 'whiteout' };
+    const [ino, uid, gid] = cur && cur.kind !== 'whiteout' ? [cur.ino, cur.uid, cur.gid] : [this.allocIno(), 0, 0];
+    if ('target' in chosen) return { kind: 'symlink', target: chosen.target, mtimeMs: Date.now(), ino, uid, gid };
+    const file = cur?.kind === 'file' ? cur : { ...newFileDefaults(ino), uid, gid };
+    return {
+      ...file, hash: this.blobs.put(chosen.content), size: chosen.content.length,
+      mode: chosen.mode ?? file.mode, mtimeMs: Date.now(),
+    };
   }
 
   markResolved(name: string, path: string, how: 'ours' | 'theirs' | 'file' | 'commit'): void {
@@ -202,11 +223,59 @@ export class Overlay {
     });
   }
 
-  /** Logs a lifecycle event that changes no layer (WORKTREE_CHANGED…). */
-  record(name: string, body: EventBody): CowEvent {
+  /**
+   * Puts the agent's working tree back to what it was at event `to`
+   * (default: before its last operation) with new, ordinary layer events
+   * and an AGENT_UNDONE after them, so the undo can itself be undone.
+   */
+  undo(name: string, to?: number): { to: number; ops: number; seq: number | null } {
+    const tree = this.tree(name);
+    tree.settle();
+    const target = undoTarget(this.log, name, to);
+    const ops = opsBetween(tree.layer, this.replay(name, target).layers[0]!);
+    if (ops.length === 0) return { to: target, ops: 0, seq: null };
+    const before = this.log.head;
+    let seq = 0;
+    this.atomically(() => {
+      tree.applyOps(ops);
+      seq = this.log.append(name, { type: 'AGENT_UNDONE', to: target, before, ops: ops.length }).seq;
+    });
+    return { to: target, ops: ops.length, seq };
+  }
+
+  /** Logs a lifecycle event that changes no layer (WORKTREE_CHANGED…), with `also` in the same transaction. */
+  record(name: string, body: EventBody, also?: () => void): CowEvent {
     let ev!: CowEvent;
-    this.atomically(() => { ev = this.log.append(name, body); });
+    this.atomically(() => {
+      ev = this.log.append(name, body);
+      also?.();
+    });
     return ev;
+  }
+
+  /**
+   * A commit of `name` made of given operations (a child's work landing in
+   * it): applied to its working tree as ordinary layer events and to a new
+   * head, with one AGENT_COMMIT_CREATED; `also` runs in the same transaction.
+   */
+  commitOps(name: string, ops: readonly LayerOp[], message: string, also?: (commit: CommitRecord) => void): CommitRecord {
+    const a = this.registry.get(name);
+    const tree = this.tree(name);
+    const prevLayer = this.registry.commitLayer(a.head);
+    const layer = prevLayer.clone();
+    for (const op of ops) layer.apply(op);
+    const id = this.registry.allocCommitId();
+    let commit!: CommitRecord;
+    this.atomically(() => {
+      tree.applyOps(ops);
+      const changes = toRecorded(prevLayer.diff(layer));
+      const ev = this.log.append(name, { type: 'AGENT_COMMIT_CREATED', commit: id, message, base: a.base, ops: [...ops], changes });
+      commit = { id, agent: name, base: a.base, prev: a.head, message, seq: ev.seq, time: ev.time };
+      this.registry.saveCommit(commit, layer);
+      this.registry.saveAgent({ ...a, head: id });
+      also?.(commit);
+    });
+    return commit;
   }
 
   /** Removes an agent (and, with `recursive`, its descendants); refuses while it has children otherwise. */
@@ -241,6 +310,11 @@ export class Overlay {
     return { changed, bytes };
   }
 
+  /** Blobs that files open in any agent's tree use (a gc root). */
+  openBlobs(out: Set<string>): void {
+    for (const tree of this.trees.values()) tree.openBlobs(out);
+  }
+
   /** The agent's tree as it was at event `to`, rebuilt from the log alone. */
   replay(name: string, to = Infinity): TreeView {
     return replayView(this.log, this.workspace, name, to);
@@ -253,7 +327,8 @@ export class Overlay {
 
   // ---- internals -------------------------------------------------------------
 
-  private atomically(fn: () => void): void {
+  /** Runs `fn` as one store transaction; subscribers hear of its events only once it committed. */
+  atomically(fn: () => void): void {
     try {
       this.store.txn(fn);
     } catch (err) {
@@ -274,7 +349,7 @@ export class Overlay {
     };
   }
 
-  private allocIno(): number {
+  allocIno(): number {
     if (this.nextIno >= this.inoLimit) {
       this.inoLimit = this.nextIno + INO_BLOCK;
       this.store.dbs.meta.putSync('inoLimit', this.inoLimit);

@@ -61,6 +61,11 @@ export class Registry {
     return a && a.state !== 'removed' ? a : undefined;
   }
 
+  /** The stored record of a name, removed or not. */
+  record(name: string): AgentRecord | undefined {
+    return this.agentCache.get(name);
+  }
+
   get(name: string): AgentRecord {
     const a = this.find(name);
     if (!a) throw new OverlayError(`no agent named ${JSON.stringify(name)} (see \`cowfs ls\`)`);
@@ -89,6 +94,22 @@ export class Registry {
   saveAgent(a: AgentRecord): void {
     this.agentCache.set(a.name, a);
     this.store.dbs.agents.putSync(a.name, a);
+  }
+
+  /** Deletes a removed agent's record (gc, once it is old enough); its events stay in the log. */
+  forget(name: string): void {
+    if (this.agentCache.get(name)?.state !== 'removed') throw new OverlayError(`agent ${name} is not removed`);
+    this.agentCache.delete(name);
+    this.store.dbs.agents.removeSync(name);
+  }
+
+  /** Deletes commits of removed agents and their frozen layers (gc). */
+  forgetCommits(ids: readonly number[]): void {
+    for (const id of ids) {
+      for (const key of this.store.dbs.commitEntries.getKeys({ start: [id, ''], end: [id + 1, ''] })) this.store.dbs.commitEntries.removeSync(key);
+      this.store.dbs.commits.removeSync(id);
+      this.layerCache.delete(id);
+    }
   }
 
   allocCommitId(): number {

@@ -13,11 +13,15 @@ import type { Workspace } from './workspace.js';
  * tree, so replay cannot drift from it.
  */
 export function replayView(log: EventLog, workspace: Workspace, agent: string, to = Infinity): TreeView {
-  const own = new Layer();
+  let own = new Layer();
   let parent: string | null | undefined;
   let base: number | null = null;
   for (const ev of log.byAgent(agent, to)) {
-    if (ev.type === 'AGENT_CREATED') ({ parent, base } = ev);
+    if (ev.type === 'AGENT_CREATED') {
+      // A name reused after a removal: only its latest life counts.
+      ({ parent, base } = ev);
+      own = new Layer();
+    }
     else if (ev.type === 'AGENT_REBASED') {
       own.applyChanges(fromRecorded(ev.changes));
       base = ev.base;
@@ -30,13 +34,14 @@ export function replayView(log: EventLog, workspace: Workspace, agent: string, t
 /** The layers of `agent`'s commit `commit` and of every commit below it, top first. */
 function commitChain(log: EventLog, agent: string | null, commit: number | null): Layer[] {
   if (agent === null || commit === null) return [];
-  const layer = new Layer();
+  let layer = new Layer();
   let parent: string | null | undefined;
   let base: number | null = null;
   let found = false;
   for (const ev of log.byAgent(agent)) {
     if (ev.type === 'AGENT_CREATED') {
       ({ parent, base } = ev);
+      layer = new Layer();
       found = ev.head === commit;
     } else if (ev.type === 'AGENT_COMMIT_CREATED') {
       layer.applyChanges(fromRecorded(ev.changes));

@@ -8,9 +8,11 @@ export interface Settings {
    * wrongly as rightly; every hunk it resolves is recorded in the event.
    */
   refine: boolean;
+  /** gc drops agents removed more than this many hours ago (their layers, commits and the blobs only they used). */
+  keepRemovedHours: number;
 }
 
-const DEFAULTS: Settings = { refine: false };
+const DEFAULTS: Settings = { refine: false, keepRemovedHours: 168 };
 
 export class SettingsStore {
   constructor(private readonly store: Store) {}
@@ -26,6 +28,10 @@ export class SettingsStore {
         throw new Error(`setting ${key} takes on or off`);
       }
       (cur as unknown as Record<string, unknown>)[key] = value === true || value === 'on' || value === 'true';
+    } else if (typeof cur[key] === 'number') {
+      const n = Number(value);
+      if (value === '' || !Number.isFinite(n) || n < 0) throw new Error(`setting ${key} takes a number ≥ 0`);
+      (cur as unknown as Record<string, unknown>)[key] = n;
     }
     this.store.dbs.meta.putSync('settings', cur);
   }

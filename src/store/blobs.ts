@@ -16,7 +16,24 @@ const CHUNK = 1024 * 1024;
 export type BlobId = string;
 
 export class BlobStore {
+  /** Sets that record every id stored or found from now on (a gc's mark must keep them). */
+  private readonly watchers = new Set<Set<BlobId>>();
+
   constructor(private readonly store: Store) {}
+
+  /**
+   * Starts recording every id put, found again (a dedup hit) or adopted:
+   * a gc never deletes what was stored or reused after its mark began.
+   */
+  watch(): Set<BlobId> {
+    const seen = new Set<BlobId>();
+    this.watchers.add(seen);
+    return seen;
+  }
+
+  unwatch(seen: Set<BlobId>): void {
+    this.watchers.delete(seen);
+  }
 
   /** Stores bytes (once, whatever the number of agents) and returns their id. */
   put(bytes: Buffer): BlobId {
@@ -26,9 +43,9 @@ export class BlobStore {
       const rec = this.store.dbs.blobMeta.get(id);
       if (!rec) {
         this.writeNew(id, bytes);
-        return id;
+        return this.seen(id);
       }
-      if (this.get(id).equals(bytes)) return id;
+      if (this.get(id).equals(bytes)) return this.seen(id);
     }
   }
 
@@ -52,9 +69,9 @@ export class BlobStore {
         if (how === 'link') fs.linkSync(file, dest);
         else fs.copyFileSync(file, dest);
         this.store.dbs.blobMeta.putSync(id, { size, file: true });
-        return id;
+        return this.seen(id);
       }
-      if (filesEqual(file, dest)) return id;
+      if (filesEqual(file, dest)) return this.seen(id);
     }
   }
 
@@ -99,6 +116,67 @@ export class BlobStore {
     else fs.writeFileSync(dest, this.get(id));
   }
 
+  /**
+   * Adds a blob whose bytes were checked against its id elsewhere (an
+   * import): a large one's file is moved into place. Meant to run inside the
+   * caller's transaction; a file moved in before a rollback has no record
+   * and is only garbage (gc removes it).
+   */
+  adopt(id: BlobId, src: { bytes: Buffer } | { file: string }): void {
+    if ('bytes' in src) {
+      this.store.dbs.blobs.putSync(id, src.bytes);
+      this.store.dbs.blobMeta.putSync(id, { size: src.bytes.length, file: false });
+    } else {
+      const dest = this.filePath(id);
+      fs.mkdirSync(path.dirname(dest), { recursive: true });
+      fs.renameSync(src.file, dest);
+      this.store.dbs.blobMeta.putSync(id, { size: blobSize(id), file: true });
+    }
+    this.seen(id);
+  }
+
+  /** Every blob id held, in key order. */
+  ids(): Iterable<BlobId> {
+    return this.store.dbs.blobMeta.getKeys();
+  }
+
+  /**
+   * Deletes blobs: records in one transaction, then the files of large
+   * ones (a crash in between leaves files without records, which
+   * `orphanFiles` finds). Returns the files to unlink after the caller's
+   * transaction; call inside one.
+   */
+  removeRecords(ids: readonly BlobId[]): string[] {
+    const files: string[] = [];
+    for (const id of ids) {
+      const rec = this.store.dbs.blobMeta.get(id);
+      if (!rec) continue;
+      if (rec.file) files.push(this.filePath(id));
+      else this.store.dbs.blobs.removeSync(id);
+      this.store.dbs.blobMeta.removeSync(id);
+    }
+    return files;
+  }
+
+  /** Files under blobs/ that no record names: leftovers of a crash (gc sweeps them). */
+  *orphanFiles(): Generator<{ file: string; size: number }> {
+    for (const dir of fs.readdirSync(this.store.blobDir)) {
+      const sub = path.join(this.store.blobDir, dir);
+      for (const name of fs.readdirSync(sub)) {
+        const file = path.join(sub, name);
+        const id = name.replace(/-/g, ':');
+        if (/\.tmp\d+$/.test(name) || this.store.dbs.blobMeta.get(id) === undefined) {
+          yield { file, size: fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0 };
+        }
+      }
+    }
+  }
+
+  private seen(id: BlobId): BlobId {
+    for (const w of this.watchers) w.add(id);
+    return id;
+  }
+
   private writeNew(id: BlobId, bytes: Buffer): void {
     if (bytes.length <= INLINE_MAX) {
       this.store.txn(() => {
@@ -125,16 +203,18 @@ export function blobSize(id: BlobId): number {
   return Number(id.split(':')[1]);
 }
 
-function hashFile(file: string): string {
-  const h = createHash64();
+export function hashFile(file: string): string {
   const fd = fs.openSync(file, 'r');
   try {
+    // A small file in one read and one call: a streaming hasher costs more to set up than to run.
+    if (fs.fstatSync(fd).size <= CHUNK) return hash64(fs.readFileSync(fd));
+    const h = createHash64();
     const buf = Buffer.allocUnsafe(CHUNK);
     for (let n; (n = fs.readSync(fd, buf, 0, CHUNK, null)) > 0;) h.update(buf.subarray(0, n));
+    return h.digest();
   } finally {
     fs.closeSync(fd);
   }
-  return h.digest();
 }
 
 function filesEqual(a: string, b: string): boolean {

@@ -91,6 +91,17 @@ export class Store {
     fs.fsyncSync(this.dataFd);
   }
 
+  /** A scratch file's bytes and its name on the disk (fsync of a file being written). */
+  syncScratch(fd: number): void {
+    fs.fsyncSync(fd);
+    const dir = fs.openSync(this.scratchDir, 'r');
+    try {
+      fs.fsyncSync(dir);
+    } finally {
+      fs.closeSync(dir);
+    }
+  }
+
   async close(): Promise<void> {
     if (this.dataFd !== undefined) fs.closeSync(this.dataFd);
     this.dataFd = undefined;

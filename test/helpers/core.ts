@@ -8,7 +8,7 @@ import { kindOf, type TreeView } from '../../src/overlay/view.js';
 
 const made: string[] = [];
 
-/** A temporary directory, removed by removeTempDirs() (call it in afterEach/afterAll). */
+/** A temporary directory, removed by removeTempDirs() (call it in afterEach/afterAll; the core benchmarks use these too). */
 export function tempDir(prefix = 'cowfs-unit-'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   made.push(dir);

@@ -92,8 +92,12 @@ describe('cascade through real mounts: 3 levels, 10 children', () => {
     expect(read('kid0', 'app.txt')).toContain('<<<<<<< kid0\nkid0 line 20\n');
     expect(read('grandkid', 'app.txt')).toBe(gBefore);
     const human = await d.cli(['conflicts', 'kid0']);
-    expect(human.stdout).toContain('ours   | kid0 line 20');
-    expect(human.stdout).toContain('theirs | root line 20');
+    // Not a terminal: the characters each side changed are marked as git's word diff does.
+    expect(human.stdout).toContain('base   | line 20');
+    expect(human.stdout).toContain('ours   | {+kid0 +}line 20');
+    expect(human.stdout).toContain('theirs | {+root +}line 20');
+    const listed = await d.json<any[]>(['conflicts', 'kid0']);
+    expect(listed[0].hunks[0].chars.ours).toEqual([{ line: 0, against: 'base', removed: [], added: [[0, 5]] }]);
     // Fix the file by hand inside the mount and commit from there: the cascade resumes.
     d.sh("sed -i '/^<<<<<<< /,/^>>>>>>> /c\\both line 20' app.txt", d.mnt('kid0'));
     const c = await d.json(['commit', '-m', 'resolved'], { cwd: d.mnt('kid0') });
@@ -136,6 +140,13 @@ describe('cascade through real mounts: 3 levels, 10 children', () => {
     const shown = await d.json(['show', String(detected.seq - 1)]);
     expect(shown.event.type).toBe('AGENT_REBASED');
     expect(shown.diff).toContain('+<<<<<<< kid0');
+    // The commit that caused it, with the characters it changed inside its lines.
+    const cause = await d.json(['show', String(log.find((e) => e.type === 'AGENT_COMMIT_CREATED' && e.message === 'root line 20').seq)]);
+    const diffLines: string[] = cause.diff.split('\n');
+    expect(cause.highlights.map((h: any) => [diffLines[h.line], h.ranges])).toEqual([['-line 20', []], ['+root line 20', [[1, 6]]]]);
+    const human = (await d.cli(['show', String(cause.event.seq)])).stdout;
+    expect(human).toContain('AGENT_COMMIT_CREATED');
+    expect(human).toContain('\n-line 20\n+{+root +}line 20\n');
     const out = path.join(d.root, 'replayed');
     await d.json(['replay', 'kid0', '--to', String(detected.seq), '--out', out]);
     expect(fs.readFileSync(path.join(out, 'app.txt'), 'utf8')).toContain('<<<<<<< kid0');
@@ -202,6 +213,18 @@ describe('what an agent sees changes at once through a warm kernel cache', () =>
     expect(d.sh('cat notes.txt; stat -c %s notes.txt', c)).toBe('parent one\ntwo, longer\n23\n');
   });
 
+  it('an undo: the file as it was, at once', async () => {
+    const c = d.mnt('c');
+    const before = d.sh('cat notes.txt; stat -c %s notes.txt; ls', c);
+    const seq = (await d.json(['status'])).lastSeq;
+    d.sh("printf 'a much longer edit of the notes\\n' > notes.txt && echo x > extra.txt", c);
+    // Warm: what the edit left is in the kernel's caches now.
+    expect(d.sh('cat notes.txt; ls', c)).toContain('a much longer edit');
+    await d.json(['undo', 'c', '--to', String(seq)]);
+    await cacheWindow();
+    expect(d.sh('cat notes.txt; stat -c %s notes.txt; ls', c)).toBe(before);
+  });
+
   it('a file on disk the agent never touched: the change shows without a remount', async () => {
     const p = d.mnt('p');
     expect(d.sh('cat untouched.txt', p)).toBe('on disk\n');
@@ -229,5 +252,89 @@ describe('what an agent sees changes at once through a warm kernel cache', () =>
       seen = d.sh('cat made-later/f.txt; stat -c %s made-later/f.txt', p);
     }
     expect(seen).toBe('v2, longer\n11\n');
+  });
+});
+
+describe('cascade through real mounts: additions, modes, symlinks, deletions, binary files', () => {
+  let d: TestDaemon;
+  const sh = (agent: string, script: string) => d.sh(script, d.mnt(agent));
+
+  beforeAll(async () => {
+    d = TestDaemon.create((ws) => {
+      fs.writeFileSync(path.join(ws, 'app.txt'), `${lines.join('\n')}\n`);
+      fs.writeFileSync(path.join(ws, 'run.sh'), 'echo run\n');
+      fs.writeFileSync(path.join(ws, 'tool.sh'), 'echo tool\n');
+      fs.writeFileSync(path.join(ws, 'gone.txt'), 'a\nb\nc\n');
+      fs.writeFileSync(path.join(ws, 'logo.bin'), Buffer.from([0x89, 0, 1, 2]));
+      fs.symlinkSync('v1', path.join(ws, 'current'));
+      fs.symlinkSync('v1', path.join(ws, 'fought'));
+    });
+    await d.start();
+    await d.json(['mount', 'root', d.mnt('root')]);
+    await d.json(['mount', 'kid', d.mnt('kid'), '--parent', 'root']);
+    await d.json(['mount', 'grandkid', d.mnt('grandkid'), '--parent', 'kid']);
+  });
+
+  afterAll(async () => {
+    await d?.destroy();
+  });
+
+  it('merges what merges, conflicts on the rest with the three versions, and resumes when resolved', async () => {
+    sh('kid', [
+      'chmod 755 app.txt', // mode here, content above
+      "printf 'echo run by kid\\n' > run.sh", // content here, mode above
+      'chmod 700 tool.sh', // mode on both sides, differently
+      'ln -sfn kid-target fought', // retargeted on both sides
+      "printf 'kid\\nshared\\n' > added.txt", // added on both sides
+      "printf 'b\\nc\\nkid\\n' > gone.txt", // modified here, deleted above
+      "printf '\\211\\000kid' > logo.bin", // binary on both sides
+    ].join(' && '));
+    sh('root', [
+      "sed -i '10s/.*/root line 10/' app.txt",
+      'chmod 755 run.sh tool.sh',
+      'ln -sfn v2 current',
+      'ln -sfn root-target fought',
+      "printf 'root\\nshared\\n' > added.txt",
+      'rm gone.txt',
+      "printf '\\211\\000root' > logo.bin",
+    ].join(' && '));
+    await d.json(['commit', 'kid', '-m', 'kid']);
+    const r = await d.json(['commit', 'root', '-m', 'root']);
+    await cacheWindow();
+    expect(r.cascade.conflicted).toEqual([{ agent: 'kid', paths: expect.any(Array) }]);
+    expect(r.cascade.conflicted[0].paths.sort()).toEqual(['added.txt', 'fought', 'gone.txt', 'logo.bin', 'tool.sh']);
+
+    // Merged: each side's change, content and mode alike.
+    expect(sh('kid', 'stat -c %a app.txt run.sh tool.sh')).toBe('755\n755\n700\n');
+    expect(sh('kid', 'grep -c "root line 10" app.txt')).toBe('1\n');
+    expect(sh('kid', 'cat run.sh')).toBe('echo run by kid\n');
+    expect(sh('kid', 'readlink current fought')).toBe('v2\nkid-target\n');
+    expect(sh('kid', 'cat added.txt')).toMatch(/^<<<<<<< kid\nkid\nshared\n\|\|\|\|\|\|\| root@\d+\n=======\nroot\nshared\n>>>>>>> root@\d+\n$/);
+    expect(sh('kid', 'cat gone.txt')).toBe('b\nc\nkid\n');
+    expect(sh('kid', 'od -An -c logo.bin').replace(/\s+/g, ' ').trim()).toBe('211 \\0 k i d');
+
+    const listed = await d.json<any[]>(['conflicts', 'kid']);
+    const byPath = Object.fromEntries(listed.map((c) => [c.path, c]));
+    expect(byPath['tool.sh']).toMatchObject({ kind: 'mode', modes: { base: 0o644, ours: 0o700, theirs: 0o755 } });
+    expect(byPath['fought']).toMatchObject({ kind: 'symlink', targets: { base: 'v1', ours: 'kid-target', theirs: 'root-target' } });
+    expect(byPath['gone.txt']).toMatchObject({ kind: 'delete-modify', theirs: null, versions: { base: 'a\nb\nc\n', ours: 'b\nc\nkid\n' } });
+    expect(byPath['logo.bin']).toMatchObject({ kind: 'binary', versions: null });
+    expect(byPath['added.txt']).toMatchObject({ kind: 'content', base: null, versions: { ours: 'kid\nshared\n', theirs: 'root\nshared\n' } });
+    const human = (await d.cli(['conflicts', 'kid'])).stdout;
+    expect(human).toContain('fought: symlink conflict');
+    expect(human).toContain('ours (kept): symlink -> kid-target; theirs: symlink -> root-target');
+    expect(human).toContain('permissions changed on both sides: base 644, ours 700 (kept), theirs 755');
+    expect(human).toContain('modified here, deleted by the parent');
+
+    // The grandchild waits for every conflict of its parent.
+    expect(sh('grandkid', 'readlink current; cat added.txt')).toBe('v1\nkid\nshared\n');
+    for (const p of ['tool.sh', 'fought', 'gone.txt', 'logo.bin']) await d.json(['resolve', 'kid', p, '--theirs']);
+    const last = await d.json(['resolve', 'kid', 'added.txt', '--ours']);
+    expect(last.rebased).toEqual(['grandkid']);
+    await cacheWindow();
+    expect(sh('kid', 'stat -c %a tool.sh; readlink fought; ls gone.txt 2>&1 || true')).toMatch(/^755\nroot-target\n.*No such file/);
+    expect(sh('grandkid', 'stat -c %a app.txt run.sh tool.sh; readlink current fought; cat run.sh')).toBe('755\n755\n755\nv2\nroot-target\necho run by kid\n');
+    expect(sh('grandkid', 'cat added.txt; od -An -c logo.bin')).toMatch(/^kid\nshared\n\s+211\s+\\0\s+r\s+o\s+o\s+t\s*$/);
+    expect(sh('grandkid', 'ls')).not.toContain('gone.txt');
   });
 });

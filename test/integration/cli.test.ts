@@ -33,7 +33,7 @@ describe('the CLI around the daemon', () => {
   });
 
   it('every verb has --help', async () => {
-    for (const verb of ['daemon', 'mount', 'unmount', 'ls', 'status', 'commit', 'conflicts', 'resolve', 'rm', 'log', 'show', 'events', 'replay', 'config']) {
+    for (const verb of ['daemon', 'mount', 'run', 'unmount', 'ls', 'status', 'commit', 'conflicts', 'resolve', 'rm', 'log', 'show', 'events', 'replay', 'config', 'export', 'import', 'have', 'gc', 'diff', 'land', 'undo']) {
       const r = await d.cli([verb, '--help']);
       expect(r.code, verb).toBe(0);
       expect(r.stdout, verb).toMatch(/^Usage: cowfs /);

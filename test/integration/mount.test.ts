@@ -1,34 +1,18 @@
-import { execSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestDaemon, treeChecksum } from '../helpers/daemon.js';
+import { writeFile, writeSampleProject } from '../helpers/project.js';
 
 /** A workspace that is a git repo with a node_modules and a local package, as users have. */
 function prepareProject(ws: string): void {
-  const w = (p: string, s: string) => {
-    fs.mkdirSync(path.dirname(path.join(ws, p)), { recursive: true });
-    fs.writeFileSync(path.join(ws, p), s);
-  };
-  w('package.json', JSON.stringify({ name: 'sample', version: '1.0.0', scripts: { test: 'node test.js' } }, null, 2));
-  w('src/index.js', "const pad = require('left-pad');\nmodule.exports = (s) => pad(s, 8);\n");
-  w('src/util/strings.js', "exports.upper = (s) => s.toUpperCase();\n");
-  w('test.js', "const f = require('./src/index.js');\nif (f('x') !== '       x') throw new Error('bad');\nconsole.log('ok');\n");
-  w('.gitignore', 'node_modules/\n.env\n');
-  w('.env', 'SECRET=1\n');
-  w('node_modules/left-pad/package.json', JSON.stringify({ name: 'left-pad', version: '1.3.0', main: 'index.js' }));
-  w('node_modules/left-pad/index.js', "module.exports = (s, n) => String(s).padStart(n);\n");
-  w('local-pkg/package.json', JSON.stringify({ name: 'local-pkg', version: '0.0.1', main: 'index.js' }));
-  w('local-pkg/index.js', "module.exports = 42;\n");
-  fs.symlinkSync('src/index.js', path.join(ws, 'main-link.js'));
-  const git = (args: string) => execGit(ws, args);
-  git('init -q -b main');
-  git('add -A');
-  git('-c user.email=t@t -c user.name=t commit -qm initial');
-}
-
-function execGit(cwd: string, args: string): void {
-  execSync(`git ${args}`, { cwd, stdio: 'ignore' });
+  writeSampleProject(ws, () => {
+    writeFile(ws, '.gitignore', 'node_modules/\n.env\n');
+    writeFile(ws, '.env', 'SECRET=1\n');
+    writeFile(ws, 'local-pkg/package.json', JSON.stringify({ name: 'local-pkg', version: '0.0.1', main: 'index.js' }));
+    writeFile(ws, 'local-pkg/index.js', 'module.exports = 42;\n');
+    fs.symlinkSync('src/index.js', path.join(ws, 'main-link.js'));
+  });
 }
 
 describe('cowfs mount: a real copy-on-write FUSE mount per agent', () => {

@@ -128,3 +128,162 @@ describe('cascade rebase', () => {
     expect(conflicts['other.txt']).toBeUndefined();
   });
 });
+
+describe('cascade rebase of additions, modes, symlinks, deletions and binary files', () => {
+  /** p (root) → c → g over a workspace with files and symlinks; p has committed once. */
+  async function tree() {
+    const { ov } = await openOverlay({
+      'app.txt': text(lines(20)), 'run.sh': 'echo run\n', 'tool.sh': 'echo tool\n', 'both.sh': 'echo both\n',
+      'gone.txt': text(lines(5)), 'kept.txt': text(lines(5)),
+      'cur': '->v1', 'mine': '->v1', 'fought': '->v1', 'agreed': '->v1', 'was-file.txt': 'file\n',
+    });
+    opened.push(ov);
+    const cascade = new Cascade(ov);
+    ov.createAgent('p', null);
+    ov.commit('p', 'p0');
+    ov.createAgent('c', 'p');
+    ov.createAgent('g', 'c');
+    return { ov, cascade, p: ov.tree('p'), c: ov.tree('c'), g: ov.tree('g') };
+  }
+  const mode = (t: { getattr(p: string): { mode: number } }, p: string) => t.getattr(p).mode & 0o7777;
+  const conflictsOf = (ov: Overlay, agent: string) => ov.agent(agent).conflicts ?? {};
+
+  it('add vs add: the same file merges, different ones conflict with an empty base section, binary keeps ours', async () => {
+    const { ov, cascade, p, c, g } = await tree();
+    writeFile(c, 'same.txt', 'same\n');
+    writeFile(p, 'same.txt', 'same\n');
+    writeFile(c, 'added.txt', 'child\nshared\n');
+    writeFile(p, 'added.txt', 'parent\nshared\n');
+    writeFile(c, 'added.bin', Buffer.from([0, 1]));
+    writeFile(p, 'added.bin', Buffer.from([0, 2]));
+    ov.commit('p', 'p1');
+    const r = cascade.fromCommit('p');
+    expect(r.conflicted).toEqual([{ agent: 'c', paths: expect.arrayContaining(['added.txt', 'added.bin']) }]);
+    expect(readFile(c, 'same.txt')).toBe('same\n');
+    expect(conflictsOf(ov, 'c')['same.txt']).toBeUndefined();
+    // As `git merge-file --diff3` with an empty base: one hunk, the common last line inside it.
+    expect(readFile(c, 'added.txt')).toMatch(/^<<<<<<< c\nchild\nshared\n\|\|\|\|\|\|\| p@\d+\n=======\nparent\nshared\n>>>>>>> p@\d+\n$/);
+    const added = conflictsOf(ov, 'c')['added.txt']!;
+    expect(added).toMatchObject({ kind: 'content', base: null });
+    expect(ov.blobs.get(added.theirs!).toString()).toBe('parent\nshared\n');
+    expect([...Buffer.from(readFile(c, 'added.bin'), 'latin1')]).toEqual([0, 1]);
+    expect(conflictsOf(ov, 'c')['added.bin']).toMatchObject({ kind: 'binary', base: null });
+    expect(() => readFile(g, 'added.txt')).toThrow(); // g waits for c
+    cascade.resolve('c', 'added.txt', 'theirs');
+    const done = cascade.resolve('c', 'added.bin', 'theirs');
+    expect(done.rebased).toEqual(['g']);
+    expect(readFile(g, 'added.txt')).toBe('parent\nshared\n');
+    expect([...Buffer.from(readFile(g, 'added.bin'), 'latin1')]).toEqual([0, 2]);
+  });
+
+  it('mode changes: a side that changed the mode wins, content merges; different modes on both sides conflict', async () => {
+    const { ov, cascade, p, c, g } = await tree();
+    c.chmod('app.txt', 0o755); // child: mode only
+    writeFile(p, 'app.txt', edit(readFile(p, 'app.txt'), 1, 'parent 1'));
+    writeFile(c, 'run.sh', 'echo run by the child\n'); // child: content only
+    p.chmod('run.sh', 0o755);
+    c.chmod('both.sh', 0o755); // both: the same mode
+    p.chmod('both.sh', 0o755);
+    writeFile(c, 'tool.sh', 'echo tool\necho child\n'); // both: modes differ
+    c.chmod('tool.sh', 0o700);
+    writeFile(p, 'tool.sh', 'echo parent\necho tool\n');
+    p.chmod('tool.sh', 0o755);
+    ov.commit('c', 'c1');
+    cascade.fromCommit('c');
+    ov.commit('p', 'p1');
+    const r = cascade.fromCommit('p');
+    expect(r.conflicted).toEqual([{ agent: 'c', paths: ['tool.sh'] }]);
+    expect(readFile(c, 'app.txt')).toContain('parent 1');
+    expect(mode(c, 'app.txt')).toBe(0o755);
+    expect(readFile(c, 'run.sh')).toBe('echo run by the child\n');
+    expect(mode(c, 'run.sh')).toBe(0o755);
+    expect(mode(c, 'both.sh')).toBe(0o755);
+    // The content merged cleanly; the mode keeps ours until resolved.
+    expect(readFile(c, 'tool.sh')).toBe('echo parent\necho tool\necho child\n');
+    expect(mode(c, 'tool.sh')).toBe(0o700);
+    expect(conflictsOf(ov, 'c')['tool.sh']).toMatchObject({ kind: 'mode', modes: { base: 0o644, ours: 0o700, theirs: 0o755 } });
+    expect(cascade.resolve('c', 'tool.sh', 'theirs').rebased).toEqual(['g']);
+    expect(mode(c, 'tool.sh')).toBe(0o755);
+    expect(readFile(g, 'tool.sh')).toBe('echo parent\necho tool\n');
+    for (const [f, m] of [['app.txt', 0o755], ['run.sh', 0o755], ['tool.sh', 0o755]] as const) expect(mode(g, f)).toBe(m);
+    expect(snapshot(ov.replay('g'), ov)).toEqual(snapshot(g.tree, ov));
+  });
+
+  it('symlinks: retargets on one side show, on both sides conflict and keep ours until resolved', async () => {
+    const { ov, cascade, p, c, g } = await tree();
+    p.unlink('cur'); p.symlink('v2', 'cur', 0, 0); // parent only
+    c.unlink('mine'); c.symlink('v3', 'mine', 0, 0); // child only
+    c.unlink('agreed'); c.symlink('v4', 'agreed', 0, 0); // the same on both sides
+    p.unlink('agreed'); p.symlink('v4', 'agreed', 0, 0);
+    c.unlink('fought'); c.symlink('child', 'fought', 0, 0); // both, differently
+    p.unlink('fought'); p.symlink('parent', 'fought', 0, 0);
+    c.unlink('was-file.txt'); c.symlink('elsewhere', 'was-file.txt', 0, 0); // a file made a link, and edited above
+    writeFile(p, 'was-file.txt', 'file, edited\n');
+    ov.commit('c', 'c1');
+    cascade.fromCommit('c');
+    ov.commit('p', 'p1');
+    const r = cascade.fromCommit('p');
+    expect(r.conflicted).toEqual([{ agent: 'c', paths: expect.arrayContaining(['fought', 'was-file.txt']) }]);
+    expect(c.readlink('cur')).toBe('v2');
+    expect(c.readlink('mine')).toBe('v3');
+    expect(c.readlink('agreed')).toBe('v4');
+    expect(c.readlink('fought')).toBe('child');
+    expect(c.readlink('was-file.txt')).toBe('elsewhere');
+    const fought = conflictsOf(ov, 'c')['fought']!;
+    expect(fought).toMatchObject({ kind: 'symlink', targets: { base: 'v1', ours: 'child', theirs: 'parent' } });
+    expect(conflictsOf(ov, 'c')['was-file.txt']).toMatchObject({ kind: 'type', targets: { base: null, ours: 'elsewhere', theirs: null } });
+    cascade.resolve('c', 'fought', 'theirs');
+    expect(cascade.resolve('c', 'was-file.txt', 'theirs').rebased).toEqual(['g']);
+    expect(c.readlink('fought')).toBe('parent');
+    expect(readFile(c, 'was-file.txt')).toBe('file, edited\n');
+    expect(g.readlink('fought')).toBe('parent');
+    expect(g.readlink('mine')).toBe('v3');
+    expect(g.readlink('cur')).toBe('v2');
+    expect(snapshot(ov.replay('c'), ov)).toEqual(snapshot(c.tree, ov));
+  });
+
+  it('a commit settles a conflict without markers only when the agent changed the path', async () => {
+    const { ov, cascade, p, c, g } = await tree();
+    writeFile(c, 'added.bin', Buffer.from([0, 1]));
+    writeFile(p, 'added.bin', Buffer.from([0, 2]));
+    c.unlink('fought'); c.symlink('child', 'fought', 0, 0);
+    p.unlink('fought'); p.symlink('parent', 'fought', 0, 0);
+    ov.commit('p', 'p1');
+    cascade.fromCommit('p');
+    expect(Object.keys(conflictsOf(ov, 'c')).sort()).toEqual(['added.bin', 'fought']);
+    // Committing without looking at them settles nothing: the cascade stays paused.
+    writeFile(c, 'unrelated.txt', 'x\n');
+    ov.commit('c', 'other work');
+    expect(cascade.afterCommitOf('c').paused).toEqual(['c']);
+    expect(Object.keys(conflictsOf(ov, 'c')).sort()).toEqual(['added.bin', 'fought']);
+    // Writing the binary file and retargeting the link, then committing, settles both.
+    writeFile(c, 'added.bin', Buffer.from([0, 3]));
+    c.unlink('fought'); c.symlink('both', 'fought', 0, 0);
+    ov.commit('c', 'merged by hand');
+    expect(cascade.afterCommitOf('c').rebased).toEqual(['g']);
+    expect(conflictsOf(ov, 'c')).toEqual({});
+    expect(g.readlink('fought')).toBe('both');
+    expect([...Buffer.from(readFile(g, 'added.bin'), 'latin1')]).toEqual([0, 3]);
+  });
+
+  it('delete vs modify both ways: the modified side stays in the tree until resolved', async () => {
+    const { ov, cascade, p, c, g } = await tree();
+    writeFile(c, 'gone.txt', edit(readFile(c, 'gone.txt'), 2, 'child 2')); // child modifies, parent deletes
+    p.unlink('gone.txt');
+    c.unlink('kept.txt'); // child deletes, parent modifies
+    writeFile(p, 'kept.txt', edit(readFile(p, 'kept.txt'), 2, 'parent 2'));
+    ov.commit('c', 'c1');
+    cascade.fromCommit('c');
+    ov.commit('p', 'p1');
+    expect(cascade.fromCommit('p').conflicted).toEqual([{ agent: 'c', paths: expect.arrayContaining(['gone.txt', 'kept.txt']) }]);
+    expect(conflictsOf(ov, 'c')['gone.txt']).toMatchObject({ kind: 'delete-modify', theirs: null });
+    expect(conflictsOf(ov, 'c')['kept.txt']).toMatchObject({ kind: 'delete-modify', ours: null });
+    expect(readFile(c, 'gone.txt')).toContain('child 2');
+    expect(readFile(c, 'kept.txt')).toContain('parent 2');
+    cascade.resolve('c', 'gone.txt', 'ours'); // keep the child's edit
+    expect(cascade.resolve('c', 'kept.txt', 'ours').rebased).toEqual(['g']); // keep the child's deletion
+    expect(readFile(g, 'gone.txt')).toContain('child 2');
+    expect(() => readFile(g, 'kept.txt')).toThrow();
+    expect(snapshot(ov.replay('g'), ov)).toEqual(snapshot(g.tree, ov));
+  });
+});

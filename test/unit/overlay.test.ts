@@ -35,6 +35,23 @@ describe('agents', () => {
     expect(ov.removeAgent('a', true).sort()).toEqual(['a', 'a.b_c-1']);
     expect(ov.agents()).toEqual([]);
   });
+
+  it('a name reused after a removal starts empty: nothing of the old agent shows, live or replayed', async () => {
+    const { ov, ws } = await setup({ 'f': 'base' });
+    ov.createAgent('a', null);
+    writeFile(ov.tree('a'), 'f', 'old life');
+    writeFile(ov.tree('a'), 'only-old', 'x');
+    ov.removeAgent('a');
+    ov.createAgent('a', null);
+    expect(readFile(ov.tree('a'), 'f')).toBe('base');
+    expect(() => ov.tree('a').getattr('only-old')).toThrow();
+    expect(snapshot(ov.replay('a'), ov)).toEqual(snapshot(ov.tree('a').tree, ov));
+    await ov.close();
+    opened.pop();
+    const again = await Overlay.open({ workspace: ws });
+    opened.push(again);
+    expect(() => again.tree('a').getattr('only-old')).toThrow();
+  });
 });
 
 describe('copy-on-write tree', () => {
@@ -210,6 +227,11 @@ describe('commits and children', () => {
     const t = ov.tree('a');
     const fh = t.create('unclosed', 0o600, O_WRONLY, 0, 0);
     t.write(fh, Buffer.from('written before the crash'), 24, 0);
+    // fsync makes it durable without a copy into the store: no put event yet, the recovery record stays.
+    const before = ov.log.head;
+    t.fsync(fh);
+    expect(ov.log.head).toBe(before);
+    expect(fs.readdirSync(path.join(state, 'scratch'))).toHaveLength(1);
     // No release: the process "dies" here.
     await ov.close();
     opened.pop();
