@@ -1,13 +1,26 @@
 import { defineConfig } from 'vitest/config';
 
+const shared = {
+  testTimeout: 60_000,
+  hookTimeout: 60_000,
+  globalSetup: ['test/global-setup.ts'],
+};
+
+/**
+ * The unit tier once, and the integration tier once per FUSE adapter: the
+ * daemon (test/helpers/daemon.ts) and the mount servers (test/fixtures/serve.ts)
+ * read COWFS_TEST_FUSE.
+ */
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
-    globalSetup: ['test/global-setup.ts'],
     // Integration tests mount real FUSE filesystems; run files one at a time
     // so a 2-core CI machine is not oversubscribed.
     fileParallelism: false,
+    projects: [
+      { test: { ...shared, name: 'unit', include: ['test/unit/**/*.test.ts'] } },
+      ...['libfuse3', 'libfuse2'].map((fuse) => ({
+        test: { ...shared, name: `integration-${fuse}`, include: ['test/integration/**/*.test.ts'], env: { COWFS_TEST_FUSE: fuse } },
+      })),
+    ],
   },
 });

@@ -148,7 +148,7 @@ async function machineInfo(): Promise<Record<string, string>> {
     fio: await out('fio --version'),
     git: await out('git --version'),
     cowfs: await out(`cd ${q(ROOT)} && echo "$(git rev-parse --short HEAD)$(git status --porcelain -- src | grep -q . && echo ' + uncommitted changes in src/')"`),
-    'cowfs adapter': 'libfuse2 (fuse-native 2.2.6), the daemon\'s default',
+    'cowfs adapter': 'cowfs: libfuse3 (native/, Debian libfuse 3.14), the daemon\'s default; cowfs-libfuse2: fuse-native 2.2.6',
     'load average at start': os.loadavg().map((x) => x.toFixed(2)).join(' '),
   };
 }
@@ -231,7 +231,7 @@ class Bench {
   readonly results: Results;
   private readonly providers: Provider[];
 
-  constructor(readonly ws: Workspace, readonly daemon: CowfsDaemon, machine: Record<string, string>) {
+  constructor(readonly ws: Workspace, readonly daemon: CowfsDaemon, libfuse2: CowfsDaemon, machine: Record<string, string>) {
     const { smallTar: _s, ...wsInfo } = ws;
     this.results = {
       mode: OPTS.quick ? 'quick' : 'full', runs: OPTS.runs, sizes: SIZES, startedAt: new Date().toISOString(), durationS: 0,
@@ -240,6 +240,7 @@ class Bench {
     this.providers = [
       nativeProvider(ws.dir, RUN),
       cowfsProvider(daemon, path.join(RUN, 'cowfs-mnt')),
+      cowfsProvider(libfuse2, path.join(RUN, 'cowfs-libfuse2-mnt'), 'cowfs-libfuse2'),
       overlayProvider('overlayfs', ws.dir, path.join(RUN, 'overlayfs')),
       overlayProvider('fuse-overlayfs', ws.dir, path.join(RUN, 'fuse-overlayfs')),
     ];
@@ -695,10 +696,13 @@ async function main(): Promise<void> {
   log(`workspace ${ws.dir}: ${ws.files} files, node_modules ${ws.nodeModulesFiles} files, ${fmtBytes(ws.bytes)}`);
   const machine = await machineInfo();
   const daemon = new CowfsDaemon(ws.dir, path.join(RUN, 'cowfs-state'), path.join(RUN, 'cowfs-daemon.log'));
+  // The same workspace through the other adapter, in a daemon of its own (its own state directory).
+  const libfuse2 = new CowfsDaemon(ws.dir, path.join(RUN, 'cowfs-libfuse2-state'), path.join(RUN, 'cowfs-libfuse2-daemon.log'));
   let bench: Bench | undefined;
   try {
-    await daemon.start();
-    bench = new Bench(ws, daemon, machine);
+    await daemon.start({ fuse: 'libfuse3' });
+    await libfuse2.start({ fuse: 'libfuse2' });
+    bench = new Bench(ws, daemon, libfuse2, machine);
     bench.results.memory.idle = daemon.memory().rss;
     if (wants('create')) await bench.create();
     if (wants('read')) await bench.read();

@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 [ -e /usr/lib/x86_64-linux-gnu/libfuse.so.2 ] || ldconfig -p 2>/dev/null | grep -q 'libfuse.so.2 ' || need_apt+=(libfuse2)
 command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
+# The native libfuse 3 adapter (native/) builds against Debian's libfuse3-dev.
+[ -e /usr/include/fuse3/fuse_lowlevel.h ] || need_apt+=(libfuse3-dev)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian" >&2
   if [ ! -f /var/lib/cowfs-apt-updated ]; then
@@ -22,6 +25,16 @@ if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   echo "setup: npm ci" >&2
   npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json "$stamp"
+fi
+
+# The native addon, from source with the node-gyp npm bundles, against Node's own headers.
+addon=native/build/Release/cowfs_fuse.node
+if [ ! -f "$addon" ] || [ -n "$(find native -maxdepth 1 -newer "$addon" -type f -print -quit)" ]; then
+  echo "setup: building native/ (libfuse 3 adapter)" >&2
+  gyp="$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")/node_modules/node-gyp/bin/node-gyp.js"
+  nodedir="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
+  [ -f "$nodedir/include/node/node_api.h" ] || nodedir="$(npm config get nodedir 2>/dev/null || true)"
+  (cd native && node "$gyp" rebuild --nodedir="$nodedir" --loglevel=error >/dev/null)
 fi
 
 # Build when any source is newer than the last build.

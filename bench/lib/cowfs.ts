@@ -59,6 +59,8 @@ export interface DaemonStartOptions {
   nodeFlags?: string[];
   /** Run this script instead of the CLI's `daemon` verb (the counting daemon of --profile). */
   script?: string[];
+  /** The FUSE adapter (`cowfs daemon --fuse`); the daemon's default when not given. */
+  fuse?: string;
 }
 
 export class CowfsDaemon {
@@ -78,7 +80,7 @@ export class CowfsDaemon {
   async start(opts: DaemonStartOptions = {}): Promise<void> {
     fs.mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
     const out = fs.openSync(this.logFile, 'a');
-    const args = opts.script ?? [CLI, 'daemon', '--workspace', this.workspace, '--state-dir', this.stateDir];
+    const args = opts.script ?? [CLI, 'daemon', '--workspace', this.workspace, '--state-dir', this.stateDir, ...(opts.fuse ? ['--fuse', opts.fuse] : [])];
     // Its own process group: a ^C at the terminal reaches the bench, which stops the daemon in order.
     this.proc = spawn(process.execPath, [...(opts.nodeFlags ?? []), ...args], { stdio: ['ignore', out, out], detached: true });
     fs.closeSync(out);

@@ -9,7 +9,8 @@ import path from 'node:path';
 import type { CowfsDaemon } from './cowfs.js';
 import { OverlayPool } from './peers.js';
 
-export const SETUPS = ['native', 'cowfs', 'overlayfs', 'fuse-overlayfs'] as const;
+/** `cowfs` is the daemon's default adapter (libfuse 3, native/); `cowfs-libfuse2` the fuse-native one. */
+export const SETUPS = ['native', 'cowfs', 'cowfs-libfuse2', 'overlayfs', 'fuse-overlayfs'] as const;
 export type SetupName = typeof SETUPS[number];
 
 export interface Views {
@@ -39,9 +40,9 @@ export function nativeProvider(workspace: string, scratchRoot: string): Provider
   };
 }
 
-export function cowfsProvider(daemon: CowfsDaemon, mountRoot: string): Provider {
+export function cowfsProvider(daemon: CowfsDaemon, mountRoot: string, name: 'cowfs' | 'cowfs-libfuse2' = 'cowfs'): Provider {
   return {
-    name: 'cowfs',
+    name,
     async open(names) {
       const dirs: string[] = [];
       const agents: string[] = [];

@@ -4,14 +4,38 @@ import type { Logger } from 'pino';
 import type { MountAdapter } from '../fuse/adapters.js';
 import type { Overlay } from '../overlay/overlay.js';
 import { abortConnection, connectionOf, fuseMountsAt, lazyUnmount } from '../fuse/mount-table.js';
+import { changedPaths } from './changed-paths.js';
 import { mountSource } from './protocol.js';
+import { WorkspaceChanges } from './workspace-changes.js';
 import { ApiError } from './errors.js';
 
 /** The agents' FUSE mounts held by this daemon. */
 export class MountManager {
   private readonly live = new Map<string, { mountpoint: string; forRun: boolean; unmount(): Promise<void> }>();
+  private readonly onDisk: WorkspaceChanges;
 
-  constructor(private readonly overlay: Overlay, private readonly adapter: MountAdapter, private readonly log: Logger) {}
+  constructor(private readonly overlay: Overlay, private readonly adapter: MountAdapter, private readonly log: Logger) {
+    this.onDisk = new WorkspaceChanges(overlay.workspace, log);
+  }
+
+  /**
+   * What changes an agent's tree without a request through its mount: its
+   * own events caused elsewhere (a rebase, a resolve…; the adapter ignores
+   * those of its own requests) and any change on disk in the workspace (a
+   * superset: paths the agent overrides only cost a cache miss).
+   */
+  private watchChanges(agent: string, listener: (paths: readonly string[]) => void): () => void {
+    const offLog = this.overlay.log.subscribe((ev) => {
+      if (ev.agent !== agent) return;
+      const paths = changedPaths(ev, this.overlay);
+      if (paths.length > 0) listener(paths);
+    });
+    const offDisk = this.onDisk.subscribe(listener);
+    return () => {
+      offLog();
+      offDisk();
+    };
+  }
 
   mountpointOf(agent: string): string | undefined {
     return this.live.get(agent)?.mountpoint;
@@ -47,7 +71,12 @@ export class MountManager {
     // The daemon must never read its own mounts: hide any inside the workspace.
     this.overlay.workspace.hide(mp);
     try {
-      const handle = await this.adapter.mount(mp, tree, { fsname: source, allowOther: true });
+      const handle = await this.adapter.mount(mp, tree, {
+        fsname: source,
+        allowOther: true,
+        logger: this.log,
+        watchChanges: (listener) => this.watchChanges(agent, listener),
+      });
       this.live.set(agent, { mountpoint: mp, forRun: opts.forRun === true, unmount: () => handle.unmount() });
     } catch (err) {
       this.overlay.workspace.unhide(mp);
@@ -79,6 +108,7 @@ export class MountManager {
         this.log.error({ agent, err }, 'unmount failed');
       }
     }
+    await this.onDisk.close();
   }
 
   /** At start: free mountpoints a killed daemon left behind, then remount the agents that were mounted. */

@@ -1,10 +1,13 @@
+import type { MountHandle, MountOptions } from './adapter-common.js';
 import type { TreeOps } from '../overlay/contract.js';
 
-/** What the daemon needs of a FUSE adapter (fuse-native today, native/ later): mount one tree, unmount it. */
+/** What the daemon needs of a FUSE adapter: mount one tree, unmount it. */
 export interface MountAdapter {
   readonly name: string;
-  mount(mountpoint: string, tree: TreeOps, opts: { fsname: string; allowOther: boolean }): Promise<{ unmount(): Promise<void> }>;
+  mount(mountpoint: string, tree: TreeOps, opts: MountOptions): Promise<MountHandle>;
 }
+
+export const ADAPTER_NAMES = ['libfuse3', 'libfuse2'] as const;
 
 /**
  * The FUSE adapters a daemon can use, by name. Each is loaded only when
@@ -13,11 +16,28 @@ export interface MountAdapter {
  */
 export async function adapterNamed(name: string): Promise<MountAdapter> {
   switch (name) {
+    case 'libfuse3': {
+      const { mountTree, libfuse3Binding } = await import('./libfuse3-adapter.js');
+      libfuse3Binding();
+      return { name: 'libfuse3 (native)', mount: (mp, tree, opts) => mountTree(mp, tree, opts) };
+    }
     case 'libfuse2': {
       const { mountTree } = await import('./fuse-native-adapter.js');
       return { name: 'libfuse2 (fuse-native)', mount: (mp, tree, opts) => mountTree(mp, tree, opts) };
     }
     default:
-      throw new Error(`unknown FUSE adapter ${JSON.stringify(name)} (available: libfuse2)`);
+      throw new Error(`unknown FUSE adapter ${JSON.stringify(name)} (available: ${ADAPTER_NAMES.join(', ')})`);
   }
+}
+
+/** The default: the native libfuse 3 adapter on Linux when it loads, else libfuse 2 (with the reason). */
+export async function defaultAdapter(): Promise<{ adapter: MountAdapter; fallback?: string }> {
+  if (process.platform === 'linux') {
+    try {
+      return { adapter: await adapterNamed('libfuse3') };
+    } catch (err) {
+      return { adapter: await adapterNamed('libfuse2'), fallback: `libfuse3 adapter unavailable: ${(err as Error).message}` };
+    }
+  }
+  return { adapter: await adapterNamed('libfuse2'), fallback: `libfuse3 adapter needs Linux (this is ${process.platform})` };
 }

@@ -51,10 +51,15 @@ export class AgentTree implements TreeOps {
     this.lower = new TreeView(chain, s.workspace);
   }
 
-  /** Puts the agent on another base (after a rebase). */
+  /**
+   * Puts the agent on another base (after a rebase). Files held open only
+   * for reading keep what they opened but no longer stand for their path
+   * (as in applyChanges): the next open sees the new base.
+   */
   setChain(chain: Layer[]): void {
     this.view = new TreeView([this.layer, ...chain], this.s.workspace);
     this.lower = new TreeView(chain, this.s.workspace);
+    for (const [p, f] of this.files) if (!f.scratch) this.files.delete(p);
   }
 
   get tree(): TreeView {

@@ -42,7 +42,9 @@ export class TestDaemon {
 
   async start(extra: string[] = []): Promise<void> {
     const log = fs.openSync(path.join(this.root, 'daemon.out'), 'a');
-    this.proc = spawn(process.execPath, [CLI, 'daemon', '--workspace', this.workspace, ...extra], {
+    // The FUSE adapter under test (vitest.config.ts runs the integration tier once per adapter).
+    const fuse = process.env.COWFS_TEST_FUSE && !extra.includes('--fuse') ? ['--fuse', process.env.COWFS_TEST_FUSE] : [];
+    this.proc = spawn(process.execPath, [CLI, 'daemon', '--workspace', this.workspace, ...fuse, ...extra], {
       stdio: ['ignore', log, log],
     });
     fs.closeSync(log);

@@ -19,7 +19,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { AdapterStats, MountOptions } from '../../src/fuse/fuse-native-adapter.js';
+import type { AdapterStats, MountOptions } from '../../src/fuse/adapter-common.js';
 import {
   abortConnection, connectionOf, ensureFusectl, fuseMountsAt, fuseMountsUnder, lazyUnmount, waitingOn,
   type FuseMount,
@@ -29,7 +29,8 @@ import type { PassthroughOptions } from '../fixtures/passthrough-tree.js';
 export { fuseMountsUnder, type FuseMount };
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
-const BUILD = path.join(ROOT, 'node_modules/.cache/cowfs-test-build');
+// Inside this checkout (node_modules may be shared with other checkouts): dist/ is ignored by git.
+const BUILD = path.join(ROOT, 'dist/test-build');
 
 // ------------------------------------------------------------------ compile
 

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,12 +7,16 @@ import { TestDaemon } from '../helpers/daemon.js';
 const lines = Array.from({ length: 60 }, (_, i) => `line ${i + 1}`);
 lines[29] = 'const width = 10; const height = 20;';
 
+/** The adapter under test (vitest.config.ts); the daemon's default is libfuse3. */
+const FUSE = process.env.COWFS_TEST_FUSE ?? 'libfuse3';
+
 /**
  * libfuse 2's high-level API cannot tell the kernel to forget what it cached:
  * after a rebase, attributes (st_size) may be stale for the adapter's 1 s
- * cache window (docs/ARCHITECTURE.md). The native adapter invalidates instead.
+ * cache window (docs/ARCHITECTURE.md). The native adapter invalidates
+ * instead: nothing to wait for.
  */
-const cacheWindow = () => new Promise((r) => setTimeout(r, 1100));
+const cacheWindow = () => (FUSE === 'libfuse2' ? new Promise((r) => setTimeout(r, 1100)) : Promise.resolve());
 
 describe('cascade through real mounts: 3 levels, 10 children', () => {
   let d: TestDaemon;
@@ -145,6 +150,108 @@ describe('cascade through real mounts: 3 levels, 10 children', () => {
     const out = path.join(d.root, 'replayed');
     await d.json(['replay', 'kid0', '--to', String(detected.seq), '--out', out]);
     expect(fs.readFileSync(path.join(out, 'app.txt'), 'utf8')).toContain('<<<<<<< kid0');
+  });
+});
+
+describe('what an agent sees changes at once through a warm kernel cache', () => {
+  let d: TestDaemon;
+  let holder: ReturnType<typeof spawn> | undefined;
+
+  beforeAll(async () => {
+    d = TestDaemon.create((ws) => {
+      fs.writeFileSync(path.join(ws, 'notes.txt'), 'one\n');
+      fs.writeFileSync(path.join(ws, 'held.txt'), 'short\n');
+      fs.writeFileSync(path.join(ws, 'untouched.txt'), 'on disk\n');
+      fs.mkdirSync(path.join(ws, 'dir'));
+      fs.writeFileSync(path.join(ws, 'dir/a.txt'), 'a\n');
+    });
+    await d.start();
+    await d.json(['mount', 'p', d.mnt('p')]);
+    await d.json(['mount', 'c', d.mnt('c'), '--parent', 'p']);
+  });
+
+  afterAll(async () => {
+    if (holder?.pid && holder.exitCode === null) holder.kill('SIGKILL');
+    await d?.destroy();
+  });
+
+  /** What a user looks at in the child: content, listing, sizes, a name that did not exist. */
+  const look = () => d.sh([
+    'cat notes.txt held.txt', 'ls dir', 'stat -c "%n %s" notes.txt held.txt',
+    'cat dir/new.txt 2>/dev/null || echo no-new',
+  ].join('; '), d.mnt('c'));
+
+  it('a cascade rebase: content, ls, stat and a new name, with no wait', async () => {
+    const c = d.mnt('c');
+    // Warm every cache, twice, and keep held.txt open in another process (its inode stays in use).
+    expect(look()).toBe(look());
+    holder = spawn('sh', ['-c', 'exec 3< held.txt; sleep 60'], { cwd: c, stdio: 'ignore' });
+    d.sh([
+      "printf 'one\\ntwo, longer\\n' > notes.txt", "printf 'longer than before\\n' > held.txt",
+      'echo new > dir/new.txt', 'rm dir/a.txt',
+    ].join(' && '), d.mnt('p'));
+    const r = await d.json(['commit', 'p', '-m', 'p changes']);
+    expect(r.cascade.rebased).toContain('c');
+    await cacheWindow();
+    expect(look()).toBe([
+      'one', 'two, longer', 'longer than before', 'new.txt',
+      'notes.txt 16', 'held.txt 19', 'new', '',
+    ].join('\n'));
+  });
+
+  it('a resolve: the chosen side shows at once where the markers were', async () => {
+    const c = d.mnt('c');
+    d.sh("sed -i 's/^one$/child one/' notes.txt", c);
+    d.sh("sed -i 's/^one$/parent one/' notes.txt", d.mnt('p'));
+    const r = await d.json(['commit', 'p', '-m', 'p line 1']);
+    expect(r.cascade.conflicted.map((x: any) => x.agent)).toEqual(['c']);
+    await cacheWindow();
+    const marked = d.sh('cat notes.txt; stat -c %s notes.txt', c);
+    expect(marked).toContain('<<<<<<< c\nchild one\n');
+    await d.json(['resolve', 'c', 'notes.txt', '--theirs']);
+    await cacheWindow();
+    expect(d.sh('cat notes.txt; stat -c %s notes.txt', c)).toBe('parent one\ntwo, longer\n23\n');
+  });
+
+  it('an undo: the file as it was, at once', async () => {
+    const c = d.mnt('c');
+    const before = d.sh('cat notes.txt; stat -c %s notes.txt; ls', c);
+    const seq = (await d.json(['status'])).lastSeq;
+    d.sh("printf 'a much longer edit of the notes\\n' > notes.txt && echo x > extra.txt", c);
+    // Warm: what the edit left is in the kernel's caches now.
+    expect(d.sh('cat notes.txt; ls', c)).toContain('a much longer edit');
+    await d.json(['undo', 'c', '--to', String(seq)]);
+    await cacheWindow();
+    expect(d.sh('cat notes.txt; stat -c %s notes.txt; ls', c)).toBe(before);
+  });
+
+  it('a file on disk the agent never touched: the change shows without a remount', async () => {
+    const p = d.mnt('p');
+    expect(d.sh('cat untouched.txt', p)).toBe('on disk\n');
+    fs.writeFileSync(path.join(d.workspace, 'untouched.txt'), 'changed on disk, longer\n');
+    let seen = '';
+    // The change reaches the daemon through inotify: poll briefly, as an editor's user would see it.
+    for (let i = 0; i < 50 && !seen.startsWith('changed'); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      seen = d.sh('cat untouched.txt; stat -c %s untouched.txt', p);
+    }
+    expect(seen).toBe('changed on disk, longer\n24\n');
+    // A directory made on disk after the mount is watched too.
+    expect(d.sh('ls', p)).not.toContain('made-later');
+    fs.mkdirSync(path.join(d.workspace, 'made-later'));
+    fs.writeFileSync(path.join(d.workspace, 'made-later/f.txt'), 'v1\n');
+    for (let i = 0; i < 50 && !seen.startsWith('v1'); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      seen = d.sh('cat made-later/f.txt 2>/dev/null || true', p);
+    }
+    expect(seen).toBe('v1\n');
+    await new Promise((r) => setTimeout(r, 200)); // the new directory's watch is set up asynchronously
+    fs.writeFileSync(path.join(d.workspace, 'made-later/f.txt'), 'v2, longer\n');
+    for (let i = 0; i < 50 && !seen.startsWith('v2'); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      seen = d.sh('cat made-later/f.txt; stat -c %s made-later/f.txt', p);
+    }
+    expect(seen).toBe('v2, longer\n11\n');
   });
 });
 

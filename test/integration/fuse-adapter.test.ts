@@ -1,5 +1,6 @@
 /**
- * The fuse-native adapter alone, through a real mount of a passthrough tree
+ * A FUSE adapter alone (COWFS_TEST_FUSE: libfuse3 or libfuse2, see
+ * vitest.config.ts), through a real mount of a passthrough tree
  * served by a child process (test/fixtures/serve-passthrough.ts). Everything
  * inside the mount is done by other processes (bash, coreutils, node), as
  * users do; the test process only reads.
@@ -40,6 +41,9 @@ async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
   }
 }
 
+/** The adapter under test; the fixtures' server (test/fixtures/serve.ts) reads the same variable. */
+const FUSE = process.env.COWFS_TEST_FUSE ?? 'libfuse2';
+
 function newRoot(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'cowfs-test-'));
 }
@@ -56,7 +60,7 @@ async function removeRoot(root: string, servers: (MountServer | undefined)[]): P
   }
 }
 
-describe('fuse-native adapter over a passthrough tree, served by a child process', () => {
+describe(`the ${FUSE} adapter over a passthrough tree, served by a child process`, () => {
   let root: string;
   let src: string;
   let mnt: string;
@@ -87,7 +91,10 @@ describe('fuse-native adapter over a passthrough tree, served by a child process
     expect(more).toEqual([]);
     expect(m).toMatchObject({ mountpoint: mnt, fstype: 'fuse.cowfs', source: 'cowfs-passthrough-test', device: server!.device });
     // What the kernel knows (/proc/mounts) …
-    for (const o of ['default_permissions', 'allow_other', 'max_read=131072']) expect(m!.superOptions.split(',')).toContain(o);
+    const kernel = ['default_permissions', 'allow_other', ...(FUSE === 'libfuse2' ? ['max_read=131072'] : [])];
+    for (const o of kernel) expect(m!.superOptions.split(',')).toContain(o);
+    // libfuse 3's low-level API takes timeouts and cache flags per reply, not as options.
+    if (FUSE !== 'libfuse2') return;
     // … and what libfuse got (use_ino, big_writes… never show in /proc/mounts; measured below).
     const opts = server!.options.split(',');
     for (const o of ['use_ino', 'big_writes', 'max_write=131072', 'atomic_o_trunc', 'auto_cache',
@@ -104,7 +111,7 @@ describe('fuse-native adapter over a passthrough tree, served by a child process
     expect(sh('find . -type d | sort', mnt)).toBe('.\n./dir\n./dir/sub\n');
   });
 
-  it('dd of 50 MiB reads back with the same checksum, in 128 KiB requests', async () => {
+  it('dd of 50 MiB reads back with the same checksum, in large requests', async () => {
     const ref = path.join(root, 'ref.bin');
     sh(`dd if=/dev/urandom of=${ref} bs=1M count=50 status=none`, root);
     sh(`dd if=${ref} of=big.bin bs=1M status=none conv=fsync`, mnt);
@@ -113,8 +120,10 @@ describe('fuse-native adapter over a passthrough tree, served by a child process
     expect(sum(path.join(src, 'big.bin'), root)).toBe(sum(ref, root));
     expect(sh('stat -c %s big.bin', mnt).trim()).toBe(String(50 * 1024 * 1024));
     const st = await server!.stats();
-    expect(st.maxWrite).toBe(131072); // big_writes + max_write took effect (4096 without)
-    expect(st.maxRead).toBe(131072);
+    // libfuse 2: big_writes + max_write took effect (4096 without); libfuse 3: max_write of 1 MiB.
+    expect(st.maxWrite).toBe(FUSE === 'libfuse2' ? 131072 : 1048576);
+    // libfuse 3 with the writeback cache reads it back from the pages the writes left: no READ at all.
+    if (FUSE === 'libfuse2') expect(st.maxRead).toBe(131072);
     sh('rm big.bin', mnt);
   });
 
@@ -222,7 +231,8 @@ describe('fuse-native adapter over a passthrough tree, served by a child process
     expect(shFails('stat broken', mnt)).toContain('Input/output error');
     const st = await server!.stats();
     expect(st.eio).toBeGreaterThan(0);
-    await waitFor(() => server!.stderr().includes('unexpected error in getattr'));
+    // libfuse 2 stats a path with GETATTR; libfuse 3 looks the name up first.
+    await waitFor(() => /unexpected error in (getattr|lookup)/.test(server!.stderr()));
     expect(server!.stderr()).toContain('injected failure on broken');
     fs.rmSync(path.join(src, 'broken'));
   });
@@ -254,6 +264,9 @@ describe('fuse-native adapter over a passthrough tree, served by a child process
     const reads = (await server!.stats()).ops.read!;
     expect(sh('cat cached.txt; cat cached.txt', mnt)).toBe('version-1\nversion-1\n');
     expect((await server!.stats()).ops.read!).toBe(reads); // served from the page cache
+    // libfuse 3 caches until told otherwise: trees report their changes (the daemon's cascade tests
+    // check that a rebase is seen at once); this fixture has no such feed.
+    if (FUSE !== 'libfuse2') return;
     // Same size, new content and mtime, changed under the kernel (as a rebase does).
     fs.writeFileSync(path.join(src, 'cached.txt'), 'version-2\n');
     fs.utimesSync(path.join(src, 'cached.txt'), new Date(), new Date(Date.now() + 5000));
@@ -262,17 +275,21 @@ describe('fuse-native adapter over a passthrough tree, served by a child process
     fs.rmSync(path.join(src, 'cached.txt'));
   });
 
-  it('new entries belong to the owner of their directory; chown and statfs work', () => {
+  // libfuse 2 cannot tell who calls: new entries belong to the owner of their directory.
+  // libfuse 3 can: they belong to the caller, as on any filesystem.
+  it('new entries belong to their directory\'s owner (libfuse 2) or their creator (libfuse 3); chown and statfs work', () => {
     fs.mkdirSync(path.join(src, 'owned'));
     fs.chownSync(path.join(src, 'owned'), 1234, 2345);
     sh('touch owned/f && mkdir owned/d && ln -s f owned/l', mnt);
-    expect(sh('stat -c %u:%g owned/f owned/d; stat -c %u:%g owned/l', mnt)).toBe('1234:2345\n1234:2345\n1234:2345\n');
+    const created = FUSE === 'libfuse2' ? '1234:2345' : '0:0';
+    expect(sh('stat -c %u:%g owned/f owned/d; stat -c %u:%g owned/l', mnt)).toBe(`${created}\n${created}\n${created}\n`);
     sh('chown 42 owned/f && chown :43 owned/d', mnt);
-    expect(sh('stat -c %u:%g owned/f owned/d', mnt)).toBe('42:2345\n1234:43\n');
+    expect(sh('stat -c %u:%g owned/f owned/d', mnt)).toBe(FUSE === 'libfuse2' ? '42:2345\n1234:43\n' : '42:0\n0:43\n');
     // Another user (allow_other) gets the kernel's permission checks on our modes (default_permissions).
     const as1234 = (cmd: string) => `setpriv --reuid=1234 --regid=2345 --clear-groups sh -c '${cmd}'`;
+    if (FUSE !== 'libfuse2') sh('chmod 777 owned/d', mnt);
     sh(as1234('touch owned/d/by-user && cat hello.txt'), mnt);
-    expect(sh('stat -c %u:%g owned/d/by-user', mnt)).toBe('1234:43\n');
+    expect(sh('stat -c %u:%g owned/d/by-user', mnt)).toBe(FUSE === 'libfuse2' ? '1234:43\n' : '1234:2345\n');
     expect(shFails(as1234('echo x >> hello.txt'), mnt)).toContain('Permission denied');
     sh('rm -r owned', mnt);
     const df = sh('df -P . | tail -1', mnt).split(/\s+/);

@@ -31,15 +31,24 @@ export function register(program: Command): void {
     .command('daemon')
     .description('run the daemon of a workspace: it holds every agent\'s mount and serves the API')
     .option('--detach', 'run in the background (pid file and log in the state directory)')
-    .option('--fuse <adapter>', 'FUSE adapter: libfuse2 (fuse-native)', 'libfuse2')
+    .option('--fuse <adapter>', 'FUSE adapter: libfuse3 (native/), libfuse2 (fuse-native), or auto: libfuse3 when it loads', 'auto')
     .action(async (o: DaemonOpts, cmd: Command) => {
       const g = globals(cmd);
       const workspace = path.resolve(g.workspace ?? process.cwd());
       const stateDir = path.resolve(g.stateDir ?? path.join(workspace, '.cowfs'));
       // Loaded here, not at the top: every other verb is a thin client and should not pay for lmdb, pino and FUSE.
-      const { adapterNamed } = await import('../../fuse/adapters.js');
+      const { adapterNamed, defaultAdapter } = await import('../../fuse/adapters.js');
       const { Daemon } = await import('../../daemon/daemon.js');
-      const adapter = await adapterNamed(o.fuse);
+      let adapter;
+      if (o.fuse === 'auto') {
+        const chosen = await defaultAdapter();
+        adapter = chosen.adapter;
+        if (chosen.fallback) process.stderr.write(`cowfs: using ${adapter.name}: ${chosen.fallback}\n`);
+      } else {
+        adapter = await adapterNamed(o.fuse).catch((err: Error) => {
+          throw new CliError(`--fuse ${o.fuse}: ${err.message}`);
+        });
+      }
       if (o.detach) {
         fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
         const out = fs.openSync(path.join(stateDir, LOG_NAME), 'a');

@@ -1,0 +1,771 @@
+/*
+ * cowfs_fuse: a Node addon (plain N-API, C) over libfuse 3's low-level API.
+ *
+ * One FUSE session per mount. Its loop runs on a native thread of its own
+ * (fuse_session_loop): each request is copied into a message (names and
+ * write data included: libfuse reuses its buffer for the next request) and
+ * handed to JavaScript through a thread-safe function, without waiting.
+ * JavaScript answers later through the reply functions below (libfuse's
+ * fuse_reply_* may be called from any thread). So the loop thread never
+ * blocks on JavaScript, and JavaScript never blocks on the kernel.
+ *
+ * Kernel notifications (invalidating a cached inode or name) are queued to
+ * a second native thread per session: the kernel may need the inode lock
+ * of a request that is still waiting for JavaScript's answer, so a
+ * notification written from the JavaScript thread could deadlock.
+ *
+ * Nothing here holds a file descriptor per inode: node ids are numbers the
+ * JavaScript side hands out and takes back at FORGET.
+ */
+#define FUSE_USE_VERSION 34
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <node_api.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Request kinds, as JavaScript sees them (src/fuse/libfuse3-binding.ts mirrors these). */
+enum {
+  OP_INIT = 0, OP_EXIT, OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKDIR,
+  OP_UNLINK, OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_OPEN, OP_READ, OP_WRITE, OP_RELEASE, OP_FSYNC,
+  OP_READDIR, OP_STATFS, OP_CREATE
+};
+
+/* Session features, chosen by JavaScript (bit flags of mount()). */
+enum {
+  F_WRITEBACK = 1, F_DEBUG = 8
+};
+
+#define NUMS 8
+
+typedef struct msg {
+  int op;
+  fuse_req_t req;
+  double ino;
+  double n[NUMS];
+  char *name1;
+  char *name2;
+  char *data;
+  size_t datalen;
+} msg_t;
+
+typedef struct note {
+  struct note *next;
+  fuse_ino_t ino;
+  char *name; /* NULL: invalidate the inode; else the entry `name` in directory `ino`. */
+} note_t;
+
+typedef struct session {
+  struct fuse_session *se;
+  napi_threadsafe_function tsfn;
+  pthread_t loop;
+  int loop_started;
+  int features;
+  unsigned max_write;
+  /* The notification thread and its queue. */
+  pthread_t notifier;
+  int notifier_started;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  note_t *head, *tail;
+  int stopping;
+  int closed;
+} session_t;
+
+/* ------------------------------------------------------------ requests */
+
+static msg_t *msg_new(int op, fuse_req_t req, fuse_ino_t ino, const char *name1, const char *name2,
+                      const char *data, size_t datalen) {
+  size_t l1 = name1 ? strlen(name1) + 1 : 0;
+  size_t l2 = name2 ? strlen(name2) + 1 : 0;
+  msg_t *m = malloc(sizeof(msg_t) + l1 + l2 + datalen);
+  if (!m) return NULL;
+  memset(m, 0, sizeof(msg_t));
+  char *p = (char *)(m + 1);
+  m->op = op;
+  m->req = req;
+  m->ino = (double)ino;
+  if (name1) { memcpy(p, name1, l1); m->name1 = p; p += l1; }
+  if (name2) { memcpy(p, name2, l2); m->name2 = p; p += l2; }
+  if (data) { memcpy(p, data, datalen); m->data = p; m->datalen = datalen; }
+  return m;
+}
+
+static void post(session_t *s, msg_t *m) {
+  if (!m) {
+    return;
+  }
+  if (napi_call_threadsafe_function(s->tsfn, m, napi_tsfn_nonblocking) != napi_ok) {
+    if (m->req) fuse_reply_err(m->req, EIO);
+    free(m);
+  }
+}
+
+static session_t *sess(fuse_req_t req) { return (session_t *)fuse_req_userdata(req); }
+
+/* The caller's ids, for ownership of what it creates. */
+static void ctx_ids(fuse_req_t req, msg_t *m, int uid_slot) {
+  const struct fuse_ctx *c = fuse_req_ctx(req);
+  m->n[uid_slot] = c->uid;
+  m->n[uid_slot + 1] = c->gid;
+  m->n[uid_slot + 2] = c->umask;
+}
+
+static msg_t *enomem(fuse_req_t req) {
+  fuse_reply_err(req, ENOMEM);
+  return NULL;
+}
+
+static void ll_init(void *userdata, struct fuse_conn_info *conn) {
+  session_t *s = userdata;
+  /* The kernel checks flock itself; O_TRUNC comes as a SETATTR of the size (needed when OPEN is skipped). */
+  conn->want &= ~(FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_POSIX_LOCKS | FUSE_CAP_ATOMIC_O_TRUNC);
+  conn->want &= ~FUSE_CAP_READDIRPLUS;
+  if ((s->features & F_WRITEBACK) && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+  else conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  if (s->max_write) conn->max_write = s->max_write;
+  msg_t *m = msg_new(OP_INIT, NULL, 0, NULL, NULL, NULL, 0);
+  if (m) {
+    m->n[0] = conn->proto_major;
+    m->n[1] = conn->proto_minor;
+    m->n[2] = (conn->want & FUSE_CAP_WRITEBACK_CACHE) ? 1 : 0;
+    m->n[3] = conn->max_write;
+    post(s, m);
+  }
+}
+
+static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  post(sess(req), msg_new(OP_LOOKUP, req, parent, name, NULL, NULL, 0) ?: enomem(req));
+}
+
+static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  session_t *s = sess(req);
+  fuse_reply_none(req);
+  msg_t *m = msg_new(OP_FORGET, NULL, ino, NULL, NULL, NULL, 0);
+  if (m) { m->n[0] = (double)nlookup; post(s, m); }
+}
+
+static void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets) {
+  session_t *s = sess(req);
+  fuse_reply_none(req);
+  for (size_t i = 0; i < count; i++) {
+    msg_t *m = msg_new(OP_FORGET, NULL, forgets[i].ino, NULL, NULL, NULL, 0);
+    if (m) { m->n[0] = (double)forgets[i].nlookup; post(s, m); }
+  }
+}
+
+static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  msg_t *m = msg_new(OP_GETATTR, req, ino, NULL, NULL, NULL, 0);
+  if (!m) { enomem(req); return; }
+  m->n[0] = fi ? (double)fi->fh : 0;
+  post(sess(req), m);
+}
+
+static double ms_of(const struct timespec *t) { return (double)t->tv_sec * 1e3 + (double)t->tv_nsec / 1e6; }
+
+static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
+  msg_t *m = msg_new(OP_SETATTR, req, ino, NULL, NULL, NULL, 0);
+  if (!m) { enomem(req); return; }
+  m->n[0] = fi ? (double)fi->fh : 0;
+  m->n[1] = to_set;
+  m->n[2] = attr->st_mode;
+  m->n[3] = attr->st_uid;
+  m->n[4] = attr->st_gid;
+  m->n[5] = (double)attr->st_size;
+  m->n[6] = ms_of(&attr->st_atim);
+  m->n[7] = ms_of(&attr->st_mtim);
+  post(sess(req), m);
+}
+
+static void ll_readlink(fuse_req_t req, fuse_ino_t ino) {
+  post(sess(req), msg_new(OP_READLINK, req, ino, NULL, NULL, NULL, 0) ?: enomem(req));
+}
+
+static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
+  msg_t *m = msg_new(OP_MKDIR, req, parent, name, NULL, NULL, 0);
+  if (!m) { enomem(req); return; }
+  m->n[0] = mode;
+  ctx_ids(req, m, 1);
+  post(sess(req), m);
+}
+
+static void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  post(sess(req), msg_new(OP_UNLINK, req, parent, name, NULL, NULL, 0) ?: enomem(req));
+}
+
+static void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  post(sess(req), msg_new(OP_RMDIR, req, parent, name, NULL, NULL, 0) ?: enomem(req));
+}
+
+static void ll_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name) {
+  msg_t *m = msg_new(OP_SYMLINK, req, parent, name, target, NULL, 0);
+  if (!m) { enomem(req); return; }
+  ctx_ids(req, m, 1);
+  post(sess(req), m);
+}
+
+static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags) {
+  msg_t *m = msg_new(OP_RENAME, req, parent, name, newname, NULL, 0);
+  if (!m) { enomem(req); return; }
+  m->n[0] = (double)newparent;
+  m->n[1] = flags;
+  post(sess(req), m);
+}
+
+/*
+ * A read-only open is answered here, with handle 0 and the page cache kept:
+ * JavaScript reads such files by node id, and only hears of the open (and
+ * of its release) afterwards, to keep an unlinked file readable while a
+ * reader holds it. Opens for writing go to JavaScript (the tree's handles).
+ */
+static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  session_t *s = sess(req);
+  if ((fi->flags & O_ACCMODE) == O_RDONLY && !(fi->flags & O_TRUNC)) {
+    fi->fh = 0;
+    fi->keep_cache = 1;
+    if (fuse_reply_open(req, fi) == 0) {
+      msg_t *seen = msg_new(OP_OPEN, NULL, ino, NULL, NULL, NULL, 0);
+      if (seen) { seen->n[0] = fi->flags; post(s, seen); }
+    }
+    return;
+  }
+  msg_t *m = msg_new(OP_OPEN, req, ino, NULL, NULL, NULL, 0);
+  if (!m) { enomem(req); return; }
+  m->n[0] = fi->flags;
+  post(s, m);
+}
+
+static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  msg_t *m = msg_new(OP_READ, req, ino, NULL, NULL, NULL, 0);
+  if (!m) { enomem(req); return; }
+  m->n[0] = (double)fi->fh;
+  m->n[1] = (double)size;
+  m->n[2] = (double)off;
+  post(sess(req), m);
+}
+
+static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi) {
+  msg_t *m = msg_new(OP_WRITE, req, ino, NULL, NULL, buf, size);
+  if (!m) { enomem(req); return; }
+  m->n[0] = (double)fi->fh;
+  m->n[2] = (double)off;
+  m->n[3] = fi->writepage;
+  post(sess(req), m);
+}
+
+static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  session_t *s = sess(req);
+  if (fi->fh == 0) {
+    /* A read-only open answered in C: nothing to release but the count JavaScript keeps. */
+    fuse_reply_err(req, 0);
+    msg_t *seen = msg_new(OP_RELEASE, NULL, ino, NULL, NULL, NULL, 0);
+    if (seen) post(s, seen);
+    return;
+  }
+  msg_t *m = msg_new(OP_RELEASE, req, ino, NULL, NULL, NULL, 0);
+  if (!m) { enomem(req); return; }
+  m->n[0] = (double)fi->fh;
+  post(s, m);
+}
+
+static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  msg_t *m = msg_new(OP_FSYNC, req, ino, NULL, NULL, NULL, 0);
+  if (!m) { enomem(req); return; }
+  m->n[0] = (double)fi->fh;
+  m->n[1] = datasync;
+  post(sess(req), m);
+}
+
+/* Directories are read from their node id alone: ENOSYS tells the kernel OPENDIR is never needed,
+   and it keeps caching listings by itself. */
+static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  (void)ino;
+  (void)fi;
+  fuse_reply_err(req, ENOSYS);
+}
+
+static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  (void)fi;
+  msg_t *m = msg_new(OP_READDIR, req, ino, NULL, NULL, NULL, 0);
+  if (!m) { enomem(req); return; }
+  m->n[1] = (double)size;
+  m->n[2] = (double)off;
+  post(sess(req), m);
+}
+
+static void ll_statfs(fuse_req_t req, fuse_ino_t ino) {
+  post(sess(req), msg_new(OP_STATFS, req, ino, NULL, NULL, NULL, 0) ?: enomem(req));
+}
+
+static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
+  msg_t *m = msg_new(OP_CREATE, req, parent, name, NULL, NULL, 0);
+  if (!m) { enomem(req); return; }
+  m->n[0] = mode;
+  ctx_ids(req, m, 1);
+  m->n[4] = fi->flags;
+  post(sess(req), m);
+}
+
+static const struct fuse_lowlevel_ops ops = {
+  .init = ll_init,
+  .lookup = ll_lookup,
+  .forget = ll_forget,
+  .forget_multi = ll_forget_multi,
+  .getattr = ll_getattr,
+  .setattr = ll_setattr,
+  .readlink = ll_readlink,
+  .mkdir = ll_mkdir,
+  .unlink = ll_unlink,
+  .rmdir = ll_rmdir,
+  .symlink = ll_symlink,
+  .rename = ll_rename,
+  .open = ll_open,
+  .read = ll_read,
+  .write = ll_write,
+  .release = ll_release,
+  .fsync = ll_fsync,
+  .opendir = ll_opendir,
+  .readdir = ll_readdir,
+  .statfs = ll_statfs,
+  .create = ll_create,
+  /* Not set, so libfuse answers ENOSYS in C and the kernel stops asking: flush (written data is
+     durable at write, ARCHITECTURE.md), xattrs (GETXATTR
+     security.capability before every write), link, mknod, access (default_permissions),
+     releasedir, fsyncdir, locks, fallocate. */
+};
+
+/* ------------------------------------------------------ to JavaScript */
+
+static void call_js(napi_env env, napi_value fn, void *context, void *data) {
+  (void)context;
+  msg_t *m = data;
+  if (!env || !fn) {
+    if (m->req) fuse_reply_err(m->req, EIO);
+    free(m);
+    return;
+  }
+  napi_value argv[6 + NUMS], undef;
+  napi_get_undefined(env, &undef);
+  napi_create_int32(env, m->op, &argv[0]);
+  if (m->req) napi_create_external(env, m->req, NULL, NULL, &argv[1]);
+  else argv[1] = undef;
+  napi_create_double(env, m->ino, &argv[2]);
+  if (m->name1) napi_create_string_utf8(env, m->name1, NAPI_AUTO_LENGTH, &argv[3]);
+  else argv[3] = undef;
+  if (m->name2) napi_create_string_utf8(env, m->name2, NAPI_AUTO_LENGTH, &argv[4]);
+  else argv[4] = undef;
+  if (m->data) napi_create_buffer_copy(env, m->datalen, m->data, NULL, &argv[5]);
+  else argv[5] = undef;
+  for (int i = 0; i < NUMS; i++) napi_create_double(env, m->n[i], &argv[6 + i]);
+  free(m);
+  napi_value global;
+  napi_get_global(env, &global);
+  napi_status st = napi_call_function(env, global, fn, 6 + NUMS, argv, NULL);
+  if (st == napi_pending_exception) {
+    napi_value exc;
+    napi_get_and_clear_last_exception(env, &exc);
+    napi_fatal_exception(env, exc);
+  }
+}
+
+/* ------------------------------------------------------------ threads */
+
+static void *loop_main(void *arg) {
+  session_t *s = arg;
+  fuse_session_loop(s->se);
+  msg_t *m = msg_new(OP_EXIT, NULL, 0, NULL, NULL, NULL, 0);
+  post(s, m);
+  return NULL;
+}
+
+static void *notifier_main(void *arg) {
+  session_t *s = arg;
+  for (;;) {
+    pthread_mutex_lock(&s->mu);
+    while (!s->head && !s->stopping) pthread_cond_wait(&s->cv, &s->mu);
+    note_t *n = s->head;
+    if (!n) { pthread_mutex_unlock(&s->mu); return NULL; }
+    s->head = n->next;
+    if (!s->head) s->tail = NULL;
+    pthread_mutex_unlock(&s->mu);
+    /* -ENOENT (the kernel no longer knows it) and -ENOTCONN (unmounted) need nothing more. */
+    if (n->name) fuse_lowlevel_notify_inval_entry(s->se, n->ino, n->name, strlen(n->name));
+    else fuse_lowlevel_notify_inval_inode(s->se, n->ino, 0, 0);
+    free(n->name);
+    free(n);
+  }
+}
+
+/* --------------------------------------------------------- N-API glue */
+
+#define CHECK(call)                                                   \
+  do {                                                                \
+    if ((call) != napi_ok) {                                          \
+      napi_throw_error(env, NULL, "cowfs_fuse: " #call " failed");    \
+      return NULL;                                                    \
+    }                                                                 \
+  } while (0)
+
+static napi_value throw_msg(napi_env env, const char *msg) {
+  napi_throw_error(env, NULL, msg);
+  return NULL;
+}
+
+static int get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return 0;
+  for (size_t i = argc; i < want; i++) napi_get_undefined(env, &argv[i]);
+  return 1;
+}
+
+static double num(napi_env env, napi_value v) {
+  double d = 0;
+  napi_get_value_double(env, v, &d);
+  return d;
+}
+
+static char *str(napi_env env, napi_value v) {
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return NULL;
+  char *out = malloc(len + 1);
+  if (!out) return NULL;
+  napi_get_value_string_utf8(env, v, out, len + 1, &len);
+  return out;
+}
+
+static fuse_req_t req_of(napi_env env, napi_value v) {
+  void *p = NULL;
+  napi_get_value_external(env, v, &p);
+  return p;
+}
+
+static session_t *session_of(napi_env env, napi_value v) {
+  void *p = NULL;
+  napi_get_value_external(env, v, &p);
+  return p;
+}
+
+/* mount(mountpoint, options, features, maxWrite, dispatch) → session */
+static napi_value js_mount(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  if (!get_args(env, info, 5, argv)) return NULL;
+  char *mp = str(env, argv[0]);
+  char *opts = str(env, argv[1]);
+  if (!mp || !opts) { free(mp); free(opts); return throw_msg(env, "cowfs_fuse: mount(mountpoint, options, …) needs strings"); }
+  session_t *s = calloc(1, sizeof(session_t));
+  s->features = (int)num(env, argv[2]);
+  s->max_write = (unsigned)num(env, argv[3]);
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+
+  char *fargv[4] = { "cowfs", "-o", opts, NULL };
+  int fargc = 3;
+  if (s->features & F_DEBUG) { fargv[3] = "-d"; fargc = 4; }
+  struct fuse_args args = FUSE_ARGS_INIT(fargc, fargv);
+  s->se = fuse_session_new(&args, &ops, sizeof(ops), s);
+  if (!s->se) {
+    free(mp); free(opts); free(s);
+    return throw_msg(env, "libfuse refused the session (bad option? see its message on stderr)");
+  }
+  napi_value name;
+  napi_create_string_utf8(env, "cowfs_fuse", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, argv[4], NULL, name, 0, 1, NULL, NULL, NULL, call_js, &s->tsfn) != napi_ok) {
+    fuse_session_destroy(s->se);
+    free(mp); free(opts); free(s);
+    return throw_msg(env, "cowfs_fuse: cannot create the thread-safe function");
+  }
+  /* The daemon's own server keeps it alive; a mount alone must not. */
+  napi_unref_threadsafe_function(env, s->tsfn);
+  if (fuse_session_mount(s->se, mp) != 0) {
+    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    fuse_session_destroy(s->se);
+    free(mp); free(opts); free(s);
+    return throw_msg(env, "libfuse could not mount (see its message on stderr: no /dev/fuse, not a directory, not permitted…)");
+  }
+  free(mp);
+  free(opts);
+  if (pthread_create(&s->loop, NULL, loop_main, s) != 0) {
+    fuse_session_unmount(s->se);
+    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    fuse_session_destroy(s->se);
+    free(s);
+    return throw_msg(env, "cowfs_fuse: cannot start the session thread");
+  }
+  s->loop_started = 1;
+  if (pthread_create(&s->notifier, NULL, notifier_main, s) == 0) s->notifier_started = 1;
+  napi_value out;
+  CHECK(napi_create_external(env, s, NULL, NULL, &out));
+  return out;
+}
+
+/* The arguments of a call whose first is a session; NULL once the session was closed. */
+static session_t *open_session(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  if (!get_args(env, info, want, argv)) return NULL;
+  session_t *s = session_of(env, argv[0]);
+  return s && !s->closed ? s : NULL;
+}
+
+/* exit(session): asks the loop to stop at its next request (after the kernel mount is gone). */
+static napi_value js_exit(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  session_t *s = open_session(env, info, 1, argv);
+  if (s) fuse_session_exit(s->se);
+  return NULL;
+}
+
+/* close(session): after OP_EXIT: joins the threads and frees the session. */
+static napi_value js_close(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  session_t *s = open_session(env, info, 1, argv);
+  if (!s) return NULL;
+  s->closed = 1;
+  if (s->loop_started) pthread_join(s->loop, NULL);
+  pthread_mutex_lock(&s->mu);
+  s->stopping = 1;
+  while (s->head) { note_t *n = s->head; s->head = n->next; free(n->name); free(n); }
+  s->tail = NULL;
+  pthread_cond_signal(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  if (s->notifier_started) pthread_join(s->notifier, NULL);
+  /* Only detaches if still mounted; with the connection gone it returns at once. */
+  fuse_session_unmount(s->se);
+  fuse_session_destroy(s->se);
+  napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
+  /* The session struct itself stays allocated: JavaScript may still hold its external. */
+  return NULL;
+}
+
+/* invalidate(session, ino, name?) */
+static napi_value js_invalidate(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  session_t *s = open_session(env, info, 3, argv);
+  if (!s) return NULL;
+  napi_valuetype t;
+  napi_typeof(env, argv[2], &t);
+  note_t *n = calloc(1, sizeof(note_t));
+  if (!n) return NULL;
+  n->ino = (fuse_ino_t)num(env, argv[1]);
+  if (t == napi_string) n->name = str(env, argv[2]);
+  pthread_mutex_lock(&s->mu);
+  if (s->tail) s->tail->next = n;
+  else s->head = n;
+  s->tail = n;
+  pthread_cond_signal(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+static napi_value js_reply_err(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  fuse_reply_err(req_of(env, argv[0]), (int)num(env, argv[1]));
+  return NULL;
+}
+
+/* Attributes travel as (ino, mode, nlink, uid, gid, size, atimeMs, mtimeMs, ctimeMs). */
+#define ATTR_ARGS 9
+
+static void set_ts(struct timespec *t, double ms) {
+  double s = ms / 1e3;
+  t->tv_sec = (time_t)s;
+  long ns = (long)((ms - (double)t->tv_sec * 1e3) * 1e6);
+  if (ns < 0) ns = 0;
+  if (ns > 999999999) ns = 999999999;
+  t->tv_nsec = ns;
+}
+
+static void fill_stat(napi_env env, napi_value *a, struct stat *st) {
+  memset(st, 0, sizeof(*st));
+  st->st_ino = (ino_t)num(env, a[0]);
+  st->st_mode = (mode_t)num(env, a[1]);
+  st->st_nlink = (nlink_t)num(env, a[2]);
+  st->st_uid = (uid_t)num(env, a[3]);
+  st->st_gid = (gid_t)num(env, a[4]);
+  st->st_size = (off_t)num(env, a[5]);
+  st->st_blksize = 4096;
+  st->st_blocks = (st->st_size + 511) / 512;
+  set_ts(&st->st_atim, num(env, a[6]));
+  set_ts(&st->st_mtim, num(env, a[7]));
+  set_ts(&st->st_ctim, num(env, a[8]));
+}
+
+/* replyEntry(req, nodeid, ...attr, attrTimeout, entryTimeout); nodeid 0 = a cached "no such name". */
+static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
+  napi_value argv[2 + ATTR_ARGS + 2];
+  if (!get_args(env, info, 2 + ATTR_ARGS + 2, argv)) return NULL;
+  struct fuse_entry_param e;
+  memset(&e, 0, sizeof(e));
+  e.ino = (fuse_ino_t)num(env, argv[1]);
+  if (e.ino) fill_stat(env, argv + 2, &e.attr);
+  e.attr_timeout = num(env, argv[2 + ATTR_ARGS]);
+  e.entry_timeout = num(env, argv[3 + ATTR_ARGS]);
+  fuse_reply_entry(req_of(env, argv[0]), &e);
+  return NULL;
+}
+
+/* replyCreate(req, nodeid, ...attr, attrTimeout, entryTimeout, fh, openFlags) */
+static void file_flags(struct fuse_file_info *fi, int f) {
+  fi->keep_cache = (f & 1) != 0;
+  fi->direct_io = (f & 2) != 0;
+  fi->noflush = (f & 4) != 0;
+}
+
+static napi_value js_reply_create(napi_env env, napi_callback_info info) {
+  napi_value argv[2 + ATTR_ARGS + 4];
+  if (!get_args(env, info, 2 + ATTR_ARGS + 4, argv)) return NULL;
+  struct fuse_entry_param e;
+  memset(&e, 0, sizeof(e));
+  e.ino = (fuse_ino_t)num(env, argv[1]);
+  fill_stat(env, argv + 2, &e.attr);
+  e.attr_timeout = num(env, argv[2 + ATTR_ARGS]);
+  e.entry_timeout = num(env, argv[3 + ATTR_ARGS]);
+  struct fuse_file_info fi;
+  memset(&fi, 0, sizeof(fi));
+  fi.fh = (uint64_t)num(env, argv[4 + ATTR_ARGS]);
+  file_flags(&fi, (int)num(env, argv[5 + ATTR_ARGS]));
+  fuse_reply_create(req_of(env, argv[0]), &e, &fi);
+  return NULL;
+}
+
+/* replyAttr(req, ...attr, timeout) */
+static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
+  napi_value argv[1 + ATTR_ARGS + 1];
+  if (!get_args(env, info, 1 + ATTR_ARGS + 1, argv)) return NULL;
+  struct stat st;
+  fill_stat(env, argv + 1, &st);
+  fuse_reply_attr(req_of(env, argv[0]), &st, num(env, argv[1 + ATTR_ARGS]));
+  return NULL;
+}
+
+/* replyOpen(req, fh, openFlags) */
+static napi_value js_reply_open(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv)) return NULL;
+  struct fuse_file_info fi;
+  memset(&fi, 0, sizeof(fi));
+  fi.fh = (uint64_t)num(env, argv[1]);
+  file_flags(&fi, (int)num(env, argv[2]));
+  fuse_reply_open(req_of(env, argv[0]), &fi);
+  return NULL;
+}
+
+/* replyBuf(req, buffer, length) */
+static napi_value js_reply_buf(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv)) return NULL;
+  void *data = NULL;
+  size_t len = 0;
+  napi_get_buffer_info(env, argv[1], &data, &len);
+  size_t n = (size_t)num(env, argv[2]);
+  if (n > len) n = len;
+  fuse_reply_buf(req_of(env, argv[0]), data, n);
+  return NULL;
+}
+
+/* replyReadlink(req, target) */
+static napi_value js_reply_readlink(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  char *t = str(env, argv[1]);
+  fuse_req_t req = req_of(env, argv[0]);
+  if (!t) fuse_reply_err(req, ENOMEM);
+  else fuse_reply_readlink(req, t);
+  free(t);
+  return NULL;
+}
+
+/* replyWrite(req, count) */
+static napi_value js_reply_write(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  fuse_reply_write(req_of(env, argv[0]), (size_t)num(env, argv[1]));
+  return NULL;
+}
+
+/* replyStatfs(req, bsize, frsize, blocks, bfree, bavail, files, ffree, favail, namemax) */
+static napi_value js_reply_statfs(napi_env env, napi_callback_info info) {
+  napi_value argv[10];
+  if (!get_args(env, info, 10, argv)) return NULL;
+  struct statvfs v;
+  memset(&v, 0, sizeof(v));
+  v.f_bsize = (unsigned long)num(env, argv[1]);
+  v.f_frsize = (unsigned long)num(env, argv[2]);
+  v.f_blocks = (fsblkcnt_t)num(env, argv[3]);
+  v.f_bfree = (fsblkcnt_t)num(env, argv[4]);
+  v.f_bavail = (fsblkcnt_t)num(env, argv[5]);
+  v.f_files = (fsfilcnt_t)num(env, argv[6]);
+  v.f_ffree = (fsfilcnt_t)num(env, argv[7]);
+  v.f_favail = (fsfilcnt_t)num(env, argv[8]);
+  v.f_namemax = (unsigned long)num(env, argv[9]);
+  fuse_reply_statfs(req_of(env, argv[0]), &v);
+  return NULL;
+}
+
+/*
+ * replyDir(req, names, types, size, offset): the directory's whole listing
+ * ('.' and '..' included) as JavaScript knows it; sends the entries from
+ * index `offset` on that fit in `size` bytes. An entry's offset is its
+ * index + 1, so the kernel's next request starts after it.
+ */
+static napi_value js_reply_dir(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  if (!get_args(env, info, 5, argv)) return NULL;
+  fuse_req_t req = req_of(env, argv[0]);
+  uint32_t count = 0;
+  napi_get_array_length(env, argv[1], &count);
+  size_t size = (size_t)num(env, argv[3]);
+  uint32_t off = (uint32_t)num(env, argv[4]);
+  char *buf = malloc(size ? size : 1);
+  if (!buf) { fuse_reply_err(req, ENOMEM); return NULL; }
+  size_t used = 0;
+  char name[1024];
+  for (uint32_t i = off; i < count; i++) {
+    napi_value nv, tv;
+    napi_get_element(env, argv[1], i, &nv);
+    napi_get_element(env, argv[2], i, &tv);
+    size_t nlen = 0;
+    if (napi_get_value_string_utf8(env, nv, name, sizeof(name), &nlen) != napi_ok) continue;
+    struct stat st;
+    memset(&st, 0, sizeof(st));
+    st.st_ino = 0xffffffffu;
+    st.st_mode = (mode_t)num(env, tv);
+    size_t need = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)i + 1);
+    if (need > size - used) break;
+    used += need;
+  }
+  fuse_reply_buf(req, buf, used);
+  free(buf);
+  return NULL;
+}
+
+static napi_value js_reply_none(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  fuse_reply_none(req_of(env, argv[0]));
+  return NULL;
+}
+
+static napi_value init_module(napi_env env, napi_value exports) {
+  struct { const char *name; napi_callback fn; } fns[] = {
+    { "mount", js_mount }, { "exit", js_exit }, { "close", js_close }, { "invalidate", js_invalidate },
+    { "replyErr", js_reply_err }, { "replyEntry", js_reply_entry }, { "replyCreate", js_reply_create },
+    { "replyAttr", js_reply_attr }, { "replyOpen", js_reply_open }, { "replyBuf", js_reply_buf },
+    { "replyReadlink", js_reply_readlink }, { "replyWrite", js_reply_write },
+    { "replyStatfs", js_reply_statfs }, { "replyDir", js_reply_dir }, { "replyNone", js_reply_none },
+  };
+  for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
+    napi_value f;
+    if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f) != napi_ok) return NULL;
+    if (napi_set_named_property(env, exports, fns[i].name, f) != napi_ok) return NULL;
+  }
+  return exports;
+}
+
+NAPI_MODULE(cowfs_fuse, init_module)

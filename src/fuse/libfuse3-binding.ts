@@ -1,0 +1,70 @@
+/**
+ * The native addon of native/ (libfuse 3's low-level API), as TypeScript
+ * sees it. Loading throws when the addon was not built or libfuse3 is
+ * missing; adapters.ts then falls back to libfuse 2.
+ */
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+
+/** Request kinds; the same numbers as the enum in native/cowfs_fuse.c. */
+export const Op = {
+  INIT: 0, EXIT: 1, LOOKUP: 2, FORGET: 3, GETATTR: 4, SETATTR: 5, READLINK: 6, MKDIR: 7,
+  UNLINK: 8, RMDIR: 9, SYMLINK: 10, RENAME: 11, OPEN: 12, READ: 13, WRITE: 14, RELEASE: 15, FSYNC: 16,
+  READDIR: 17, STATFS: 18, CREATE: 19,
+} as const;
+
+/** Session features (bit flags of `mount`). */
+export const Feature = { WRITEBACK: 1, DEBUG: 8 } as const;
+
+/** Flags of an open file's reply (replyOpen, replyCreate). */
+export const OpenReply = { KEEP_CACHE: 1, DIRECT_IO: 2, NOFLUSH: 4 } as const;
+
+/** An opaque native pointer (a request or a session). */
+export type Native = { readonly __native: unique symbol };
+
+/**
+ * Called on the JS thread for every request: `req` is undefined for those
+ * that need no answer (INIT, EXIT, FORGET). `n` holds the request's numbers;
+ * what each means depends on `op` (see native/cowfs_fuse.c).
+ */
+export type Dispatch = (
+  op: number, req: Native | undefined, ino: number, name1: string | undefined, name2: string | undefined,
+  data: Buffer | undefined, n0: number, n1: number, n2: number, n3: number, n4: number, n5: number, n6: number, n7: number,
+) => void;
+
+/** Attributes as the reply functions take them: ino, mode, nlink, uid, gid, size, atimeMs, mtimeMs, ctimeMs. */
+type AttrArgs = [number, number, number, number, number, number, number, number, number];
+
+export interface Binding {
+  mount(mountpoint: string, options: string, features: number, maxWrite: number, dispatch: Dispatch): Native;
+  exit(session: Native): void;
+  close(session: Native): void;
+  /** Drops the kernel's cache of a node (no name) or of the name `name` in directory `ino`. Never blocks. */
+  invalidate(session: Native, ino: number, name?: string): void;
+  replyErr(req: Native, errno: number): void;
+  replyEntry(req: Native, nodeid: number, ...rest: [...AttrArgs, number, number]): void;
+  replyCreate(req: Native, nodeid: number, ...rest: [...AttrArgs, number, number, number, number]): void;
+  replyAttr(req: Native, ...rest: [...AttrArgs, number]): void;
+  replyOpen(req: Native, fh: number, flags: number): void;
+  replyBuf(req: Native, buf: Buffer, length: number): void;
+  replyReadlink(req: Native, target: string): void;
+  replyWrite(req: Native, count: number): void;
+  replyStatfs(req: Native, bsize: number, frsize: number, blocks: number, bfree: number, bavail: number,
+    files: number, ffree: number, favail: number, namemax: number): void;
+  replyDir(req: Native, names: string[], types: number[], size: number, offset: number): void;
+}
+
+/** native/ of this checkout: two levels up from src/fuse/, three from dist/src/fuse/. */
+function nativeDir(): string {
+  for (let dir = import.meta.dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'native', 'binding.gyp'))) return path.join(dir, 'native');
+  }
+  throw new Error(`no native/ directory above ${import.meta.dirname}`);
+}
+
+export function loadBinding(): Binding {
+  const addon = path.join(nativeDir(), 'build', 'Release', 'cowfs_fuse.node');
+  if (!fs.existsSync(addon)) throw new Error(`${addon} is not built (run scripts/setup.sh)`);
+  return createRequire(import.meta.url)(addon) as Binding;
+}

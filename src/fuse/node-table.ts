@@ -1,0 +1,145 @@
+/**
+ * The libfuse 3 adapter's node ids: the numbers the kernel names files and
+ * directories by, each bound to the path it has now in the tree. A node
+ * lives while the kernel holds lookups of it (FORGET gives them back), so
+ * ids are never reused within a mount (generation 0 stays unique). A
+ * rename moves a node and everything the kernel knows below it; an unlink
+ * detaches it (its open files still work by handle).
+ */
+import { FsError } from '../overlay/contract.js';
+
+export const ROOT_ID = 1;
+
+export interface FuseNode {
+  readonly id: number;
+  /** Its path now, or null once unlinked or replaced. */
+  path: string | null;
+  lookups: number;
+  isDir: boolean;
+  /** The adapter's handles open on it (used to stat a detached file). */
+  open: Set<number>;
+}
+
+export function childPath(dir: string, name: string): string {
+  return dir === '' ? name : `${dir}/${name}`;
+}
+
+export class NodeTable {
+  private readonly byId = new Map<number, FuseNode>();
+  private readonly byPath = new Map<string, FuseNode>();
+  private nextId = ROOT_ID + 1;
+
+  constructor() {
+    const root: FuseNode = { id: ROOT_ID, path: '', lookups: 1, isDir: true, open: new Set() };
+    this.byId.set(ROOT_ID, root);
+    this.byPath.set('', root);
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  node(id: number): FuseNode {
+    const n = this.byId.get(id);
+    if (!n) throw new FsError('ENOENT', `unknown node ${id}`);
+    return n;
+  }
+
+  /** The path of a node that is still in the tree; ENOENT once it was unlinked. */
+  pathOf(id: number): string {
+    const p = this.node(id).path;
+    if (p === null) throw new FsError('ENOENT', `node ${id} was removed`);
+    return p;
+  }
+
+  /** The node now at `p`, if the kernel knows one. */
+  at(p: string): FuseNode | undefined {
+    return this.byPath.get(p);
+  }
+
+  /** One more lookup of `p` the kernel will hold (an entry reply): the node already there, or a new one. */
+  lookup(p: string, isDir: boolean): FuseNode {
+    let n = this.byPath.get(p);
+    if (n && n.isDir !== isDir) {
+      // Replaced under the kernel by something of another type (a rebase): a new node.
+      this.detach(n);
+      n = undefined;
+    }
+    if (!n) {
+      n = { id: this.nextId++, path: p, lookups: 0, isDir, open: new Set() };
+      this.byId.set(n.id, n);
+      this.byPath.set(p, n);
+    }
+    n.lookups++;
+    return n;
+  }
+
+  forget(id: number, count: number): void {
+    const n = this.byId.get(id);
+    if (!n || id === ROOT_ID) return;
+    n.lookups -= count;
+    if (n.lookups <= 0 && n.open.size === 0) this.drop(n);
+  }
+
+  /** A handle on `id` closed: a node the kernel already forgot goes with its last handle. */
+  closed(id: number, fh: number): void {
+    const n = this.byId.get(id);
+    if (!n) return;
+    n.open.delete(fh);
+    if (n.lookups <= 0 && n.open.size === 0 && id !== ROOT_ID) this.drop(n);
+  }
+
+  /**
+   * The next lookup of `p` gets a new node (a fresh inode in the kernel);
+   * the old one keeps answering by path until the kernel forgets it.
+   */
+  retire(p: string): void {
+    const n = this.byPath.get(p);
+    if (n && !n.isDir) this.byPath.delete(p);
+  }
+
+  /** `p` was unlinked or removed: its node (and any below) no longer has a path. */
+  removed(p: string): void {
+    const n = this.byPath.get(p);
+    if (n) this.detach(n);
+  }
+
+  /** `from` was renamed to `to`: what was at `to` is gone, `from` and what lies below it move. */
+  renamed(from: string, to: string): void {
+    const target = this.byPath.get(to);
+    const moving = this.byPath.get(from);
+    if (target && target !== moving) this.detach(target);
+    if (!moving) return;
+    this.byPath.delete(from);
+    moving.path = to;
+    this.byPath.set(to, moving);
+    if (!moving.isDir) return;
+    const prefix = `${from}/`;
+    const below = [...this.byPath].filter(([q]) => q.startsWith(prefix));
+    for (const [q] of below) this.byPath.delete(q);
+    for (const [q, n] of below) {
+      n.path = to + q.slice(from.length);
+      this.byPath.set(n.path, n);
+    }
+  }
+
+  private detach(n: FuseNode): void {
+    const p = n.path;
+    if (p === null) return;
+    this.byPath.delete(p);
+    n.path = null;
+    if (!n.isDir) return;
+    const prefix = `${p}/`;
+    for (const [q, m] of [...this.byPath]) {
+      if (q.startsWith(prefix)) {
+        this.byPath.delete(q);
+        m.path = null;
+      }
+    }
+  }
+
+  private drop(n: FuseNode): void {
+    this.byId.delete(n.id);
+    if (n.path !== null && this.byPath.get(n.path) === n) this.byPath.delete(n.path);
+  }
+}
