@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { packageRoot } from '../package-root.js';
 
 /** Request kinds; the same numbers as the enum in native/cowfs_fuse.c. */
 export const Op = {
@@ -55,16 +56,8 @@ export interface Binding {
   replyDir(req: Native, names: string[], types: number[], size: number, offset: number): void;
 }
 
-/** native/ of this checkout: two levels up from src/fuse/, three from dist/src/fuse/. */
-function nativeDir(): string {
-  for (let dir = import.meta.dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
-    if (fs.existsSync(path.join(dir, 'native', 'binding.gyp'))) return path.join(dir, 'native');
-  }
-  throw new Error(`no native/ directory above ${import.meta.dirname}`);
-}
-
 export function loadBinding(): Binding {
-  const addon = path.join(nativeDir(), 'build', 'Release', 'cowfs_fuse.node');
+  const addon = path.join(packageRoot(), 'native', 'build', 'Release', 'cowfs_fuse.node');
   if (!fs.existsSync(addon)) throw new Error(`${addon} is not built (run scripts/setup.sh)`);
   return createRequire(import.meta.url)(addon) as Binding;
 }

@@ -44,6 +44,8 @@ export interface SandboxPlan {
   cwd: string;
   /** The host path of the socket scoped to this agent. */
   socket: string;
+  /** The cowfs installation, so `cowfs` works inside: read-only there, also when it lies under /tmp. */
+  install: string;
   /** Run CMD as this user instead of root (without capabilities either way). */
   user?: SandboxUser;
   command: string[];
@@ -85,7 +87,7 @@ export function coverPaths(plan: Pick<SandboxPlan, 'workspace' | 'stateDir' | 'h
 function tmpSkeleton(plan: SandboxPlan, tmpdir: string | undefined): [string, string][] {
   const tmp = tmpdir ? path.resolve(tmpdir) : undefined;
   const dirs = new Set<string>();
-  for (const dest of [plan.workspace, ...plan.rw, SANDBOX_SOCKET, ...(tmp ? [path.join(tmp, 'x')] : [])]) {
+  for (const dest of [plan.workspace, ...plan.rw, plan.install, SANDBOX_SOCKET, ...(tmp ? [path.join(tmp, 'x')] : [])]) {
     for (let d = path.dirname(dest); d !== '/tmp' && within(d, '/tmp'); d = path.dirname(d)) dirs.add(d);
   }
   return [...dirs].sort((x, y) => x.length - y.length).map((d) => [d, d === tmp ? '1777' : '0755']);
@@ -101,6 +103,7 @@ export function sandboxCommand(plan: SandboxPlan, env: NodeJS.ProcessEnv): Sandb
   const a: string[] = ['--ro-bind', '/', '/', '--dev', '/dev', ...(plan.user ? [] : ['--proc', '/proc']), '--perms', '1777', '--tmpfs', '/tmp'];
   for (const [dir, perms] of tmpSkeleton(plan, env.TMPDIR)) a.push('--perms', perms, '--dir', dir);
   for (const p of plan.rw) a.push('--bind', p, p);
+  if (within(plan.install, '/tmp')) a.push('--ro-bind', plan.install, plan.install);
   // Read-only too: a write there fails (EROFS) instead of vanishing into a throwaway tmpfs.
   for (const p of coverPaths(plan)) a.push('--tmpfs', p, '--remount-ro', p);
   a.push('--bind', plan.agentTree, plan.workspace);

@@ -13,6 +13,7 @@ const plan = (over: Partial<SandboxPlan> = {}): SandboxPlan => ({
   net: 'host',
   cwd: '/home/u/proj/src',
   socket: '/home/u/proj/.cowfs/run/x.sock',
+  install: '/usr/lib/node_modules/cowfs',
   command: ['claude', '-p', 'hi'],
   ...over,
 });
@@ -30,6 +31,13 @@ describe('the bubblewrap command line', () => {
     expect(c.file).toBe('unshare');
     expect(c.args.slice(0, 5)).toEqual(['--mount', '--propagation', 'private', '--', 'bwrap']);
     expect(c.args.slice(-3)).toEqual(['claude', '-p', 'hi']);
+  });
+
+  it('keeps the cowfs installation readable when it lies under /tmp (a checkout there), and only then', () => {
+    const under = bwrapOps(sandboxCommand(plan({ install: '/tmp/ci/cowfs' }), {}).args).join(' ');
+    expect(under).toContain('--ro-bind /tmp/ci/cowfs /tmp/ci/cowfs');
+    expect(under).toContain('--perms 0755 --dir /tmp/ci');
+    expect(bwrapOps(sandboxCommand(plan(), {}).args)).not.toContain('/usr/lib/node_modules/cowfs');
   });
 
   it('mounts in an order where later mounts win: / read-only, /tmp, covers, then the agent over the workspace', () => {

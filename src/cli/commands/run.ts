@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import type { CascadeReport } from '../../cascade/cascade.js';
 import type { RunSession } from '../../daemon/protocol.js';
 import { insideCwd, sandboxCommand, type SandboxUser } from '../../sandbox/bwrap.js';
+import { packageRoot } from '../../package-root.js';
 import { runSandbox } from '../../sandbox/process.js';
 import { lookupUser } from '../../sandbox/users.js';
 import { withDaemon } from '../context.js';
@@ -95,7 +96,7 @@ export function register(program: Command): void {
           const sandbox = sandboxCommand({
             agent, workspace: s.workspace, agentTree: s.mountpoint, stateDir: s.stateDir, hide: s.mountpoints, rw,
             net: o.net as 'host' | 'none', cwd: insideCwd(process.cwd(), s.workspace, s.userMountpoint, s.stateDir),
-            socket: s.socket, user, command,
+            socket: s.socket, install: packageRoot(), user, command,
           }, process.env);
           if (s.created) say(`created agent ${agent} (based on ${o.parent ?? 'the workspace'})`);
           code = (await runSandbox(sandbox)).code;
