@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job: a sample workspace, a daemon, a root agent and a child,
-# copy-on-write, commit, what the child sees, the event log, and replay.
+# copy-on-write, commit, what the child sees, the cascade of a commit into
+# the child (a clean three-way merge, then a conflict and its resolution),
+# the event log, and replay.
 # Everything it mounts or starts is torn down on exit, also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +27,10 @@ step "A sample workspace: a git repo with node_modules and an .env git ignores"
 mkdir -p "$ws/src" "$ws/node_modules/greet" "$root/mnt/alice" "$root/mnt/bob"
 cat > "$ws/src/app.js" <<'JS'
 const greet = require('greet');
-console.log(greet('world'));
+const who = 'world';
+
+// print the greeting
+console.log(greet(who));
 JS
 echo "module.exports = (who) => 'hello, ' + who;" > "$ws/node_modules/greet/index.js"
 echo '{"name":"greet","main":"index.js"}' > "$ws/node_modules/greet/package.json"
@@ -56,14 +61,27 @@ show "$COWFS mount bob $root/mnt/bob --parent alice"
 show "(cd $root/mnt/bob && node src/app.js && cat NOTES.md && ls)"
 show "$COWFS ls"
 
+step "Cascade: alice commits again; bob, who changed another line of that file, gets both at once"
+show "(cd $root/mnt/bob && sed -i 's/console.log/console.info/' src/app.js)"
+show "(cd $root/mnt/alice && sed -i 's/cowfs/cowfs agents/' src/app.js && $COWFS commit -m 'greet cowfs agents')"
+show "cat $root/mnt/bob/src/app.js"
+
+step "A collision: both change the same line; bob gets git's conflict markers, then resolves"
+show "(cd $root/mnt/bob && sed -i 's/cowfs agents/bob/' src/app.js)"
+show "(cd $root/mnt/alice && sed -i 's/cowfs agents/alice/' src/app.js && $COWFS commit -m 'greet alice')"
+show "cat $root/mnt/bob/src/app.js"
+show "$COWFS conflicts bob"
+show "$COWFS resolve bob src/app.js --theirs && cat $root/mnt/bob/src/app.js"
+
 step "The event log: every put, delete, move and commit, in order"
 show "$COWFS log"
 
-step "Replay: alice's tree rebuilt from the log alone, at her commit"
+step "Replay: alice's tree rebuilt from the log alone, now and as it was at her first commit"
+show "$COWFS replay alice --out $root/replay-now && diff -r $root/replay-now $root/mnt/alice && echo 'replay = live tree'"
 seq=$($COWFS log alice --json | node -e "console.log(JSON.parse(require('fs').readFileSync(0,'utf8')).find(e => e.type === 'AGENT_COMMIT_CREATED').seq)")
-show "$COWFS replay alice --to $seq --out $root/replayed"
-show "ls -A $root/replayed && diff <(cd $root/replayed && cat src/app.js NOTES.md) <(cd $root/mnt/alice && cat src/app.js NOTES.md) && echo 'replay = live tree at that commit'"
-show "test ! -e $root/replayed/draft.txt && echo 'draft.txt (written after the commit) is not in the replay at the commit'"
+show "$COWFS replay alice --to $seq --out $root/replay-then"
+show "grep who $root/replay-then/src/app.js $root/mnt/alice/src/app.js"
+show "test ! -e $root/replay-then/draft.txt && echo 'draft.txt (written after that commit) is not in the tree of then'"
 
 step "Unmount and stop; the workspace on disk is as it was"
 show "$COWFS unmount bob && $COWFS unmount alice"
