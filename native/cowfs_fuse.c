@@ -33,12 +33,12 @@
 enum {
   OP_INIT = 0, OP_EXIT, OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKDIR,
   OP_UNLINK, OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_OPEN, OP_READ, OP_WRITE, OP_RELEASE, OP_FSYNC,
-  OP_READDIR, OP_STATFS, OP_CREATE
+  OP_READDIR, OP_STATFS, OP_CREATE, OP_READDIRPLUS
 };
 
 /* Session features, chosen by JavaScript (bit flags of mount()). */
 enum {
-  F_WRITEBACK = 1, F_DEBUG = 8
+  F_WRITEBACK = 1, F_READDIRPLUS = 2, F_DEBUG = 8
 };
 
 #define NUMS 8
@@ -125,7 +125,8 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   session_t *s = userdata;
   /* The kernel checks flock itself; O_TRUNC comes as a SETATTR of the size (needed when OPEN is skipped). */
   conn->want &= ~(FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_POSIX_LOCKS | FUSE_CAP_ATOMIC_O_TRUNC);
-  conn->want &= ~FUSE_CAP_READDIRPLUS;
+  /* READDIRPLUS (with libfuse's default READDIRPLUS_AUTO): a listing brings each entry's node and attributes. */
+  if (!(s->features & F_READDIRPLUS)) conn->want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
   if ((s->features & F_WRITEBACK) && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
   else conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
   if (s->max_write) conn->max_write = s->max_write;
@@ -291,13 +292,21 @@ static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
   fuse_reply_err(req, ENOSYS);
 }
 
-static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
-  (void)fi;
-  msg_t *m = msg_new(OP_READDIR, req, ino, NULL, NULL, NULL, 0);
+/* READDIR and READDIRPLUS: both answered from JavaScript's listing of the directory. */
+static void post_readdir(fuse_req_t req, int op, fuse_ino_t ino, size_t size, off_t off) {
+  msg_t *m = msg_new(op, req, ino, NULL, NULL, NULL, 0);
   if (!m) { enomem(req); return; }
   m->n[1] = (double)size;
   m->n[2] = (double)off;
   post(sess(req), m);
+}
+
+static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  post_readdir(req, OP_READDIR, ino, size, off);
+}
+
+static void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  post_readdir(req, OP_READDIRPLUS, ino, size, off);
 }
 
 static void ll_statfs(fuse_req_t req, fuse_ino_t ino) {
@@ -333,6 +342,7 @@ static const struct fuse_lowlevel_ops ops = {
   .fsync = ll_fsync,
   .opendir = ll_opendir,
   .readdir = ll_readdir,
+  .readdirplus = ll_readdirplus,
   .statfs = ll_statfs,
   .create = ll_create,
   /* Not set, so libfuse answers ENOSYS in C and the kernel stops asking: flush (written data is
@@ -581,19 +591,25 @@ static void set_ts(struct timespec *t, double ms) {
   t->tv_nsec = ns;
 }
 
-static void fill_stat(napi_env env, napi_value *a, struct stat *st) {
+static void stat_of(const double *a, struct stat *st) {
   memset(st, 0, sizeof(*st));
-  st->st_ino = (ino_t)num(env, a[0]);
-  st->st_mode = (mode_t)num(env, a[1]);
-  st->st_nlink = (nlink_t)num(env, a[2]);
-  st->st_uid = (uid_t)num(env, a[3]);
-  st->st_gid = (gid_t)num(env, a[4]);
-  st->st_size = (off_t)num(env, a[5]);
+  st->st_ino = (ino_t)a[0];
+  st->st_mode = (mode_t)a[1];
+  st->st_nlink = (nlink_t)a[2];
+  st->st_uid = (uid_t)a[3];
+  st->st_gid = (gid_t)a[4];
+  st->st_size = (off_t)a[5];
   st->st_blksize = 4096;
   st->st_blocks = (st->st_size + 511) / 512;
-  set_ts(&st->st_atim, num(env, a[6]));
-  set_ts(&st->st_mtim, num(env, a[7]));
-  set_ts(&st->st_ctim, num(env, a[8]));
+  set_ts(&st->st_atim, a[6]);
+  set_ts(&st->st_mtim, a[7]);
+  set_ts(&st->st_ctim, a[8]);
+}
+
+static void fill_stat(napi_env env, napi_value *v, struct stat *st) {
+  double a[ATTR_ARGS];
+  for (int i = 0; i < ATTR_ARGS; i++) a[i] = num(env, v[i]);
+  stat_of(a, st);
 }
 
 /* replyEntry(req, nodeid, ...attr, attrTimeout, entryTimeout); nodeid 0 = a cached "no such name". */
@@ -708,6 +724,21 @@ static napi_value js_reply_statfs(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* The i-th string of a JavaScript array, into `name` (`cap` bytes). */
+static int name_at(napi_env env, napi_value names, uint32_t i, char *name, size_t cap) {
+  napi_value v;
+  size_t len = 0;
+  return napi_get_element(env, names, i, &v) == napi_ok &&
+         napi_get_value_string_utf8(env, v, name, cap, &len) == napi_ok;
+}
+
+/* The i-th number of a JavaScript array. */
+static double num_at(napi_env env, napi_value arr, uint32_t i) {
+  napi_value v;
+  if (napi_get_element(env, arr, i, &v) != napi_ok) return 0;
+  return num(env, v);
+}
+
 /*
  * replyDir(req, names, types, size, offset): the directory's whole listing
  * ('.' and '..' included) as JavaScript knows it; sends the entries from
@@ -727,15 +758,11 @@ static napi_value js_reply_dir(napi_env env, napi_callback_info info) {
   size_t used = 0;
   char name[1024];
   for (uint32_t i = off; i < count; i++) {
-    napi_value nv, tv;
-    napi_get_element(env, argv[1], i, &nv);
-    napi_get_element(env, argv[2], i, &tv);
-    size_t nlen = 0;
-    if (napi_get_value_string_utf8(env, nv, name, sizeof(name), &nlen) != napi_ok) continue;
+    if (!name_at(env, argv[1], i, name, sizeof(name))) continue;
     struct stat st;
     memset(&st, 0, sizeof(st));
     st.st_ino = 0xffffffffu;
-    st.st_mode = (mode_t)num(env, tv);
+    st.st_mode = (mode_t)num_at(env, argv[2], i);
     size_t need = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)i + 1);
     if (need > size - used) break;
     used += need;
@@ -743,6 +770,56 @@ static napi_value js_reply_dir(napi_env env, napi_callback_info info) {
   fuse_reply_buf(req, buf, used);
   free(buf);
   return NULL;
+}
+
+/*
+ * replyDirPlus(req, names, ids, attrs, size, offset, timeout) → entries sent:
+ * READDIRPLUS's entries from index `offset` on, each with its node id (0:
+ * none, the kernel then only lists the name; so for '.' and '..') and its
+ * attributes (ATTR_ARGS numbers per entry in the Float64Array `attrs`; with
+ * id 0 only the mode's type counts). The kernel takes a lookup of every
+ * entry sent with a node id (but '.' and '..'): JavaScript counts them from
+ * the number returned.
+ */
+static napi_value js_reply_dir_plus(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  if (!get_args(env, info, 7, argv)) return NULL;
+  fuse_req_t req = req_of(env, argv[0]);
+  napi_typedarray_type at;
+  size_t alen = 0;
+  void *adata = NULL;
+  napi_get_typedarray_info(env, argv[3], &at, &alen, &adata, NULL, NULL);
+  uint32_t count = 0;
+  napi_get_array_length(env, argv[1], &count);
+  size_t size = (size_t)num(env, argv[4]);
+  uint32_t off = (uint32_t)num(env, argv[5]);
+  double timeout = num(env, argv[6]);
+  if (at != napi_float64_array || alen < (size_t)count * ATTR_ARGS) { fuse_reply_err(req, EIO); return NULL; }
+  const double *a = adata;
+  char *buf = malloc(size ? size : 1);
+  if (!buf) { fuse_reply_err(req, ENOMEM); return NULL; }
+  size_t used = 0;
+  uint32_t sent = 0;
+  char name[1024];
+  for (uint32_t i = 0; i < count; i++, a += ATTR_ARGS) {
+    if (!name_at(env, argv[1], i, name, sizeof(name))) break;
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof(e));
+    e.ino = (fuse_ino_t)num_at(env, argv[2], i);
+    stat_of(a, &e.attr);
+    if (!e.ino) e.attr.st_ino = 0xffffffffu;
+    e.attr_timeout = timeout;
+    e.entry_timeout = timeout;
+    size_t need = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)(off + i) + 1);
+    if (need > size - used) break;
+    used += need;
+    sent++;
+  }
+  fuse_reply_buf(req, buf, used);
+  free(buf);
+  napi_value out;
+  napi_create_uint32(env, sent, &out);
+  return out;
 }
 
 static napi_value js_reply_none(napi_env env, napi_callback_info info) {
@@ -758,7 +835,8 @@ static napi_value init_module(napi_env env, napi_value exports) {
     { "replyErr", js_reply_err }, { "replyEntry", js_reply_entry }, { "replyCreate", js_reply_create },
     { "replyAttr", js_reply_attr }, { "replyOpen", js_reply_open }, { "replyBuf", js_reply_buf },
     { "replyReadlink", js_reply_readlink }, { "replyWrite", js_reply_write },
-    { "replyStatfs", js_reply_statfs }, { "replyDir", js_reply_dir }, { "replyNone", js_reply_none },
+    { "replyStatfs", js_reply_statfs }, { "replyDir", js_reply_dir },
+    { "replyDirPlus", js_reply_dir_plus }, { "replyNone", js_reply_none },
   };
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
     napi_value f;
