@@ -75,7 +75,100 @@ typedef struct session {
   note_t *head, *tail;
   int stopping;
   int closed;
+  /* Attributes of files JavaScript told us (cacheAttr), to answer GETATTR here; under amu. */
+  pthread_mutex_t amu;
+  struct cached_attr *attrs;
+  size_t acap, aused, alive; /* slots; slots not empty (live or dropped); live */
 } session_t;
+
+/* Attributes travel as (ino, mode, nlink, uid, gid, size, atimeMs, mtimeMs, ctimeMs). */
+#define ATTR_ARGS 9
+
+static void set_ts(struct timespec *t, double ms) {
+  double s = ms / 1e3;
+  t->tv_sec = (time_t)s;
+  long ns = (long)((ms - (double)t->tv_sec * 1e3) * 1e6);
+  if (ns < 0) ns = 0;
+  if (ns > 999999999) ns = 999999999;
+  t->tv_nsec = ns;
+}
+
+static void stat_of(const double *a, struct stat *st) {
+  memset(st, 0, sizeof(*st));
+  st->st_ino = (ino_t)a[0];
+  st->st_mode = (mode_t)a[1];
+  st->st_nlink = (nlink_t)a[2];
+  st->st_uid = (uid_t)a[3];
+  st->st_gid = (gid_t)a[4];
+  st->st_size = (off_t)a[5];
+  st->st_blksize = 4096;
+  st->st_blocks = (st->st_size + 511) / 512;
+  set_ts(&st->st_atim, a[6]);
+  set_ts(&st->st_mtim, a[7]);
+  set_ts(&st->st_ctim, a[8]);
+}
+
+/* ------------------------------------------------------- attribute cache */
+
+/*
+ * GETATTR of a file whose attributes JavaScript told us (cacheAttr) is
+ * answered here. JavaScript drops an entry (dropAttr) before anything that
+ * may change those attributes is answered: a write open, SETATTR, READ (the
+ * atime), unlink, rename, an invalidation, FORGET. An open-addressing table
+ * keyed by node id (0: empty slot, DROPPED: a removed entry).
+ */
+typedef struct cached_attr {
+  fuse_ino_t ino;
+  double timeout;
+  double a[ATTR_ARGS];
+} cached_attr_t;
+
+#define DROPPED ((fuse_ino_t)-1)
+
+static size_t attr_hash(fuse_ino_t ino, size_t cap) { return (size_t)(ino * 0x9E3779B97F4A7C15ull) & (cap - 1); }
+
+/* The entry of `ino`, or NULL (amu held). Some slot is always empty, so the probe ends. */
+static cached_attr_t *attr_find(session_t *s, fuse_ino_t ino) {
+  if (!s->acap) return NULL;
+  for (size_t i = attr_hash(ino, s->acap);; i = (i + 1) & (s->acap - 1)) {
+    if (s->attrs[i].ino == ino) return &s->attrs[i];
+    if (s->attrs[i].ino == 0) return NULL;
+  }
+}
+
+/* A slot for an `ino` not in the table (amu held); NULL without memory. */
+static cached_attr_t *attr_new(session_t *s, fuse_ino_t ino) {
+  if ((s->aused + 1) * 4 > s->acap * 3) {
+    size_t cap = 1024;
+    while ((s->alive + 1) * 2 > cap) cap *= 2;
+    cached_attr_t *old = s->attrs, *t = calloc(cap, sizeof(cached_attr_t));
+    if (!t) return NULL;
+    size_t oldcap = s->acap;
+    s->attrs = t;
+    s->acap = cap;
+    s->aused = s->alive = 0;
+    for (size_t i = 0; i < oldcap; i++) {
+      if (old[i].ino && old[i].ino != DROPPED) *attr_new(s, old[i].ino) = old[i];
+    }
+    free(old);
+  }
+  size_t i = attr_hash(ino, s->acap);
+  while (s->attrs[i].ino && s->attrs[i].ino != DROPPED) i = (i + 1) & (s->acap - 1);
+  if (!s->attrs[i].ino) s->aused++;
+  s->alive++;
+  s->attrs[i].ino = ino;
+  return &s->attrs[i];
+}
+
+static void attr_drop(session_t *s, fuse_ino_t ino) {
+  pthread_mutex_lock(&s->amu);
+  cached_attr_t *e = attr_find(s, ino);
+  if (e) {
+    e->ino = DROPPED;
+    s->alive--;
+  }
+  pthread_mutex_unlock(&s->amu);
+}
 
 /* ------------------------------------------------------------ requests */
 
@@ -161,6 +254,18 @@ static void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 }
 
 static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  session_t *s = sess(req);
+  cached_attr_t hit = { 0 };
+  pthread_mutex_lock(&s->amu);
+  cached_attr_t *e = attr_find(s, ino);
+  if (e) hit = *e;
+  pthread_mutex_unlock(&s->amu);
+  if (hit.ino) {
+    struct stat st;
+    stat_of(hit.a, &st);
+    fuse_reply_attr(req, &st, hit.timeout);
+    return;
+  }
   msg_t *m = msg_new(OP_GETATTR, req, ino, NULL, NULL, NULL, 0);
   if (!m) { enomem(req); return; }
   m->n[0] = fi ? (double)fi->fh : 0;
@@ -474,6 +579,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   s->max_write = (unsigned)num(env, argv[3]);
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
+  pthread_mutex_init(&s->amu, NULL);
 
   char *fargv[4] = { "cowfs", "-o", opts, NULL };
   int fargc = 3;
@@ -548,6 +654,11 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   fuse_session_unmount(s->se);
   fuse_session_destroy(s->se);
   napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
+  pthread_mutex_lock(&s->amu);
+  free(s->attrs);
+  s->attrs = NULL;
+  s->acap = s->aused = s->alive = 0;
+  pthread_mutex_unlock(&s->amu);
   /* The session struct itself stays allocated: JavaScript may still hold its external. */
   return NULL;
 }
@@ -577,33 +688,6 @@ static napi_value js_reply_err(napi_env env, napi_callback_info info) {
   if (!get_args(env, info, 2, argv)) return NULL;
   fuse_reply_err(req_of(env, argv[0]), (int)num(env, argv[1]));
   return NULL;
-}
-
-/* Attributes travel as (ino, mode, nlink, uid, gid, size, atimeMs, mtimeMs, ctimeMs). */
-#define ATTR_ARGS 9
-
-static void set_ts(struct timespec *t, double ms) {
-  double s = ms / 1e3;
-  t->tv_sec = (time_t)s;
-  long ns = (long)((ms - (double)t->tv_sec * 1e3) * 1e6);
-  if (ns < 0) ns = 0;
-  if (ns > 999999999) ns = 999999999;
-  t->tv_nsec = ns;
-}
-
-static void stat_of(const double *a, struct stat *st) {
-  memset(st, 0, sizeof(*st));
-  st->st_ino = (ino_t)a[0];
-  st->st_mode = (mode_t)a[1];
-  st->st_nlink = (nlink_t)a[2];
-  st->st_uid = (uid_t)a[3];
-  st->st_gid = (gid_t)a[4];
-  st->st_size = (off_t)a[5];
-  st->st_blksize = 4096;
-  st->st_blocks = (st->st_size + 511) / 512;
-  set_ts(&st->st_atim, a[6]);
-  set_ts(&st->st_mtim, a[7]);
-  set_ts(&st->st_ctim, a[8]);
 }
 
 static void fill_stat(napi_env env, napi_value *v, struct stat *st) {
@@ -829,9 +913,38 @@ static napi_value js_reply_none(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* dropAttr(session, ino): GETATTR of `ino` goes to JavaScript again. */
+static napi_value js_drop_attr(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  session_t *s = open_session(env, info, 2, argv);
+  if (s) attr_drop(s, (fuse_ino_t)num(env, argv[1]));
+  return NULL;
+}
+
+/* cacheAttr(session, ino, ...attr, timeout): GETATTR of `ino` is answered here from now on. */
+static napi_value js_cache_attr(napi_env env, napi_callback_info info) {
+  napi_value argv[2 + ATTR_ARGS + 1];
+  session_t *s = open_session(env, info, 2 + ATTR_ARGS + 1, argv);
+  if (!s) return NULL;
+  fuse_ino_t ino = (fuse_ino_t)num(env, argv[1]);
+  double a[ATTR_ARGS];
+  for (int i = 0; i < ATTR_ARGS; i++) a[i] = num(env, argv[2 + i]);
+  double timeout = num(env, argv[2 + ATTR_ARGS]);
+  pthread_mutex_lock(&s->amu);
+  cached_attr_t *e = attr_find(s, ino);
+  if (!e) e = attr_new(s, ino);
+  if (e) {
+    memcpy(e->a, a, sizeof(a));
+    e->timeout = timeout;
+  }
+  pthread_mutex_unlock(&s->amu);
+  return NULL;
+}
+
 static napi_value init_module(napi_env env, napi_value exports) {
   struct { const char *name; napi_callback fn; } fns[] = {
     { "mount", js_mount }, { "exit", js_exit }, { "close", js_close }, { "invalidate", js_invalidate },
+    { "cacheAttr", js_cache_attr }, { "dropAttr", js_drop_attr },
     { "replyErr", js_reply_err }, { "replyEntry", js_reply_entry }, { "replyCreate", js_reply_create },
     { "replyAttr", js_reply_attr }, { "replyOpen", js_reply_open }, { "replyBuf", js_reply_buf },
     { "replyReadlink", js_reply_readlink }, { "replyWrite", js_reply_write },

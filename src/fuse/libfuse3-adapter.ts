@@ -13,11 +13,14 @@
  *   notifications to a thread of its own).
  * - OPENDIR is answered ENOSYS in C: directories are read from their node
  *   id, and the kernel keeps caching their listings. READDIRPLUS hands the
- *   kernel each new entry's node and attributes with the listing. A read-only OPEN (and
- *   its RELEASE) is answered in C with handle 0 and the page cache kept; we
- *   only count its readers, and read by node id through a read handle of
- *   our own (readHandle). Opens for writing come here: the tree's open files
- *   (scratch copy-up, a put event at release) need handles.
+ *   kernel each new entry's node and attributes with the listing.
+ * - GETATTR of a file is answered in C from the attributes we last gave
+ *   (remember), dropped before anything that may change them is answered.
+ * - A read-only OPEN (and its RELEASE) is answered in C with handle 0 and
+ *   the page cache kept; we only count its readers, and read by node id
+ *   through a read handle of our own (readHandle). Opens for writing come
+ *   here: the tree's open files (scratch copy-up, a put event at release)
+ *   need handles.
  * - FLUSH, xattrs, link, mknod and access are left unimplemented, so
  *   libfuse answers ENOSYS in C and the kernel stops sending them
  *   (default_permissions: the kernel checks modes itself).
@@ -28,7 +31,7 @@
  */
 import path from 'node:path';
 import {
-  FsError, O_ACCMODE, O_APPEND, S_IFDIR, S_IFMT,
+  FsError, O_ACCMODE, O_APPEND, S_IFDIR, S_IFMT, S_IFREG,
   type Attr, type DirEntryInfo, type TreeOps,
 } from '../overlay/contract.js';
 import {
@@ -192,6 +195,7 @@ class Libfuse3Session {
 
   private replyEntry(req: Native, p: string, a: Attr): void {
     const n = this.nodes.lookup(p, (a.mode & S_IFMT) === S_IFDIR);
+    this.remember(n, a);
     this.b.replyEntry(req, n.id, ...this.attrArgs(a), this.ttl, this.ttl);
   }
 
@@ -222,7 +226,25 @@ class Libfuse3Session {
   }
 
   private getattr(req: Native, ino: number, fh: number): void {
-    this.b.replyAttr(req, ...this.attrArgs(this.attrOf(ino, fh)), this.ttl);
+    const a = this.attrOf(ino, fh);
+    this.remember(this.nodes.node(ino), a);
+    this.b.replyAttr(req, ...this.attrArgs(a), this.ttl);
+  }
+
+  /**
+   * The next GETATTRs of a file are answered in C with `a` (once a file was
+   * read to its end the kernel asks again at its next fstat), until dropAttr:
+   * whatever may change them drops it first. Not for directories (every name in them changes
+   * them), nor files open for writing here, unlinked, or symlinks.
+   */
+  private remember(n: FuseNode, a: Attr): void {
+    if (this.session && (a.mode & S_IFMT) === S_IFREG && n.path !== null && !this.openForWriting(n)) {
+      this.b.cacheAttr(this.session, n.id, ...this.attrArgs(a), this.ttl);
+    }
+  }
+
+  private dropAttr(id: number): void {
+    if (this.session) this.b.dropAttr(this.session, id);
   }
 
   private setattr(req: Native, ino: number, fh: number, toSet: number, mode: number, uid: number, gid: number,
@@ -230,6 +252,7 @@ class Libfuse3Session {
     const h = fh ? this.handles.get(fh) : undefined;
     const n = this.nodes.node(ino);
     const p = n.path;
+    this.dropAttr(ino);
     if (toSet & SET.SIZE) {
       if (h) this.tree.ftruncate(h.treeFh, size);
       else if (p !== null) this.tree.truncate(p, size);
@@ -351,6 +374,7 @@ class Libfuse3Session {
 
   private remove(req: Native, parent: number, name: string, dir: boolean): void {
     const p = childPath(this.nodes.pathOf(parent), name);
+    this.dropAttrAt(p);
     if (dir) this.tree.rmdir(p);
     else {
       this.pin(p);
@@ -364,9 +388,17 @@ class Libfuse3Session {
     const from = childPath(this.nodes.pathOf(parent), name);
     const to = childPath(this.nodes.pathOf(newParent), newName);
     this.pin(to);
+    this.dropAttrAt(from);
+    this.dropAttrAt(to);
     this.tree.rename(from, to, flags);
     this.nodes.renamed(from, to);
     this.b.replyErr(req, 0);
+  }
+
+  /** Unlink and rename change a file's links and ctime. */
+  private dropAttrAt(p: string): void {
+    const n = this.nodes.at(p);
+    if (n) this.dropAttr(n.id);
   }
 
   // ------------------------------------------------------------------ files
@@ -399,6 +431,7 @@ class Libfuse3Session {
 
   private open(req: Native, ino: number, flags: number): void {
     const n = this.nodes.node(ino);
+    this.dropAttr(ino);
     const fh = this.addHandle(this.tree.open(this.nodes.pathOf(ino), this.treeFlags(flags)), n, flags);
     this.b.replyOpen(req, fh, OpenReply.KEEP_CACHE);
   }
@@ -414,6 +447,7 @@ class Libfuse3Session {
 
   private read(req: Native, ino: number, fh: number, size: number, offset: number): void {
     if (size > this.maxRead) this.maxRead = size;
+    this.dropAttr(ino); // reading may move the file's atime
     if (this.readBuf.length < size) this.readBuf = Buffer.allocUnsafe(Math.max(size, 131072));
     // The reply is written to the kernel before replyBuf returns: one buffer serves every read.
     const n = this.tree.read((fh ? this.handle(fh) : this.readHandle(ino)).treeFh, this.readBuf, size, offset);
@@ -534,7 +568,10 @@ class Libfuse3Session {
   }
 
   private forget(ino: number, count: number): void {
-    if (this.nodes.node(ino).lookups - count <= 0 && !this.lazy.get(ino)?.pinned) this.releaseLazy(ino);
+    if (this.nodes.node(ino).lookups - count <= 0) {
+      this.dropAttr(ino);
+      if (!this.lazy.get(ino)?.pinned) this.releaseLazy(ino);
+    }
     this.nodes.forget(ino, count);
   }
 
@@ -556,6 +593,7 @@ class Libfuse3Session {
     for (const p of paths) {
       const n = this.nodes.at(p);
       if (n) {
+        this.dropAttr(n.id);
         this.b.invalidate(this.session, n.id);
         // With the writeback cache the kernel trusts its own size and mtime of a file it keeps in
         // memory over ours; unless it is open for writing here, the path gets a new node id, so the

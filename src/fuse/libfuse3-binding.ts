@@ -42,6 +42,9 @@ export interface Binding {
   close(session: Native): void;
   /** Drops the kernel's cache of a node (no name) or of the name `name` in directory `ino`. Never blocks. */
   invalidate(session: Native, ino: number, name?: string): void;
+  /** GETATTR of `ino` is answered in C with these attributes until dropAttr. */
+  cacheAttr(session: Native, ino: number, ...rest: [...AttrArgs, number]): void;
+  dropAttr(session: Native, ino: number): void;
   replyErr(req: Native, errno: number): void;
   replyEntry(req: Native, nodeid: number, ...rest: [...AttrArgs, number, number]): void;
   replyCreate(req: Native, nodeid: number, ...rest: [...AttrArgs, number, number, number, number]): void;

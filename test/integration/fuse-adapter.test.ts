@@ -284,6 +284,30 @@ describe(`the ${FUSE} adapter over a passthrough tree, served by a child process
     fs.rmSync(path.join(src, 'many'), { recursive: true });
   });
 
+  it('libfuse 3: the GETATTR after an open is answered in C, and never stale after a change through the mount', async () => {
+    if (FUSE === 'libfuse2') return; // fuse-native answers every GETATTR in JavaScript
+    const js = "const fs=require('fs');const s=fs.fstatSync(fs.openSync('attr.txt','r'));"
+      + "console.log(s.size,(s.mode&0o777).toString(8),Math.round(s.mtimeMs/1000))";
+    // cat reads to the end of the file: the kernel then asks for its attributes again at the next fstat.
+    const fstat = () => sh(`cat attr.txt >/dev/null; node -e "${js}"`, mnt).trim();
+    sh('printf abc > attr.txt', mnt);
+    expect(fstat().split(' ')[0]).toBe('3');
+    const before = (await server!.stats()).ops.getattr ?? 0;
+    sh('for i in $(seq 20); do cat attr.txt; done >/dev/null', mnt); // each cat: open, fstat, read
+    expect(((await server!.stats()).ops.getattr ?? 0) - before).toBeLessThan(5);
+    sh('printf defg >> attr.txt', mnt);
+    expect(fstat().split(' ')[0]).toBe('7');
+    sh('chmod 600 attr.txt', mnt);
+    expect(fstat().split(' ')[1]).toBe('600');
+    sh('touch -d @1000000000 attr.txt', mnt);
+    expect(fstat().split(' ')[2]).toBe('1000000000');
+    sh('truncate -s 2 attr.txt', mnt);
+    expect(fstat().split(' ').slice(0, 2)).toEqual(['2', '600']);
+    sh('mv attr.txt attr2.txt && printf xyzxyz > attr.txt', mnt);
+    expect(fstat().split(' ')[0]).toBe('6');
+    sh('rm attr.txt attr2.txt', mnt);
+  });
+
   it('keeps a file’s page cache across opens, and drops it when the file changed under the kernel', async () => {
     fs.writeFileSync(path.join(src, 'cached.txt'), 'version-1\n');
     expect(sh('cat cached.txt', mnt)).toBe('version-1\n');
