@@ -33,12 +33,12 @@
 enum {
   OP_INIT = 0, OP_EXIT, OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKDIR,
   OP_UNLINK, OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_OPEN, OP_READ, OP_WRITE, OP_RELEASE, OP_FSYNC,
-  OP_READDIR, OP_STATFS, OP_CREATE
+  OP_READDIR, OP_STATFS, OP_CREATE, OP_READDIRPLUS
 };
 
 /* Session features, chosen by JavaScript (bit flags of mount()). */
 enum {
-  F_WRITEBACK = 1, F_DEBUG = 8
+  F_WRITEBACK = 1, F_READDIRPLUS = 2, F_DEBUG = 8
 };
 
 #define NUMS 8
@@ -75,7 +75,100 @@ typedef struct session {
   note_t *head, *tail;
   int stopping;
   int closed;
+  /* Attributes of files JavaScript told us (cacheAttr), to answer GETATTR here; under amu. */
+  pthread_mutex_t amu;
+  struct cached_attr *attrs;
+  size_t acap, aused, alive; /* slots; slots not empty (live or dropped); live */
 } session_t;
+
+/* Attributes travel as (ino, mode, nlink, uid, gid, size, atimeMs, mtimeMs, ctimeMs). */
+#define ATTR_ARGS 9
+
+static void set_ts(struct timespec *t, double ms) {
+  double s = ms / 1e3;
+  t->tv_sec = (time_t)s;
+  long ns = (long)((ms - (double)t->tv_sec * 1e3) * 1e6);
+  if (ns < 0) ns = 0;
+  if (ns > 999999999) ns = 999999999;
+  t->tv_nsec = ns;
+}
+
+static void stat_of(const double *a, struct stat *st) {
+  memset(st, 0, sizeof(*st));
+  st->st_ino = (ino_t)a[0];
+  st->st_mode = (mode_t)a[1];
+  st->st_nlink = (nlink_t)a[2];
+  st->st_uid = (uid_t)a[3];
+  st->st_gid = (gid_t)a[4];
+  st->st_size = (off_t)a[5];
+  st->st_blksize = 4096;
+  st->st_blocks = (st->st_size + 511) / 512;
+  set_ts(&st->st_atim, a[6]);
+  set_ts(&st->st_mtim, a[7]);
+  set_ts(&st->st_ctim, a[8]);
+}
+
+/* ------------------------------------------------------- attribute cache */
+
+/*
+ * GETATTR of a file whose attributes JavaScript told us (cacheAttr) is
+ * answered here. JavaScript drops an entry (dropAttr) before anything that
+ * may change those attributes is answered: a write open, SETATTR, READ (the
+ * atime), unlink, rename, an invalidation, FORGET. An open-addressing table
+ * keyed by node id (0: empty slot, DROPPED: a removed entry).
+ */
+typedef struct cached_attr {
+  fuse_ino_t ino;
+  double timeout;
+  double a[ATTR_ARGS];
+} cached_attr_t;
+
+#define DROPPED ((fuse_ino_t)-1)
+
+static size_t attr_hash(fuse_ino_t ino, size_t cap) { return (size_t)(ino * 0x9E3779B97F4A7C15ull) & (cap - 1); }
+
+/* The entry of `ino`, or NULL (amu held). Some slot is always empty, so the probe ends. */
+static cached_attr_t *attr_find(session_t *s, fuse_ino_t ino) {
+  if (!s->acap) return NULL;
+  for (size_t i = attr_hash(ino, s->acap);; i = (i + 1) & (s->acap - 1)) {
+    if (s->attrs[i].ino == ino) return &s->attrs[i];
+    if (s->attrs[i].ino == 0) return NULL;
+  }
+}
+
+/* A slot for an `ino` not in the table (amu held); NULL without memory. */
+static cached_attr_t *attr_new(session_t *s, fuse_ino_t ino) {
+  if ((s->aused + 1) * 4 > s->acap * 3) {
+    size_t cap = 1024;
+    while ((s->alive + 1) * 2 > cap) cap *= 2;
+    cached_attr_t *old = s->attrs, *t = calloc(cap, sizeof(cached_attr_t));
+    if (!t) return NULL;
+    size_t oldcap = s->acap;
+    s->attrs = t;
+    s->acap = cap;
+    s->aused = s->alive = 0;
+    for (size_t i = 0; i < oldcap; i++) {
+      if (old[i].ino && old[i].ino != DROPPED) *attr_new(s, old[i].ino) = old[i];
+    }
+    free(old);
+  }
+  size_t i = attr_hash(ino, s->acap);
+  while (s->attrs[i].ino && s->attrs[i].ino != DROPPED) i = (i + 1) & (s->acap - 1);
+  if (!s->attrs[i].ino) s->aused++;
+  s->alive++;
+  s->attrs[i].ino = ino;
+  return &s->attrs[i];
+}
+
+static void attr_drop(session_t *s, fuse_ino_t ino) {
+  pthread_mutex_lock(&s->amu);
+  cached_attr_t *e = attr_find(s, ino);
+  if (e) {
+    e->ino = DROPPED;
+    s->alive--;
+  }
+  pthread_mutex_unlock(&s->amu);
+}
 
 /* ------------------------------------------------------------ requests */
 
@@ -125,7 +218,8 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   session_t *s = userdata;
   /* The kernel checks flock itself; O_TRUNC comes as a SETATTR of the size (needed when OPEN is skipped). */
   conn->want &= ~(FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_POSIX_LOCKS | FUSE_CAP_ATOMIC_O_TRUNC);
-  conn->want &= ~FUSE_CAP_READDIRPLUS;
+  /* READDIRPLUS (with libfuse's default READDIRPLUS_AUTO): a listing brings each entry's node and attributes. */
+  if (!(s->features & F_READDIRPLUS)) conn->want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
   if ((s->features & F_WRITEBACK) && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
   else conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
   if (s->max_write) conn->max_write = s->max_write;
@@ -160,6 +254,18 @@ static void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 }
 
 static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  session_t *s = sess(req);
+  cached_attr_t hit = { 0 };
+  pthread_mutex_lock(&s->amu);
+  cached_attr_t *e = attr_find(s, ino);
+  if (e) hit = *e;
+  pthread_mutex_unlock(&s->amu);
+  if (hit.ino) {
+    struct stat st;
+    stat_of(hit.a, &st);
+    fuse_reply_attr(req, &st, hit.timeout);
+    return;
+  }
   msg_t *m = msg_new(OP_GETATTR, req, ino, NULL, NULL, NULL, 0);
   if (!m) { enomem(req); return; }
   m->n[0] = fi ? (double)fi->fh : 0;
@@ -291,13 +397,21 @@ static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
   fuse_reply_err(req, ENOSYS);
 }
 
-static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
-  (void)fi;
-  msg_t *m = msg_new(OP_READDIR, req, ino, NULL, NULL, NULL, 0);
+/* READDIR and READDIRPLUS: both answered from JavaScript's listing of the directory. */
+static void post_readdir(fuse_req_t req, int op, fuse_ino_t ino, size_t size, off_t off) {
+  msg_t *m = msg_new(op, req, ino, NULL, NULL, NULL, 0);
   if (!m) { enomem(req); return; }
   m->n[1] = (double)size;
   m->n[2] = (double)off;
   post(sess(req), m);
+}
+
+static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  post_readdir(req, OP_READDIR, ino, size, off);
+}
+
+static void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  post_readdir(req, OP_READDIRPLUS, ino, size, off);
 }
 
 static void ll_statfs(fuse_req_t req, fuse_ino_t ino) {
@@ -333,6 +447,7 @@ static const struct fuse_lowlevel_ops ops = {
   .fsync = ll_fsync,
   .opendir = ll_opendir,
   .readdir = ll_readdir,
+  .readdirplus = ll_readdirplus,
   .statfs = ll_statfs,
   .create = ll_create,
   /* Not set, so libfuse answers ENOSYS in C and the kernel stops asking: flush (written data is
@@ -464,6 +579,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   s->max_write = (unsigned)num(env, argv[3]);
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
+  pthread_mutex_init(&s->amu, NULL);
 
   char *fargv[4] = { "cowfs", "-o", opts, NULL };
   int fargc = 3;
@@ -538,6 +654,11 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   fuse_session_unmount(s->se);
   fuse_session_destroy(s->se);
   napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
+  pthread_mutex_lock(&s->amu);
+  free(s->attrs);
+  s->attrs = NULL;
+  s->acap = s->aused = s->alive = 0;
+  pthread_mutex_unlock(&s->amu);
   /* The session struct itself stays allocated: JavaScript may still hold its external. */
   return NULL;
 }
@@ -569,31 +690,10 @@ static napi_value js_reply_err(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* Attributes travel as (ino, mode, nlink, uid, gid, size, atimeMs, mtimeMs, ctimeMs). */
-#define ATTR_ARGS 9
-
-static void set_ts(struct timespec *t, double ms) {
-  double s = ms / 1e3;
-  t->tv_sec = (time_t)s;
-  long ns = (long)((ms - (double)t->tv_sec * 1e3) * 1e6);
-  if (ns < 0) ns = 0;
-  if (ns > 999999999) ns = 999999999;
-  t->tv_nsec = ns;
-}
-
-static void fill_stat(napi_env env, napi_value *a, struct stat *st) {
-  memset(st, 0, sizeof(*st));
-  st->st_ino = (ino_t)num(env, a[0]);
-  st->st_mode = (mode_t)num(env, a[1]);
-  st->st_nlink = (nlink_t)num(env, a[2]);
-  st->st_uid = (uid_t)num(env, a[3]);
-  st->st_gid = (gid_t)num(env, a[4]);
-  st->st_size = (off_t)num(env, a[5]);
-  st->st_blksize = 4096;
-  st->st_blocks = (st->st_size + 511) / 512;
-  set_ts(&st->st_atim, num(env, a[6]));
-  set_ts(&st->st_mtim, num(env, a[7]));
-  set_ts(&st->st_ctim, num(env, a[8]));
+static void fill_stat(napi_env env, napi_value *v, struct stat *st) {
+  double a[ATTR_ARGS];
+  for (int i = 0; i < ATTR_ARGS; i++) a[i] = num(env, v[i]);
+  stat_of(a, st);
 }
 
 /* replyEntry(req, nodeid, ...attr, attrTimeout, entryTimeout); nodeid 0 = a cached "no such name". */
@@ -708,6 +808,21 @@ static napi_value js_reply_statfs(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* The i-th string of a JavaScript array, into `name` (`cap` bytes). */
+static int name_at(napi_env env, napi_value names, uint32_t i, char *name, size_t cap) {
+  napi_value v;
+  size_t len = 0;
+  return napi_get_element(env, names, i, &v) == napi_ok &&
+         napi_get_value_string_utf8(env, v, name, cap, &len) == napi_ok;
+}
+
+/* The i-th number of a JavaScript array. */
+static double num_at(napi_env env, napi_value arr, uint32_t i) {
+  napi_value v;
+  if (napi_get_element(env, arr, i, &v) != napi_ok) return 0;
+  return num(env, v);
+}
+
 /*
  * replyDir(req, names, types, size, offset): the directory's whole listing
  * ('.' and '..' included) as JavaScript knows it; sends the entries from
@@ -727,15 +842,11 @@ static napi_value js_reply_dir(napi_env env, napi_callback_info info) {
   size_t used = 0;
   char name[1024];
   for (uint32_t i = off; i < count; i++) {
-    napi_value nv, tv;
-    napi_get_element(env, argv[1], i, &nv);
-    napi_get_element(env, argv[2], i, &tv);
-    size_t nlen = 0;
-    if (napi_get_value_string_utf8(env, nv, name, sizeof(name), &nlen) != napi_ok) continue;
+    if (!name_at(env, argv[1], i, name, sizeof(name))) continue;
     struct stat st;
     memset(&st, 0, sizeof(st));
     st.st_ino = 0xffffffffu;
-    st.st_mode = (mode_t)num(env, tv);
+    st.st_mode = (mode_t)num_at(env, argv[2], i);
     size_t need = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)i + 1);
     if (need > size - used) break;
     used += need;
@@ -745,6 +856,56 @@ static napi_value js_reply_dir(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * replyDirPlus(req, names, ids, attrs, size, offset, timeout) → entries sent:
+ * READDIRPLUS's entries from index `offset` on, each with its node id (0:
+ * none, the kernel then only lists the name; so for '.' and '..') and its
+ * attributes (ATTR_ARGS numbers per entry in the Float64Array `attrs`; with
+ * id 0 only the mode's type counts). The kernel takes a lookup of every
+ * entry sent with a node id (but '.' and '..'): JavaScript counts them from
+ * the number returned.
+ */
+static napi_value js_reply_dir_plus(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  if (!get_args(env, info, 7, argv)) return NULL;
+  fuse_req_t req = req_of(env, argv[0]);
+  napi_typedarray_type at;
+  size_t alen = 0;
+  void *adata = NULL;
+  napi_get_typedarray_info(env, argv[3], &at, &alen, &adata, NULL, NULL);
+  uint32_t count = 0;
+  napi_get_array_length(env, argv[1], &count);
+  size_t size = (size_t)num(env, argv[4]);
+  uint32_t off = (uint32_t)num(env, argv[5]);
+  double timeout = num(env, argv[6]);
+  if (at != napi_float64_array || alen < (size_t)count * ATTR_ARGS) { fuse_reply_err(req, EIO); return NULL; }
+  const double *a = adata;
+  char *buf = malloc(size ? size : 1);
+  if (!buf) { fuse_reply_err(req, ENOMEM); return NULL; }
+  size_t used = 0;
+  uint32_t sent = 0;
+  char name[1024];
+  for (uint32_t i = 0; i < count; i++, a += ATTR_ARGS) {
+    if (!name_at(env, argv[1], i, name, sizeof(name))) break;
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof(e));
+    e.ino = (fuse_ino_t)num_at(env, argv[2], i);
+    stat_of(a, &e.attr);
+    if (!e.ino) e.attr.st_ino = 0xffffffffu;
+    e.attr_timeout = timeout;
+    e.entry_timeout = timeout;
+    size_t need = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)(off + i) + 1);
+    if (need > size - used) break;
+    used += need;
+    sent++;
+  }
+  fuse_reply_buf(req, buf, used);
+  free(buf);
+  napi_value out;
+  napi_create_uint32(env, sent, &out);
+  return out;
+}
+
 static napi_value js_reply_none(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!get_args(env, info, 1, argv)) return NULL;
@@ -752,13 +913,43 @@ static napi_value js_reply_none(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* dropAttr(session, ino): GETATTR of `ino` goes to JavaScript again. */
+static napi_value js_drop_attr(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  session_t *s = open_session(env, info, 2, argv);
+  if (s) attr_drop(s, (fuse_ino_t)num(env, argv[1]));
+  return NULL;
+}
+
+/* cacheAttr(session, ino, ...attr, timeout): GETATTR of `ino` is answered here from now on. */
+static napi_value js_cache_attr(napi_env env, napi_callback_info info) {
+  napi_value argv[2 + ATTR_ARGS + 1];
+  session_t *s = open_session(env, info, 2 + ATTR_ARGS + 1, argv);
+  if (!s) return NULL;
+  fuse_ino_t ino = (fuse_ino_t)num(env, argv[1]);
+  double a[ATTR_ARGS];
+  for (int i = 0; i < ATTR_ARGS; i++) a[i] = num(env, argv[2 + i]);
+  double timeout = num(env, argv[2 + ATTR_ARGS]);
+  pthread_mutex_lock(&s->amu);
+  cached_attr_t *e = attr_find(s, ino);
+  if (!e) e = attr_new(s, ino);
+  if (e) {
+    memcpy(e->a, a, sizeof(a));
+    e->timeout = timeout;
+  }
+  pthread_mutex_unlock(&s->amu);
+  return NULL;
+}
+
 static napi_value init_module(napi_env env, napi_value exports) {
   struct { const char *name; napi_callback fn; } fns[] = {
     { "mount", js_mount }, { "exit", js_exit }, { "close", js_close }, { "invalidate", js_invalidate },
+    { "cacheAttr", js_cache_attr }, { "dropAttr", js_drop_attr },
     { "replyErr", js_reply_err }, { "replyEntry", js_reply_entry }, { "replyCreate", js_reply_create },
     { "replyAttr", js_reply_attr }, { "replyOpen", js_reply_open }, { "replyBuf", js_reply_buf },
     { "replyReadlink", js_reply_readlink }, { "replyWrite", js_reply_write },
-    { "replyStatfs", js_reply_statfs }, { "replyDir", js_reply_dir }, { "replyNone", js_reply_none },
+    { "replyStatfs", js_reply_statfs }, { "replyDir", js_reply_dir },
+    { "replyDirPlus", js_reply_dir_plus }, { "replyNone", js_reply_none },
   };
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
     napi_value f;

@@ -75,6 +75,8 @@ export interface AdapterStats {
   eio: number;
   /** Files open right now, through this mount. */
   openHandles: number;
+  /** Node ids the kernel holds lookups of (adapters that hand out node ids: libfuse 3). */
+  nodes?: number;
 }
 
 export interface MountHandle {

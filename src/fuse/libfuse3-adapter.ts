@@ -12,11 +12,15 @@
  *   through `watchChanges` and invalidated explicitly (native/ queues the
  *   notifications to a thread of its own).
  * - OPENDIR is answered ENOSYS in C: directories are read from their node
- *   id, and the kernel keeps caching their listings. A read-only OPEN (and
- *   its RELEASE) is answered in C with handle 0 and the page cache kept; we
- *   only count its readers, and read by node id through a read handle of
- *   our own (readHandle). Opens for writing come here: the tree's open files
- *   (scratch copy-up, a put event at release) need handles.
+ *   id, and the kernel keeps caching their listings. READDIRPLUS hands the
+ *   kernel each new entry's node and attributes with the listing.
+ * - GETATTR of a file is answered in C from the attributes we last gave
+ *   (remember), dropped before anything that may change them is answered.
+ * - A read-only OPEN (and its RELEASE) is answered in C with handle 0 and
+ *   the page cache kept; we only count its readers, and read by node id
+ *   through a read handle of our own (readHandle). Opens for writing come
+ *   here: the tree's open files (scratch copy-up, a put event at release)
+ *   need handles.
  * - FLUSH, xattrs, link, mknod and access are left unimplemented, so
  *   libfuse answers ENOSYS in C and the kernel stops sending them
  *   (default_permissions: the kernel checks modes itself).
@@ -27,7 +31,7 @@
  */
 import path from 'node:path';
 import {
-  FsError, O_ACCMODE, O_APPEND, S_IFDIR, S_IFMT,
+  FsError, O_ACCMODE, O_APPEND, S_IFDIR, S_IFMT, S_IFREG,
   type Attr, type DirEntryInfo, type TreeOps,
 } from '../overlay/contract.js';
 import {
@@ -43,6 +47,8 @@ export interface Libfuse3Options extends MountOptions {
   cacheTimeout?: number;
   /** The kernel's writeback cache: write() returns once in the page cache; pages reach us in large writes. */
   writeback?: boolean;
+  /** READDIRPLUS: listings bring each entry's node and attributes (default on). */
+  readdirplus?: boolean;
   /** Largest write the kernel may send (default 1 MiB, libfuse 3.14's limit). */
   maxWrite?: number;
 }
@@ -58,6 +64,16 @@ const LAZY_MAX = 4096;
 /** Directory listings kept between the READDIR calls that page through one (by node id). */
 const LISTINGS_KEPT = 64;
 const DAY = 86_400;
+
+/** Bytes of one READDIRPLUS entry in the reply: struct fuse_direntplus up to the name (152), the name, 8-aligned. */
+function direntPlusBytes(name: string): number {
+  return (152 + Buffer.byteLength(name) + 7) & ~7;
+}
+
+interface Listing {
+  names: string[];
+  types: number[];
+}
 
 const OP_NAMES = Object.fromEntries(Object.entries(Op).map(([k, v]) => [v, k.toLowerCase()])) as Record<number, string>;
 
@@ -87,7 +103,7 @@ class Libfuse3Session {
   readonly nodes = new NodeTable();
   private readonly handles = new Map<number, OpenHandle>();
   private nextFh = 1;
-  private readonly listings = new Map<number, { names: string[]; types: number[] }>();
+  private readonly listings = new Map<number, Listing>();
   private readBuf = Buffer.alloc(0);
   /** True while a request of this mount is being answered: tree events then come from our own kernel. */
   inRequest = false;
@@ -135,6 +151,7 @@ class Libfuse3Session {
         case Op.RELEASE: return req ? this.release(req, n0) : this.readerClosed(ino);
         case Op.FSYNC: return this.fsync(req!, n0);
         case Op.READDIR: return this.readdir(req!, ino, n1, n2);
+        case Op.READDIRPLUS: return this.readdirplus(req!, ino, n1, n2);
         case Op.STATFS: return this.statfs(req!);
         case Op.CREATE: return this.create(req!, ino, name1!, n0, n1, n2, n4);
         default:
@@ -178,6 +195,7 @@ class Libfuse3Session {
 
   private replyEntry(req: Native, p: string, a: Attr): void {
     const n = this.nodes.lookup(p, (a.mode & S_IFMT) === S_IFDIR);
+    this.remember(n, a);
     this.b.replyEntry(req, n.id, ...this.attrArgs(a), this.ttl, this.ttl);
   }
 
@@ -208,7 +226,25 @@ class Libfuse3Session {
   }
 
   private getattr(req: Native, ino: number, fh: number): void {
-    this.b.replyAttr(req, ...this.attrArgs(this.attrOf(ino, fh)), this.ttl);
+    const a = this.attrOf(ino, fh);
+    this.remember(this.nodes.node(ino), a);
+    this.b.replyAttr(req, ...this.attrArgs(a), this.ttl);
+  }
+
+  /**
+   * The next GETATTRs of a file are answered in C with `a` (once a file was
+   * read to its end the kernel asks again at its next fstat), until dropAttr:
+   * whatever may change them drops it first. Not for directories (every name in them changes
+   * them), nor files open for writing here, unlinked, or symlinks.
+   */
+  private remember(n: FuseNode, a: Attr): void {
+    if (this.session && (a.mode & S_IFMT) === S_IFREG && n.path !== null && !this.openForWriting(n)) {
+      this.b.cacheAttr(this.session, n.id, ...this.attrArgs(a), this.ttl);
+    }
+  }
+
+  private dropAttr(id: number): void {
+    if (this.session) this.b.dropAttr(this.session, id);
   }
 
   private setattr(req: Native, ino: number, fh: number, toSet: number, mode: number, uid: number, gid: number,
@@ -216,6 +252,7 @@ class Libfuse3Session {
     const h = fh ? this.handles.get(fh) : undefined;
     const n = this.nodes.node(ino);
     const p = n.path;
+    this.dropAttr(ino);
     if (toSet & SET.SIZE) {
       if (h) this.tree.ftruncate(h.treeFh, size);
       else if (p !== null) this.tree.truncate(p, size);
@@ -248,7 +285,8 @@ class Libfuse3Session {
     return this.handles.get(open.value)!;
   }
 
-  private readdir(req: Native, ino: number, size: number, offset: number): void {
+  /** A directory's listing ('.' and '..' first), kept while the kernel pages through it (offset > 0). */
+  private listing(ino: number, offset: number): Listing {
     let l = offset === 0 ? undefined : this.listings.get(ino);
     if (!l) {
       const entries: DirEntryInfo[] = this.tree.readdir(this.nodes.pathOf(ino));
@@ -261,7 +299,58 @@ class Libfuse3Session {
       if (this.listings.size >= LISTINGS_KEPT) this.listings.delete(this.listings.keys().next().value!);
       this.listings.set(ino, l);
     }
+    return l;
+  }
+
+  private readdir(req: Native, ino: number, size: number, offset: number): void {
+    const l = this.listing(ino, offset);
     this.b.replyDir(req, l.names, l.types, size, offset);
+  }
+
+  /**
+   * READDIRPLUS: the entries that fit in `size`, each with its node and
+   * attributes, so the kernel needs no LOOKUP of them afterwards. Every entry
+   * sent with a node id (all but '.', '..', names the kernel knows already and
+   * names gone meanwhile) is a lookup the kernel holds, counted like a LOOKUP's.
+   */
+  private readdirplus(req: Native, ino: number, size: number, offset: number): void {
+    const l = this.listing(ino, offset);
+    const dir = this.nodes.pathOf(ino);
+    const names: string[] = [];
+    const found: (Attr | undefined)[] = [];
+    let used = 0;
+    for (let i = offset; i < l.names.length; i++) {
+      const name = l.names[i]!;
+      used += direntPlusBytes(name);
+      if (used > size) break;
+      names.push(name);
+      const p = childPath(dir, name);
+      // A name the kernel knows already is only listed: its LOOKUP's attributes stand until invalidated.
+      found.push(i < 2 || this.nodes.at(p) ? undefined : this.entryAttr(p));
+    }
+    // Nodes only once nothing can throw any more: each one counts a lookup.
+    const ids = names.map((name, k) => {
+      const a = found[k];
+      return a ? this.nodes.lookup(childPath(dir, name), (a.mode & S_IFMT) === S_IFDIR).id : 0;
+    });
+    const attrs = new Float64Array(names.length * 9);
+    found.forEach((a, k) => {
+      if (a) attrs.set(this.attrArgs(a), k * 9);
+      else attrs[k * 9 + 1] = l.types[offset + k]!;
+    });
+    const sent = this.b.replyDirPlus(req, names, ids, attrs, size, offset, this.ttl);
+    // Entries libfuse could not fit (none while direntPlusBytes matches it) hold no lookup.
+    for (let k = sent; k < ids.length; k++) if (ids[k]) this.nodes.forget(ids[k]!, 1);
+  }
+
+  /** An entry's attributes for READDIRPLUS; none if it cannot be read now (its LOOKUP will say why). */
+  private entryAttr(p: string): Attr | undefined {
+    try {
+      return this.tree.getattr(p);
+    } catch (err) {
+      if (isFsError(err)) return undefined;
+      throw err;
+    }
   }
 
   private statfs(req: Native): void {
@@ -285,6 +374,7 @@ class Libfuse3Session {
 
   private remove(req: Native, parent: number, name: string, dir: boolean): void {
     const p = childPath(this.nodes.pathOf(parent), name);
+    this.dropAttrAt(p);
     if (dir) this.tree.rmdir(p);
     else {
       this.pin(p);
@@ -298,9 +388,17 @@ class Libfuse3Session {
     const from = childPath(this.nodes.pathOf(parent), name);
     const to = childPath(this.nodes.pathOf(newParent), newName);
     this.pin(to);
+    this.dropAttrAt(from);
+    this.dropAttrAt(to);
     this.tree.rename(from, to, flags);
     this.nodes.renamed(from, to);
     this.b.replyErr(req, 0);
+  }
+
+  /** Unlink and rename change a file's links and ctime. */
+  private dropAttrAt(p: string): void {
+    const n = this.nodes.at(p);
+    if (n) this.dropAttr(n.id);
   }
 
   // ------------------------------------------------------------------ files
@@ -333,6 +431,7 @@ class Libfuse3Session {
 
   private open(req: Native, ino: number, flags: number): void {
     const n = this.nodes.node(ino);
+    this.dropAttr(ino);
     const fh = this.addHandle(this.tree.open(this.nodes.pathOf(ino), this.treeFlags(flags)), n, flags);
     this.b.replyOpen(req, fh, OpenReply.KEEP_CACHE);
   }
@@ -348,6 +447,7 @@ class Libfuse3Session {
 
   private read(req: Native, ino: number, fh: number, size: number, offset: number): void {
     if (size > this.maxRead) this.maxRead = size;
+    this.dropAttr(ino); // reading may move the file's atime
     if (this.readBuf.length < size) this.readBuf = Buffer.allocUnsafe(Math.max(size, 131072));
     // The reply is written to the kernel before replyBuf returns: one buffer serves every read.
     const n = this.tree.read((fh ? this.handle(fh) : this.readHandle(ino)).treeFh, this.readBuf, size, offset);
@@ -468,7 +568,10 @@ class Libfuse3Session {
   }
 
   private forget(ino: number, count: number): void {
-    if (this.nodes.node(ino).lookups - count <= 0 && !this.lazy.get(ino)?.pinned) this.releaseLazy(ino);
+    if (this.nodes.node(ino).lookups - count <= 0) {
+      this.dropAttr(ino);
+      if (!this.lazy.get(ino)?.pinned) this.releaseLazy(ino);
+    }
     this.nodes.forget(ino, count);
   }
 
@@ -490,6 +593,7 @@ class Libfuse3Session {
     for (const p of paths) {
       const n = this.nodes.at(p);
       if (n) {
+        this.dropAttr(n.id);
         this.b.invalidate(this.session, n.id);
         // With the writeback cache the kernel trusts its own size and mtime of a file it keeps in
         // memory over ours; unless it is open for writing here, the path gets a new node id, so the
@@ -516,7 +620,10 @@ class Libfuse3Session {
   }
 
   stats(): AdapterStats {
-    return { ops: { ...this.counts }, maxWrite: this.maxWrite, maxRead: this.maxRead, eio: this.eio, openHandles: this.handles.size };
+    return {
+      ops: { ...this.counts }, maxWrite: this.maxWrite, maxRead: this.maxRead, eio: this.eio, openHandles: this.handles.size,
+      nodes: this.nodes.size,
+    };
   }
 }
 
@@ -546,7 +653,8 @@ export async function mountTree(mountpoint: string, tree: TreeOps, opts: Libfuse
   const s = new Libfuse3Session(b, tree, log, ttl);
   const before = new Set(fuseMountsAt(mp).map((m) => m.device));
   const newMount = () => fuseMountsAt(mp).filter((m) => !before.has(m.device)).pop();
-  const features = (opts.writeback ?? true ? Feature.WRITEBACK : 0) | (opts.debug ? Feature.DEBUG : 0);
+  const features = (opts.writeback ?? true ? Feature.WRITEBACK : 0) | (opts.readdirplus ?? true ? Feature.READDIRPLUS : 0)
+    | (opts.debug ? Feature.DEBUG : 0);
   try {
     await new Promise<void>((resolve, reject) => {
       const timeoutMs = opts.initTimeoutMs ?? 15_000;

@@ -12,11 +12,11 @@ import { packageRoot } from '../package-root.js';
 export const Op = {
   INIT: 0, EXIT: 1, LOOKUP: 2, FORGET: 3, GETATTR: 4, SETATTR: 5, READLINK: 6, MKDIR: 7,
   UNLINK: 8, RMDIR: 9, SYMLINK: 10, RENAME: 11, OPEN: 12, READ: 13, WRITE: 14, RELEASE: 15, FSYNC: 16,
-  READDIR: 17, STATFS: 18, CREATE: 19,
+  READDIR: 17, STATFS: 18, CREATE: 19, READDIRPLUS: 20,
 } as const;
 
 /** Session features (bit flags of `mount`). */
-export const Feature = { WRITEBACK: 1, DEBUG: 8 } as const;
+export const Feature = { WRITEBACK: 1, READDIRPLUS: 2, DEBUG: 8 } as const;
 
 /** Flags of an open file's reply (replyOpen, replyCreate). */
 export const OpenReply = { KEEP_CACHE: 1, DIRECT_IO: 2, NOFLUSH: 4 } as const;
@@ -43,6 +43,9 @@ export interface Binding {
   close(session: Native): void;
   /** Drops the kernel's cache of a node (no name) or of the name `name` in directory `ino`. Never blocks. */
   invalidate(session: Native, ino: number, name?: string): void;
+  /** GETATTR of `ino` is answered in C with these attributes until dropAttr. */
+  cacheAttr(session: Native, ino: number, ...rest: [...AttrArgs, number]): void;
+  dropAttr(session: Native, ino: number): void;
   replyErr(req: Native, errno: number): void;
   replyEntry(req: Native, nodeid: number, ...rest: [...AttrArgs, number, number]): void;
   replyCreate(req: Native, nodeid: number, ...rest: [...AttrArgs, number, number, number, number]): void;
@@ -54,6 +57,13 @@ export interface Binding {
   replyStatfs(req: Native, bsize: number, frsize: number, blocks: number, bfree: number, bavail: number,
     files: number, ffree: number, favail: number, namemax: number): void;
   replyDir(req: Native, names: string[], types: number[], size: number, offset: number): void;
+  /**
+   * READDIRPLUS's entries from index `offset` on: a node id per name (0: none, only the name is
+   * listed) and 9 attribute numbers per name in `attrs` (AttrArgs; with id 0 only the mode's type).
+   * Returns how many entries were sent: the kernel holds a lookup of each sent with an id.
+   */
+  replyDirPlus(req: Native, names: string[], ids: number[], attrs: Float64Array, size: number, offset: number,
+    timeout: number): number;
 }
 
 export function loadBinding(): Binding {

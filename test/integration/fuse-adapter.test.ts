@@ -258,6 +258,56 @@ describe(`the ${FUSE} adapter over a passthrough tree, served by a child process
     expect(after - before).toBeLessThan(10); // 100 lookups without the caches
   });
 
+  it('libfuse 3: a listing brings every entry with its attributes (READDIRPLUS), each a lookup the kernel gives back', async () => {
+    if (FUSE === 'libfuse2') return; // the high-level API of libfuse 2 has no READDIRPLUS
+    fs.mkdirSync(path.join(src, 'many'));
+    const name = (i: number) => `f${String(i).padStart(3, '0')}-${'x'.repeat(40)}`;
+    for (let i = 0; i < 300; i++) fs.writeFileSync(path.join(src, 'many', name(i)), 'y'.repeat(i));
+    const before = await server!.stats();
+    // Sizes as the listing's attributes gave them: no LOOKUP or GETATTR per entry.
+    const sizes = sh('ls -l many', mnt).split('\n').slice(1, -1).map((l) => Number(l.split(/ +/)[4]));
+    expect(sizes).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    const after = await server!.stats();
+    expect(after.ops.readdirplus! - (before.ops.readdirplus ?? 0)).toBeGreaterThan(1); // paged: ~20 entries a request
+    expect((after.ops.lookup ?? 0) - (before.ops.lookup ?? 0)).toBeLessThan(5);
+    expect((after.ops.getattr ?? 0) - (before.ops.getattr ?? 0)).toBeLessThan(5);
+    expect(after.nodes! - before.nodes!).toBeGreaterThanOrEqual(300);
+    if (process.getuid?.() !== 0) return; // only root can make the kernel evict its inodes
+    // The kernel evicts them all and gives every lookup back: none counted twice (a leak) is left.
+    sh('sync; echo 2 > /proc/sys/vm/drop_caches', root);
+    let nodes = after.nodes!;
+    for (const end = Date.now() + 5000; nodes > before.nodes! && Date.now() < end; await new Promise((r) => setTimeout(r, 50))) {
+      nodes = (await server!.stats()).nodes!;
+    }
+    expect(nodes).toBeLessThanOrEqual(before.nodes!);
+    expect(sh(`cat many/${name(7)}`, mnt)).toBe('yyyyyyy');
+    fs.rmSync(path.join(src, 'many'), { recursive: true });
+  });
+
+  it('libfuse 3: the GETATTR after an open is answered in C, and never stale after a change through the mount', async () => {
+    if (FUSE === 'libfuse2') return; // fuse-native answers every GETATTR in JavaScript
+    const js = "const fs=require('fs');const s=fs.fstatSync(fs.openSync('attr.txt','r'));"
+      + "console.log(s.size,(s.mode&0o777).toString(8),Math.round(s.mtimeMs/1000))";
+    // cat reads to the end of the file: the kernel then asks for its attributes again at the next fstat.
+    const fstat = () => sh(`cat attr.txt >/dev/null; node -e "${js}"`, mnt).trim();
+    sh('printf abc > attr.txt', mnt);
+    expect(fstat().split(' ')[0]).toBe('3');
+    const before = (await server!.stats()).ops.getattr ?? 0;
+    sh('for i in $(seq 20); do cat attr.txt; done >/dev/null', mnt); // each cat: open, fstat, read
+    expect(((await server!.stats()).ops.getattr ?? 0) - before).toBeLessThan(5);
+    sh('printf defg >> attr.txt', mnt);
+    expect(fstat().split(' ')[0]).toBe('7');
+    sh('chmod 600 attr.txt', mnt);
+    expect(fstat().split(' ')[1]).toBe('600');
+    sh('touch -d @1000000000 attr.txt', mnt);
+    expect(fstat().split(' ')[2]).toBe('1000000000');
+    sh('truncate -s 2 attr.txt', mnt);
+    expect(fstat().split(' ').slice(0, 2)).toEqual(['2', '600']);
+    sh('mv attr.txt attr2.txt && printf xyzxyz > attr.txt', mnt);
+    expect(fstat().split(' ')[0]).toBe('6');
+    sh('rm attr.txt attr2.txt', mnt);
+  });
+
   it('keeps a file’s page cache across opens, and drops it when the file changed under the kernel', async () => {
     fs.writeFileSync(path.join(src, 'cached.txt'), 'version-1\n');
     expect(sh('cat cached.txt', mnt)).toBe('version-1\n');
