@@ -80,6 +80,25 @@ describe('export and import', () => {
     expect(inos.every((i) => i >= 0x80000000)).toBe(true);
   });
 
+  it('carries undo: the receiver\'s tree, and a redo there, equal the sender\'s', async () => {
+    const { a, b } = await pair();
+    buildLineage(a);
+    writeFile(a.tree('kid'), 'undone.txt', 'soon undone\n');
+    a.undo('kid');
+    // The receiver's log has events of its own, so the imported ones get other numbers.
+    b.createAgent('other', null);
+    for (let i = 0; i < 5; i++) writeFile(b.tree('other'), `o${i}.txt`, `${i}\n`);
+    const out = bundlePath();
+    await exportAgent(a, 'kid', out, new Set());
+    await importBundle(b, out, {});
+    expect(snapshot(b.tree('kid').tree, b)).toEqual(snapshot(a.tree('kid').tree, a));
+    // The undo's event numbers were renumbered: a second undo (a redo) brings the same file back on both sides.
+    a.undo('kid');
+    b.undo('kid');
+    expect(readFile(b.tree('kid'), 'undone.txt')).toBe('soon undone\n');
+    expect(snapshot(b.tree('kid').tree, b)).toEqual(snapshot(a.tree('kid').tree, a));
+  });
+
   it('with the receiver\'s have-manifest only the missing blobs travel', async () => {
     const { a, b } = await pair();
     buildLineage(a);
