@@ -4,15 +4,12 @@ import type { LayerOp } from '../events/types.js';
 import type { Entry } from '../overlay/entry.js';
 import { opSetting } from '../overlay/layer-ops.js';
 import type { Overlay } from '../overlay/overlay.js';
+import { depth } from '../overlay/paths.js';
 import { OverlayError } from '../overlay/registry.js';
 import { sameNode } from '../overlay/tree-diff.js';
 import { kindOf, TreeView } from '../overlay/view.js';
 import type { LandItem, LandPlan } from './plan.js';
 import { settleLanded } from './settle.js';
-
-function depth(p: string): number {
-  return p.split('/').length;
-}
 
 /**
  * Lands a planned landing into the parent agent as a commit there (its

@@ -1,6 +1,6 @@
 import type { Cascade, CascadeReport } from '../cascade/cascade.js';
-import type { Entry } from '../overlay/entry.js';
 import type { LayerChange } from '../overlay/layer.js';
+import { sameEntry } from '../overlay/layer-ops.js';
 import type { Overlay } from '../overlay/overlay.js';
 
 /**
@@ -39,6 +39,3 @@ export function settleLanded(ov: Overlay, cascade: Cascade, agent: string, paths
   return cascade.fromCommit(agent);
 }
 
-function sameEntry(a: Entry, b: Entry | undefined): boolean {
-  return b !== undefined && JSON.stringify(a) === JSON.stringify(b);
-}

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Cascade } from '../cascade/cascade.js';
 import type { Overlay } from '../overlay/overlay.js';
 import { OverlayError } from '../overlay/registry.js';
-import { parentOf } from '../overlay/paths.js';
+import { depth, parentOf } from '../overlay/paths.js';
 import type { LandPlan } from './plan.js';
 import { settleLanded } from './settle.js';
 
@@ -38,10 +38,6 @@ export interface WorkspaceLanding {
   written: number;
   deleted: number;
   recovered?: boolean;
-}
-
-function depth(p: string): number {
-  return p.split('/').length;
 }
 
 /** The plan as steps on disk, with the temporary files written (phase `prepare`). */
@@ -100,7 +96,8 @@ async function prepare(ov: Overlay, plan: LandPlan, onProgress?: (done: number, 
 
 function saveJournal(ov: Overlay, j: Journal): void {
   ov.store.txn(() => ov.store.dbs.meta.putSync(JOURNAL_KEY, j));
-  // The commit point must survive more than the daemon: everything before it is on disk too.
+  // The commit point reaches the disk; the temporary files are only in the page cache (a killed
+  // daemon loses nothing; a power cut before write-back could: see ARCHITECTURE, landing).
   if (j.phase === 'commit') ov.store.syncToDisk();
 }
 

@@ -33,7 +33,8 @@ export function opsBetween(current: Layer, target: Layer): LayerOp[] {
   return ops;
 }
 
-function sameEntry(a: Entry | undefined, b: Entry | undefined): boolean {
+/** The same entry, field for field. */
+export function sameEntry(a: Entry | undefined, b: Entry | undefined): boolean {
   if (a === b) return true;
   if (!a || !b) return false;
   return JSON.stringify(a) === JSON.stringify(b);

@@ -15,7 +15,6 @@ import { SettingsStore } from './settings.js';
 import { TreeView } from './view.js';
 import { Workspace } from './workspace.js';
 
-/** How a conflict is resolved: a file (with the chosen side's mode, if known), a symlink, or nothing. */
 /** What a conflict is resolved to: a file, a symlink, nothing, or 'below' — the agent's own entries dropped, so its base shows. */
 export type Resolution = { content: Buffer; mode?: number } | { target: string } | 'deleted' | 'below';
 

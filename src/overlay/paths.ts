@@ -32,6 +32,11 @@ export function join(dir: string, name: string): string {
 }
 
 /** Is `p` equal to `dir` or inside it? */
+/** How many names deep a path is ('' counts as one): deeper paths first when removing. */
+export function depth(p: string): number {
+  return p.split('/').length;
+}
+
 export function isWithin(p: string, dir: string): boolean {
   return dir === '' || p === dir || p.startsWith(`${dir}/`);
 }
