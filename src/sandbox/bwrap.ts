@@ -68,12 +68,16 @@ export function refuseRw(p: string, plan: Pick<SandboxPlan, 'workspace' | 'state
   return undefined;
 }
 
-/** The paths to cover with an empty tmpfs: those not already out of sight (under /tmp, the workspace or another cover). */
-export function coverPaths(plan: Pick<SandboxPlan, 'workspace' | 'stateDir' | 'hide'>): string[] {
-  const shadowed = ['/tmp', plan.workspace];
+/**
+ * The paths to cover with an empty tmpfs: those not already out of sight
+ * (under the workspace, another cover, or the fresh /tmp — unless a `--rw`
+ * path brings that part of the host's /tmp back).
+ */
+export function coverPaths(plan: Pick<SandboxPlan, 'workspace' | 'stateDir' | 'hide' | 'rw'>): string[] {
   const out: string[] = [];
+  const shadowed = (p: string) => within(p, plan.workspace) || (within(p, '/tmp') && !plan.rw.some((r) => within(p, r)));
   for (const p of [plan.stateDir, ...plan.hide].map((x) => path.resolve(x)).sort((a, b) => a.length - b.length)) {
-    if (shadowed.some((s) => within(p, s)) || out.some((o) => within(p, o))) continue;
+    if (shadowed(p) || out.some((o) => within(p, o))) continue;
     out.push(p);
   }
   return out;

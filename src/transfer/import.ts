@@ -4,6 +4,7 @@ import type { ConflictRecord, CowEvent, EventBody } from '../events/types.js';
 import type { Entry } from '../overlay/entry.js';
 import { fromRecorded, Layer } from '../overlay/layer.js';
 import type { Overlay } from '../overlay/overlay.js';
+import { eventBlobs } from '../overlay/references.js';
 import { OverlayError } from '../overlay/registry.js';
 import { blobSize, INLINE_MAX, type BlobId } from '../store/blobs.js';
 import { createHash64, hash64 } from '../store/hash.js';
@@ -53,7 +54,10 @@ export async function importBundle(ov: Overlay, file: string, opts: ImportOption
   try {
     const { manifest, staged, bytes } = await readBundle(file, staging, progress);
     const warnings: string[] = [];
-    const missing = manifest.blobs.filter((id) => !staged.has(id) && !ov.blobs.has(id));
+    // What the events name, not only what the manifest lists: a bundle that forgets a blob imports nothing.
+    const named = new Set(manifest.blobs);
+    for (const a of manifest.lineage) for (const ev of a.events) eventBlobs(ev, named);
+    const missing = [...named].filter((id) => !staged.has(id) && !ov.blobs.has(id));
     if (missing.length > 0) {
       throw new BundleError(`the bundle leaves out ${missing.length} blobs this store does not hold (was --have given a manifest of another store?), e.g. ${missing[0]}`);
     }

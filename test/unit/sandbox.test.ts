@@ -92,6 +92,14 @@ describe('the bubblewrap command line', () => {
       .toEqual(['/srv/state', '/srv/views']);
   });
 
+  it('covers what lies under /tmp when a --rw path brings that part of the host /tmp back', () => {
+    const under = { stateDir: '/tmp/x/state', hide: ['/tmp/x/mnt/b', '/tmp/y/c'] };
+    expect(coverPaths(plan(under))).toEqual([]);
+    expect(coverPaths(plan({ ...under, rw: ['/tmp/x'] }))).toEqual(['/tmp/x/state', '/tmp/x/mnt/b']);
+    const ops = bwrapOps(sandboxCommand(plan({ ...under, rw: ['/tmp/x'] }), {}).args).join(' ');
+    expect(ops.indexOf('--tmpfs /tmp/x/state')).toBeGreaterThan(ops.indexOf('--bind /tmp/x /tmp/x'));
+  });
+
   it('refuses --rw paths that would open the real workspace, the state directory or a mount', () => {
     const p = plan({ stateDir: '/srv/state' });
     expect(refuseRw('/home/u/proj/node_modules', p)).toMatch(/inside the workspace/);
