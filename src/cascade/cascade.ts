@@ -66,9 +66,8 @@ export class Cascade {
     const a = this.overlay.agent(agent);
     for (const [path, c] of Object.entries(a.conflicts ?? {})) {
       const e = this.overlay.tree(agent).layer.get(path);
-      const content = e?.kind === 'file' ? this.overlay.blobs.get(e.hash) : null;
       const dealtWith = c.kind === 'content' || c.left === undefined
-        ? !content || !hasMarkers(content)
+        ? e?.kind !== 'file' || !hasMarkers(this.overlay.blobs.get(e.hash))
         : entryFingerprint(e) !== c.left;
       if (dealtWith) this.overlay.markResolved(agent, path, 'commit');
     }
