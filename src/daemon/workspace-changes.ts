@@ -1,10 +1,7 @@
 import fs from 'node:fs';
 import type { Logger } from 'pino';
+import { join } from '../overlay/paths.js';
 import type { Workspace } from '../overlay/workspace.js';
-
-function childOf(dir: string, name: string): string {
-  return dir === '' ? name : `${dir}/${name}`;
-}
 
 /**
  * Every change on disk in the workspace, as paths relative to its root, for
@@ -54,8 +51,11 @@ export class WorkspaceChanges {
       const w = fs.watch(abs, { persistent: false }, (_event, name) => this.changed(rel, name === null ? null : String(name)));
       w.on('error', () => this.unwatch(rel));
       this.watchers.set(rel, w);
-    } catch {
-      return; // gone already, or not readable
+    } catch (err) {
+      // Gone already or not readable is expected; anything else (ENOSPC: out of inotify watches) leaves it stale.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR' && code !== 'EACCES') this.log.warn({ dir: rel, code }, 'cannot watch a workspace directory: changes there reach the mounts only when their caches expire');
+      return;
     }
     let entries: fs.Dirent[];
     try {
@@ -63,7 +63,7 @@ export class WorkspaceChanges {
     } catch {
       return;
     }
-    for (const e of entries) if (e.isDirectory()) await this.watchTree(childOf(rel, e.name));
+    for (const e of entries) if (e.isDirectory()) await this.watchTree(join(rel, e.name));
   }
 
   private unwatch(rel: string): void {
@@ -78,7 +78,7 @@ export class WorkspaceChanges {
 
   private changed(dir: string, name: string | null): void {
     // No name: the kernel's queue overflowed or the directory itself changed.
-    const rel = name === null ? dir : childOf(dir, name);
+    const rel = name === null ? dir : join(dir, name);
     if (this.hidden(rel)) return;
     for (const fn of this.listeners) fn([rel]);
     if (name === null) return;

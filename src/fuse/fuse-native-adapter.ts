@@ -61,7 +61,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import {
   FsError, O_CREAT, O_RDWR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
-  type Attr, type Errno, type TreeOps,
+  type Attr, type TreeOps,
 } from '../overlay/contract.js';
 import {
   defaultLogger, ERRNO, escapeOption, isFsError, unmountKernel,

@@ -40,7 +40,8 @@ import {
 } from './adapter-common.js';
 import { Feature, loadBinding, Op, OpenReply, type Binding, type Native } from './libfuse3-binding.js';
 import { fuseMountsAt, lazyUnmount } from './mount-table.js';
-import { childPath, NodeTable, type FuseNode } from './node-table.js';
+import { NodeTable, type FuseNode } from './node-table.js';
+import { join } from '../overlay/paths.js';
 
 export interface Libfuse3Options extends MountOptions {
   /** Seconds the kernel may trust names, attributes and "no such name" answers (default a day: changes are invalidated). */
@@ -53,8 +54,8 @@ export interface Libfuse3Options extends MountOptions {
   maxWrite?: number;
 }
 
-const ENOSYS = 38;
-const EIO = 5;
+const ENOSYS = -ERRNO.ENOSYS;
+const EIO = -ERRNO.EIO;
 /** FUSE_SET_ATTR_* bits of setattr's to_set. */
 const SET = { MODE: 1, UID: 2, GID: 4, SIZE: 8, ATIME: 16, MTIME: 32, ATIME_NOW: 128, MTIME_NOW: 256 } as const;
 /** A read handle the adapter opened itself (for opens answered in C) is released after this long unused… */
@@ -210,7 +211,7 @@ class Libfuse3Session {
   // -------------------------------------------------------------- metadata
 
   private lookup(req: Native, parent: number, name: string): void {
-    const p = childPath(this.nodes.pathOf(parent), name);
+    const p = join(this.nodes.pathOf(parent), name);
     let a: Attr;
     try {
       a = this.tree.getattr(p);
@@ -324,14 +325,14 @@ class Libfuse3Session {
       used += direntPlusBytes(name);
       if (used > size) break;
       names.push(name);
-      const p = childPath(dir, name);
+      const p = join(dir, name);
       // A name the kernel knows already is only listed: its LOOKUP's attributes stand until invalidated.
       found.push(i < 2 || this.nodes.at(p) ? undefined : this.entryAttr(p));
     }
     // Nodes only once nothing can throw any more: each one counts a lookup.
     const ids = names.map((name, k) => {
       const a = found[k];
-      return a ? this.nodes.lookup(childPath(dir, name), (a.mode & S_IFMT) === S_IFDIR).id : 0;
+      return a ? this.nodes.lookup(join(dir, name), (a.mode & S_IFMT) === S_IFDIR).id : 0;
     });
     const attrs = new Float64Array(names.length * 9);
     found.forEach((a, k) => {
@@ -361,19 +362,19 @@ class Libfuse3Session {
   // ------------------------------------------------------------- namespace
 
   private mkdir(req: Native, parent: number, name: string, mode: number, uid: number, gid: number): void {
-    const p = childPath(this.nodes.pathOf(parent), name);
+    const p = join(this.nodes.pathOf(parent), name);
     this.tree.mkdir(p, mode & 0o7777, uid, gid);
     this.replyEntry(req, p, this.tree.getattr(p));
   }
 
   private symlink(req: Native, parent: number, name: string, target: string, uid: number, gid: number): void {
-    const p = childPath(this.nodes.pathOf(parent), name);
+    const p = join(this.nodes.pathOf(parent), name);
     this.tree.symlink(target, p, uid, gid);
     this.replyEntry(req, p, this.tree.getattr(p));
   }
 
   private remove(req: Native, parent: number, name: string, dir: boolean): void {
-    const p = childPath(this.nodes.pathOf(parent), name);
+    const p = join(this.nodes.pathOf(parent), name);
     this.dropAttrAt(p);
     if (dir) this.tree.rmdir(p);
     else {
@@ -385,8 +386,8 @@ class Libfuse3Session {
   }
 
   private rename(req: Native, parent: number, name: string, newParent: number, newName: string, flags: number): void {
-    const from = childPath(this.nodes.pathOf(parent), name);
-    const to = childPath(this.nodes.pathOf(newParent), newName);
+    const from = join(this.nodes.pathOf(parent), name);
+    const to = join(this.nodes.pathOf(newParent), newName);
     this.pin(to);
     this.dropAttrAt(from);
     this.dropAttrAt(to);
@@ -437,7 +438,7 @@ class Libfuse3Session {
   }
 
   private create(req: Native, parent: number, name: string, mode: number, uid: number, gid: number, flags: number): void {
-    const p = childPath(this.nodes.pathOf(parent), name);
+    const p = join(this.nodes.pathOf(parent), name);
     const treeFh = this.tree.create(p, mode & 0o7777, this.treeFlags(flags), uid, gid);
     const a = this.tree.fgetattr(treeFh);
     const n = this.nodes.lookup(p, false);

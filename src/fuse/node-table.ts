@@ -7,6 +7,7 @@
  * detaches it (its open files still work by handle).
  */
 import { FsError } from '../overlay/contract.js';
+import { isWithin, reroot } from '../overlay/paths.js';
 
 export const ROOT_ID = 1;
 
@@ -18,10 +19,6 @@ export interface FuseNode {
   isDir: boolean;
   /** The adapter's handles open on it (used to stat a detached file). */
   open: Set<number>;
-}
-
-export function childPath(dir: string, name: string): string {
-  return dir === '' ? name : `${dir}/${name}`;
 }
 
 export class NodeTable {
@@ -114,12 +111,13 @@ export class NodeTable {
     moving.path = to;
     this.byPath.set(to, moving);
     if (!moving.isDir) return;
-    const prefix = `${from}/`;
-    const below = [...this.byPath].filter(([q]) => q.startsWith(prefix));
+    // A copy: the loop below inserts into the map it would iterate.
+    const below = [...this.byPath].filter(([q]) => q !== to && isWithin(q, from));
     for (const [q] of below) this.byPath.delete(q);
     for (const [q, n] of below) {
-      n.path = to + q.slice(from.length);
-      this.byPath.set(n.path, n);
+      const moved = reroot(q, from, to);
+      n.path = moved;
+      this.byPath.set(moved, n);
     }
   }
 
@@ -129,9 +127,9 @@ export class NodeTable {
     this.byPath.delete(p);
     n.path = null;
     if (!n.isDir) return;
-    const prefix = `${p}/`;
-    for (const [q, m] of [...this.byPath]) {
-      if (q.startsWith(prefix)) {
+    // Deleting while iterating a Map is safe: no copy of a table that can hold every node.
+    for (const [q, m] of this.byPath) {
+      if (isWithin(q, p)) {
         this.byPath.delete(q);
         m.path = null;
       }
