@@ -140,6 +140,10 @@ export async function landIntoWorkspace(
   let j: Journal;
   try {
     j = await prepare(ov, plan, onProgress);
+    // prepare yields to the mounts: a commit of the agent meanwhile would be settled away unlanded.
+    if (ov.agent(j.agent).head !== j.commit) {
+      throw new OverlayError(`${j.agent} committed while its landing was being prepared; nothing was written: run cowfs land ${j.agent} again`);
+    }
   } catch (err) {
     // Nothing is in place yet: forget the temporary files, so the next landing can start.
     rollBack(ov);

@@ -89,6 +89,27 @@ describe('land into the workspace (core)', () => {
     expect(diskListing(ws)).toEqual(before);
   });
 
+  it('refuses, writing nothing, when the agent commits while the landing is prepared', async () => {
+    const { ov, ws, cascade } = await setup();
+    ov.createAgent('a', null);
+    for (let i = 0; i < 150; i++) writeFile(ov.tree('a'), `f${i}.txt`, `${i}\n`);
+    ov.commit('a', 'many');
+    const before = diskListing(ws);
+    const err = await land(ov, cascade, 'a', {
+      onProgress: () => {
+        writeFile(ov.tree('a'), 'late.txt', 'committed meanwhile\n');
+        ov.commit('a', 'meanwhile');
+      },
+    }).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/committed while its landing was being prepared; nothing was written/);
+    expect(diskListing(ws)).toEqual(before);
+    expect(readFile(ov.tree('a'), 'late.txt')).toBe('committed meanwhile\n');
+    expect(snapshot(ov.commitView(ov.agent('a').head), ov)['late.txt']).toContain('committed meanwhile');
+    // The next landing takes both commits.
+    await land(ov, cascade, 'a', {});
+    expect(fs.readFileSync(path.join(ws, 'late.txt'), 'utf8')).toBe('committed meanwhile\n');
+  });
+
   it('nothing committed: nothing landed, nothing recorded', async () => {
     const { ov, cascade } = await setup();
     ov.createAgent('a', null);
