@@ -26,7 +26,7 @@ export class MountManager {
    */
   private watchChanges(agent: string, listener: (paths: readonly string[]) => void): () => void {
     const offLog = this.overlay.log.subscribe((ev) => {
-      if (ev.agent !== agent) return;
+      if (ev.agent !== agent || this.overlay.tree(agent).ingesting) return;
       const paths = changedPaths(ev, this.overlay);
       if (paths.length > 0) listener(paths);
     });

@@ -91,6 +91,8 @@ export class ApiServer {
           if (!handler) throw new ApiError('bad_request', `unknown method ${req.method}`);
           // No `id` on a progress message: a client that does not know them takes none for the answer.
           const progress = (info: unknown) => ws.send(JSON.stringify({ progressOf: req.id, progress: info }));
+          // Every answer sees what was written before it was asked, closed or not (Overlay.settleAll).
+          this.ctx.overlay.settleAll();
           const result = await handler(this.ctx, params, progress, caller);
           res = { id: req.id, result: scopeResult(scope, req.method, result, (ev) => reachesAgent(this.ctx, ev, scope!)) };
         }

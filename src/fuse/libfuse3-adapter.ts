@@ -16,11 +16,13 @@
  *   kernel each new entry's node and attributes with the listing.
  * - GETATTR of a file is answered in C from the attributes we last gave
  *   (remember), dropped before anything that may change them is answered.
- * - A read-only OPEN (and its RELEASE) is answered in C with handle 0 and
- *   the page cache kept; we only count its readers, and read by node id
- *   through a read handle of our own (readHandle). Opens for writing come
- *   here: the tree's open files (scratch copy-up, a put event at release)
- *   need handles.
+ * - OPEN is answered ENOSYS in C, so the kernel never sends OPEN, and no
+ *   RELEASE for any file from then on (not even for those CREATE made):
+ *   every file is opened with handle 0 and its page cache kept. READ,
+ *   WRITE, SETATTR and FSYNC work through one tree handle of our own per
+ *   node (nodeHandle; CREATE's is the node's from the start), released once
+ *   idle (a written file's put event comes then, as at a close), at FORGET
+ *   or at unmount. The kernel's handles are ignored.
  * - FLUSH, xattrs, link, mknod and access are left unimplemented, so
  *   libfuse answers ENOSYS in C and the kernel stops sending them
  *   (default_permissions: the kernel checks modes itself).
@@ -31,7 +33,7 @@
  */
 import path from 'node:path';
 import {
-  FsError, O_ACCMODE, O_APPEND, S_IFDIR, S_IFMT, S_IFREG,
+  FsError, O_ACCMODE, O_APPEND, O_RDWR, S_IFDIR, S_IFMT, S_IFREG,
   type Attr, type DirEntryInfo, type TreeOps,
 } from '../overlay/contract.js';
 import {
@@ -58,10 +60,13 @@ const ENOSYS = -ERRNO.ENOSYS;
 const EIO = -ERRNO.EIO;
 /** FUSE_SET_ATTR_* bits of setattr's to_set. */
 const SET = { MODE: 1, UID: 2, GID: 4, SIZE: 8, ATIME: 16, MTIME: 32, ATIME_NOW: 128, MTIME_NOW: 256 } as const;
-/** A read handle the adapter opened itself (for opens answered in C) is released after this long unused… */
-const LAZY_IDLE_MS = 1000;
+/**
+ * A node's own tree handle (files opened without OPEN) is released after this long unused: a
+ * written file's put event comes then, as at a close (the kernel tells nothing of closes)…
+ */
+const NODE_IDLE_MS = 500;
 /** …or when this many are open (each may hold a descriptor; the limit is 20,000). */
-const LAZY_MAX = 4096;
+const NODE_HANDLES_MAX = 4096;
 /** Directory listings kept between the READDIR calls that page through one (by node id). */
 const LISTINGS_KEPT = 64;
 const DAY = 86_400;
@@ -89,14 +94,15 @@ export function libfuse3Binding(): Binding {
 interface OpenHandle {
   treeFh: number;
   node: number;
+  /** Opened for writing (CREATE), or written through (a node's own handle): its attributes are ours, not C's. */
   writable: boolean;
 }
 
-/** A read handle the adapter opened for a node, for readers whose open native/ answered itself. */
-interface LazyHandle {
+/** The tree handle that serves a node's requests with handle 0 (every file is opened without OPEN). */
+interface NodeHandle {
   fh: number;
   used: number;
-  /** Keeps a file unlinked while readers hold it readable until the last of them is gone. */
+  /** Kept until FORGET: the node's name is gone (unlink, replaced) while the kernel may still hold it open. */
   pinned: boolean;
 }
 
@@ -118,10 +124,8 @@ class Libfuse3Session {
   onExit: (() => void) | null = null;
   exited = false;
 
-  /** Node id → its read handle (for opens answered in C). */
-  private readonly lazy = new Map<number, LazyHandle>();
-  /** Node id → how many read-only opens answered in C are not released yet. */
-  private readonly readers = new Map<number, number>();
+  /** Node id → its own tree handle. */
+  private readonly byNode = new Map<number, NodeHandle>();
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly b: Binding, private readonly tree: TreeOps, private readonly log: AdapterLogger,
@@ -138,19 +142,18 @@ class Libfuse3Session {
         case Op.EXIT: return this.exit();
         case Op.FORGET: return this.forget(ino, n0);
         case Op.LOOKUP: return this.lookup(req!, ino, name1!);
-        case Op.GETATTR: return this.getattr(req!, ino, n0);
-        case Op.SETATTR: return this.setattr(req!, ino, n0, n1, n2, n3, n4, n5, n6, n7);
+        case Op.GETATTR: return this.getattr(req!, ino);
+        case Op.SETATTR: return this.setattr(req!, ino, n1, n2, n3, n4, n5, n6, n7);
         case Op.READLINK: return this.b.replyReadlink(req!, this.tree.readlink(this.nodes.pathOf(ino)));
         case Op.MKDIR: return this.mkdir(req!, ino, name1!, n0, n1, n2);
         case Op.UNLINK: return this.remove(req!, ino, name1!, false);
         case Op.RMDIR: return this.remove(req!, ino, name1!, true);
         case Op.SYMLINK: return this.symlink(req!, ino, name1!, name2!, n1, n2);
         case Op.RENAME: return this.rename(req!, ino, name1!, n0, name2!, n1);
-        case Op.OPEN: return req ? this.open(req, ino, n0) : this.readerOpened(ino);
-        case Op.READ: return this.read(req!, ino, n0, n1, n2);
-        case Op.WRITE: return this.write(req!, n0, data!, n2);
-        case Op.RELEASE: return req ? this.release(req, n0) : this.readerClosed(ino);
-        case Op.FSYNC: return this.fsync(req!, n0);
+        case Op.READ: return this.read(req!, ino, n1, n2);
+        case Op.WRITE: return this.write(req!, ino, data!, n2);
+        case Op.RELEASE: return this.release(req!, ino, n0);
+        case Op.FSYNC: return this.fsync(req!, ino);
         case Op.READDIR: return this.readdir(req!, ino, n1, n2);
         case Op.READDIRPLUS: return this.readdirplus(req!, ino, n1, n2);
         case Op.STATFS: return this.statfs(req!);
@@ -182,6 +185,7 @@ class Libfuse3Session {
 
   private exit(): void {
     this.exited = true;
+    this.releaseNodeHandles(true);
     if (this.session) this.b.close(this.session);
     this.onInit?.(new Error('the session ended before the kernel sent INIT'));
     this.onInit = null;
@@ -200,9 +204,9 @@ class Libfuse3Session {
     this.b.replyEntry(req, n.id, ...this.attrArgs(a), this.ttl, this.ttl);
   }
 
-  /** Attributes of a node: by handle when one is given (or the node was unlinked while open), else by path. */
-  private attrOf(ino: number, fh: number): Attr {
-    const h = fh ? this.handles.get(fh) : undefined;
+  /** Attributes of a node: through its own handle if it has one (or was unlinked while open), else by path. */
+  private attrOf(ino: number): Attr {
+    const h = this.ownHandle(ino);
     if (h) return this.tree.fgetattr(h.treeFh);
     const n = this.nodes.node(ino);
     return n.path !== null ? this.tree.getattr(n.path) : this.tree.fgetattr(this.handleOf(n).treeFh);
@@ -226,8 +230,8 @@ class Libfuse3Session {
     this.replyEntry(req, p, a);
   }
 
-  private getattr(req: Native, ino: number, fh: number): void {
-    const a = this.attrOf(ino, fh);
+  private getattr(req: Native, ino: number): void {
+    const a = this.attrOf(ino);
     this.remember(this.nodes.node(ino), a);
     this.b.replyAttr(req, ...this.attrArgs(a), this.ttl);
   }
@@ -235,11 +239,11 @@ class Libfuse3Session {
   /**
    * The next GETATTRs of a file are answered in C with `a` (once a file was
    * read to its end the kernel asks again at its next fstat), until dropAttr:
-   * whatever may change them drops it first. Not for directories (every name in them changes
-   * them), nor files open for writing here, unlinked, or symlinks.
+   * whatever may change them drops it first (every WRITE and SETATTR too). Not for directories
+   * (every name in them changes them), unlinked files, or symlinks.
    */
   private remember(n: FuseNode, a: Attr): void {
-    if (this.session && (a.mode & S_IFMT) === S_IFREG && n.path !== null && !this.openForWriting(n)) {
+    if (this.session && (a.mode & S_IFMT) === S_IFREG && n.path !== null) {
       this.b.cacheAttr(this.session, n.id, ...this.attrArgs(a), this.ttl);
     }
   }
@@ -248,16 +252,22 @@ class Libfuse3Session {
     if (this.session) this.b.dropAttr(this.session, id);
   }
 
-  private setattr(req: Native, ino: number, fh: number, toSet: number, mode: number, uid: number, gid: number,
+  private setattr(req: Native, ino: number, toSet: number, mode: number, uid: number, gid: number,
     size: number, atimeMs: number, mtimeMs: number): void {
-    const h = fh ? this.handles.get(fh) : undefined;
+    let h = this.ownHandle(ino);
     const n = this.nodes.node(ino);
     const p = n.path;
     this.dropAttr(ino);
     if (toSet & SET.SIZE) {
-      if (h) this.tree.ftruncate(h.treeFh, size);
-      else if (p !== null) this.tree.truncate(p, size);
-      else this.tree.ftruncate(this.handleOf(n).treeFh, size);
+      if (size === 0 && h?.writable && p !== null && !this.byNode.get(ino)!.pinned) {
+        // Truncating to 0 is how a rewrite starts (open with O_TRUNC): what was written before, whose
+        // close the kernel does not tell, gets its put event now, as at a close; a new handle starts.
+        this.releaseNodeHandle(ino);
+      }
+      // Through the node's own handle, like the writes that follow: one put event for the rewrite.
+      h = this.nodeHandle(ino);
+      h.writable = true;
+      this.tree.ftruncate(h.treeFh, size);
     }
     // A file unlinked while open has no path left to change: the writeback cache still flushes its
     // times at close (by handle), which nobody can observe but through the handle; let it pass.
@@ -276,7 +286,7 @@ class Libfuse3Session {
         this.tree.utimens(p, a, m);
       }
     }
-    this.b.replyAttr(req, ...this.attrArgs(this.attrOf(ino, fh)), this.ttl);
+    this.b.replyAttr(req, ...this.attrArgs(this.attrOf(ino)), this.ttl);
   }
 
   /** A handle open on a node: how a file unlinked while open is still reached. */
@@ -332,7 +342,10 @@ class Libfuse3Session {
     // Nodes only once nothing can throw any more: each one counts a lookup.
     const ids = names.map((name, k) => {
       const a = found[k];
-      return a ? this.nodes.lookup(join(dir, name), (a.mode & S_IFMT) === S_IFDIR).id : 0;
+      if (!a) return 0;
+      const n = this.nodes.lookup(join(dir, name), (a.mode & S_IFMT) === S_IFDIR);
+      this.remember(n, a);
+      return n.id;
     });
     const attrs = new Float64Array(names.length * 9);
     found.forEach((a, k) => {
@@ -409,17 +422,17 @@ class Libfuse3Session {
     return false;
   }
 
-  private addHandle(treeFh: number, node: FuseNode, flags: number): number {
+  private addHandle(treeFh: number, node: FuseNode, writable: boolean): number {
     const fh = this.nextFh++;
-    this.handles.set(fh, { treeFh, node: node.id, writable: (flags & O_ACCMODE) !== 0 });
+    this.handles.set(fh, { treeFh, node: node.id, writable });
     node.open.add(fh);
     return fh;
   }
 
-  private handle(fh: number): OpenHandle {
-    const h = this.handles.get(fh);
-    if (!h) throw new FsError('EBADF', `unknown file handle ${fh}`);
-    return h;
+  /** The node's own handle, if it has one now. */
+  private ownHandle(ino: number): OpenHandle | undefined {
+    const own = this.byNode.get(ino);
+    return own && this.handles.get(own.fh);
   }
 
   /**
@@ -430,44 +443,45 @@ class Libfuse3Session {
     return this.writeback ? flags & ~O_APPEND : flags;
   }
 
-  private open(req: Native, ino: number, flags: number): void {
-    const n = this.nodes.node(ino);
-    this.dropAttr(ino);
-    const fh = this.addHandle(this.tree.open(this.nodes.pathOf(ino), this.treeFlags(flags)), n, flags);
-    this.b.replyOpen(req, fh, OpenReply.KEEP_CACHE);
-  }
-
+  /** The new file's tree handle is its node's own handle from the start (its RELEASE may never come). */
   private create(req: Native, parent: number, name: string, mode: number, uid: number, gid: number, flags: number): void {
     const p = join(this.nodes.pathOf(parent), name);
-    const treeFh = this.tree.create(p, mode & 0o7777, this.treeFlags(flags), uid, gid);
+    // Read-write whatever the caller asked: every later request of the node goes through this handle.
+    const treeFh = this.tree.create(p, mode & 0o7777, (this.treeFlags(flags) & ~O_ACCMODE) | O_RDWR, uid, gid);
     const a = this.tree.fgetattr(treeFh);
     const n = this.nodes.lookup(p, false);
-    const fh = this.addHandle(treeFh, n, flags);
+    this.releaseNodeHandle(n.id);
+    const fh = this.addHandle(treeFh, n, true);
+    this.adopt(n.id, fh, false);
     this.b.replyCreate(req, n.id, ...this.attrArgs(a), this.ttl, this.ttl, fh, OpenReply.KEEP_CACHE);
   }
 
-  private read(req: Native, ino: number, fh: number, size: number, offset: number): void {
+  private read(req: Native, ino: number, size: number, offset: number): void {
     if (size > this.maxRead) this.maxRead = size;
-    this.dropAttr(ino); // reading may move the file's atime
     if (this.readBuf.length < size) this.readBuf = Buffer.allocUnsafe(Math.max(size, 131072));
     // The reply is written to the kernel before replyBuf returns: one buffer serves every read.
-    const n = this.tree.read((fh ? this.handle(fh) : this.readHandle(ino)).treeFh, this.readBuf, size, offset);
+    const n = this.tree.read(this.nodeHandle(ino).treeFh, this.readBuf, size, offset);
     this.b.replyBuf(req, this.readBuf, n);
   }
 
-  private write(req: Native, fh: number, data: Buffer, offset: number): void {
+  private write(req: Native, ino: number, data: Buffer, offset: number): void {
     if (data.length > this.maxWrite) this.maxWrite = data.length;
-    this.b.replyWrite(req, this.tree.write(this.handle(fh).treeFh, data, data.length, offset));
+    const h = this.nodeHandle(ino);
+    h.writable = true;
+    this.dropAttr(ino); // before the size and mtime change
+    this.b.replyWrite(req, this.tree.write(h.treeFh, data, data.length, offset));
   }
 
-  private fsync(req: Native, fh: number): void {
-    const h = fh ? this.handles.get(fh) : undefined;
+  private fsync(req: Native, ino: number): void {
+    const h = this.ownHandle(ino);
     if (h) this.tree.fsync(h.treeFh);
     this.b.replyErr(req, 0);
   }
 
-  private release(req: Native, fh: number): void {
-    this.releaseHandle(fh);
+  /** Only for files CREATE made before the kernel learnt that OPEN is not implemented. */
+  private release(req: Native, ino: number, fh: number): void {
+    const own = this.byNode.get(ino);
+    if (own?.fh === fh && !own.pinned) this.releaseNodeHandle(ino);
     this.b.replyErr(req, 0);
   }
 
@@ -479,99 +493,103 @@ class Libfuse3Session {
     this.tree.release(h.treeFh);
   }
 
-  // ------------------------------------------- read-only opens answered in C
+  // ---------------------------------------------------- a node's own handle
 
   /**
-   * The tree handle that serves reads with handle 0 (opens native/ answered
-   * itself): one per node, opened at the first read that misses the page
-   * cache, released after LAZY_IDLE_MS unused, at FORGET, or at unmount.
+   * The tree handle that serves a node's reads and writes with handle 0:
+   * one per node, opened read-write (the tree copies up at the first write
+   * only) at the first request that needs it; released after NODE_IDLE_MS
+   * unused, at FORGET, or at unmount.
    */
-  private readHandle(ino: number): OpenHandle {
-    const l = this.lazy.get(ino);
-    if (l) {
-      l.used = Date.now();
-      return this.handles.get(l.fh)!;
+  private nodeHandle(ino: number): OpenHandle {
+    const own = this.byNode.get(ino);
+    if (own) {
+      own.used = Date.now();
+      return this.handles.get(own.fh)!;
     }
     const n = this.nodes.node(ino);
-    const fh = this.addHandle(this.tree.open(this.nodes.pathOf(ino), 0), n, 0);
-    this.lazy.set(ino, { fh, used: Date.now(), pinned: false });
-    if (this.lazy.size > LAZY_MAX) this.releaseOldest();
-    this.sweeper ??= setInterval(() => this.sweep(), LAZY_IDLE_MS).unref();
+    if (n.path === null) return this.handleOf(n);
+    const fh = this.addHandle(this.tree.open(n.path, O_RDWR), n, false);
+    this.adopt(ino, fh, false);
     return this.handles.get(fh)!;
   }
 
-  private releaseLazy(ino: number): void {
-    const l = this.lazy.get(ino);
-    if (!l) return;
-    this.lazy.delete(ino);
-    this.releaseHandle(l.fh);
+  /** Makes `fh` the node's own handle. */
+  private adopt(ino: number, fh: number, pinned: boolean): void {
+    this.byNode.set(ino, { fh, used: Date.now(), pinned });
+    if (this.byNode.size > NODE_HANDLES_MAX) this.releaseOldest();
+    this.sweeper ??= setInterval(() => this.sweep(), NODE_IDLE_MS).unref();
+  }
+
+  private releaseNodeHandle(ino: number): void {
+    const own = this.byNode.get(ino);
+    if (!own) return;
+    this.byNode.delete(ino);
+    this.releaseHandle(own.fh);
   }
 
   private releaseOldest(): void {
-    for (const [ino, l] of this.lazy) {
-      if (!l.pinned) {
-        this.releaseLazy(ino);
+    for (const [ino, own] of this.byNode) {
+      if (!own.pinned) {
+        this.releaseNodeHandle(ino);
         return;
       }
     }
   }
 
   private sweep(): void {
-    const old = Date.now() - LAZY_IDLE_MS;
+    const old = Date.now() - NODE_IDLE_MS;
     try {
-      for (const [ino, l] of this.lazy) if (!l.pinned && l.used < old) this.releaseLazy(ino);
+      for (const [ino, own] of this.byNode) if (!own.pinned && own.used < old) this.releaseNodeHandle(ino);
     } catch (err) {
       this.errno(err, 'release', 0);
     }
-    if (this.lazy.size === 0) {
+    if (this.byNode.size === 0) {
       clearInterval(this.sweeper);
       this.sweeper = undefined;
     }
   }
 
-  /** Releases every read handle (unmount). */
-  releaseAll(): void {
-    for (const ino of [...this.lazy.keys()]) this.releaseLazy(ino);
-    clearInterval(this.sweeper);
-    this.sweeper = undefined;
-  }
-
-  private readerOpened(ino: number): void {
-    this.readers.set(ino, (this.readers.get(ino) ?? 0) + 1);
-  }
-
-  private readerClosed(ino: number): void {
-    const left = (this.readers.get(ino) ?? 1) - 1;
-    if (left > 0) {
-      this.readers.set(ino, left);
-      return;
+  /**
+   * Releases the nodes' own handles: a written file's put event comes now.
+   * Pinned ones only when the session ends (`all`): after a lazy unmount
+   * the kernel may still read files it holds open.
+   */
+  releaseNodeHandles(all: boolean): void {
+    for (const [ino, own] of [...this.byNode]) if (all || !own.pinned) this.releaseNodeHandle(ino);
+    if (this.byNode.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
     }
-    this.readers.delete(ino);
-    // The last reader is gone: its read handle too (the tree counts it as an open file).
-    this.releaseLazy(ino);
   }
 
   /**
-   * A file about to be unlinked or replaced while readers hold it (opens
-   * answered in C): a pinned read handle keeps its content readable for
-   * them, as the tree keeps any open file, until the last one is released.
+   * A file about to be unlinked or replaced while the kernel holds its node
+   * (it may be open: the kernel no longer says): a pinned handle keeps its
+   * content readable, as the tree keeps any open file, until FORGET.
    */
   private pin(p: string): void {
     const n = this.nodes.at(p);
-    if (!n || n.isDir || !this.readers.get(n.id)) return;
-    const l = this.lazy.get(n.id);
-    if (l) {
-      l.pinned = true;
+    if (!n || n.isDir || n.lookups <= 0) return;
+    const own = this.byNode.get(n.id);
+    if (own) {
+      own.pinned = true;
       return;
     }
-    const fh = this.addHandle(this.tree.open(p, 0), n, 0);
-    this.lazy.set(n.id, { fh, used: Date.now(), pinned: true });
+    let treeFh: number;
+    try {
+      treeFh = this.tree.open(p, O_RDWR);
+    } catch (err) {
+      if (isFsError(err)) return; // a symlink: nothing to read through it
+      throw err;
+    }
+    this.adopt(n.id, this.addHandle(treeFh, n, false), true);
   }
 
   private forget(ino: number, count: number): void {
     if (this.nodes.node(ino).lookups - count <= 0) {
       this.dropAttr(ino);
-      if (!this.lazy.get(ino)?.pinned) this.releaseLazy(ino);
+      this.releaseNodeHandle(ino);
     }
     this.nodes.forget(ino, count);
   }
@@ -595,6 +613,10 @@ class Libfuse3Session {
       const n = this.nodes.at(p);
       if (n) {
         this.dropAttr(n.id);
+        // Our own handle must not keep standing for the path with what it held before the change (the
+        // tree keeps a file being written over a rebase, for its writer, and the kernel never says
+        // whether anyone still has it open). Releasing logs what it holds first: nothing is lost.
+        if (!this.byNode.get(n.id)?.pinned) this.releaseNodeHandle(n.id);
         this.b.invalidate(this.session, n.id);
         // With the writeback cache the kernel trusts its own size and mtime of a file it keeps in
         // memory over ours; unless it is open for writing here, the path gets a new node id, so the
@@ -693,7 +715,7 @@ export async function mountTree(mountpoint: string, tree: TreeOps, opts: Libfuse
       unmounting ??= (async () => {
         unsubscribe?.();
         await unmountKernel(mp, device);
-        s.releaseAll();
+        s.releaseNodeHandles(false);
         // Not busy: the kernel ends the connection and the loop exits (EXIT closes the session).
         // Busy: open files are still served; the session ends when the last is closed.
       })();

@@ -11,14 +11,14 @@ import { packageRoot } from '../package-root.js';
 /** Request kinds; the same numbers as the enum in native/cowfs_fuse.c. */
 export const Op = {
   INIT: 0, EXIT: 1, LOOKUP: 2, FORGET: 3, GETATTR: 4, SETATTR: 5, READLINK: 6, MKDIR: 7,
-  UNLINK: 8, RMDIR: 9, SYMLINK: 10, RENAME: 11, OPEN: 12, READ: 13, WRITE: 14, RELEASE: 15, FSYNC: 16,
-  READDIR: 17, STATFS: 18, CREATE: 19, READDIRPLUS: 20,
+  UNLINK: 8, RMDIR: 9, SYMLINK: 10, RENAME: 11, READ: 12, WRITE: 13, RELEASE: 14, FSYNC: 15,
+  READDIR: 16, STATFS: 17, CREATE: 18, READDIRPLUS: 19,
 } as const;
 
 /** Session features (bit flags of `mount`). */
 export const Feature = { WRITEBACK: 1, READDIRPLUS: 2, DEBUG: 8 } as const;
 
-/** Flags of an open file's reply (replyOpen, replyCreate). */
+/** Flags of a created file's open handle (replyCreate). */
 export const OpenReply = { KEEP_CACHE: 1, DIRECT_IO: 2, NOFLUSH: 4 } as const;
 
 /** An opaque native pointer (a request or a session). */
@@ -50,7 +50,6 @@ export interface Binding {
   replyEntry(req: Native, nodeid: number, ...rest: [...AttrArgs, number, number]): void;
   replyCreate(req: Native, nodeid: number, ...rest: [...AttrArgs, number, number, number, number]): void;
   replyAttr(req: Native, ...rest: [...AttrArgs, number]): void;
-  replyOpen(req: Native, fh: number, flags: number): void;
   replyBuf(req: Native, buf: Buffer, length: number): void;
   replyReadlink(req: Native, target: string): void;
   replyWrite(req: Native, count: number): void;

@@ -41,6 +41,11 @@ export class AgentTree implements TreeOps {
   private view: TreeView;
   /** The tree below the agent's own layer (its base commit's tree). */
   private lower: TreeView;
+  /**
+   * True while the event of a write is being logged (at a close, a settle): what it records is
+   * what the agent's own mount already shows, so its listeners need not invalidate anything.
+   */
+  ingesting = false;
   /** Files open in this tree, by their current path. */
   private readonly files = new Map<string, OpenFile>();
   private readonly handles = new Map<number, { file: OpenFile; flags: number }>();
@@ -331,10 +336,11 @@ export class AgentTree implements TreeOps {
     // An atomic save (write a temp file, rename it over the original): the merge base is what it replaced.
     if (entry.kind === 'file') entry = { ...entry, baseHash: dst && kindOf(dst) === 'file' ? this.baseOf(to, dst) : null };
     this.mutate({ type: 'move', from, to, entry, whiteout: this.existsBelowGiven(from, src) });
-    // Open files follow their names.
+    // Open files follow their names; one still being written keeps the merge base the move gave it.
     for (const [q, f] of [...this.files]) {
       if (!isWithin(q, from)) continue;
       this.files.delete(q);
+      if (q === from && entry.kind === 'file') f.meta.baseHash = entry.baseHash;
       f.path = reroot(q, from, to);
       this.files.set(f.path, f);
       this.saveDirty(f);
@@ -443,9 +449,14 @@ export class AgentTree implements TreeOps {
     // A blob stored before a crash that kept its entry from committing is only garbage; the scratch file stays until then.
     const hash = this.s.blobs.putFile(scratch.file, final ? 'link' : 'copy');
     const entry: FileEntry = { kind: 'file', hash, size, ...file.meta };
-    this.mutate({ type, path, entry }, () => {
-      if (final) this.s.store.dbs.dirty.removeSync(baseName(scratch.file));
-    });
+    this.ingesting = true;
+    try {
+      this.mutate({ type, path, entry }, () => {
+        if (final) this.s.store.dbs.dirty.removeSync(baseName(scratch.file));
+      });
+    } finally {
+      this.ingesting = false;
+    }
     file.rebase({ blob: hash }, size);
     file.dirty = false;
   }

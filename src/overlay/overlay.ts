@@ -105,6 +105,15 @@ export class Overlay {
     return this.registry.agents();
   }
 
+  /**
+   * Logs what every agent's open files hold now (puts), so an answer read
+   * from the log or the layers includes writes whose close the FUSE adapter
+   * was not told of (libfuse 3: files are opened without OPEN/RELEASE).
+   */
+  settleAll(): void {
+    for (const tree of this.trees.values()) tree.settle();
+  }
+
   /** The agent's working tree (what its mount shows). */
   tree(name: string): AgentTree {
     let tree = this.trees.get(name);

@@ -94,7 +94,9 @@ describe('export → import on another state directory → mount: the same tree'
 
   it('a bundle with a flipped byte or cut short is refused with a clear error and imports nothing', async () => {
     const good = fs.readFileSync(path.join(bundles, 'full.bundle'));
-    const before = await b.json(['ls']);
+    // openFiles is left out: the libfuse 3 adapter's own handles on files just read close when idle.
+    const agents = async () => ((await b.json(['ls'])) as { openFiles?: number }[]).map(({ openFiles: _, ...a }) => a);
+    const before = await agents();
     const lastSeq = (await b.json(['status'])).lastSeq;
     const flipped = Buffer.from(good);
     flipped[Math.floor(good.length * 0.7)] ^= 0x01;
@@ -114,7 +116,7 @@ describe('export → import on another state directory → mount: the same tree'
     expect(badOut.stderr).toMatch(/the directory .* does not exist/);
     const j = await b.cli(['import', path.join(bundles, 'cut.bundle'), '--json']);
     expect(JSON.parse(j.stdout).error.code).toBe('bad_request');
-    expect(await b.json(['ls'])).toEqual(before);
+    expect(await agents()).toEqual(before);
     expect((await b.json(['status'])).lastSeq).toBe(lastSeq);
   });
 });
