@@ -115,6 +115,9 @@ export class RunSessions {
 
   /** The agent's mount for a sandbox: its own if mounted, else one in STATE/mnt shared by its runs. */
   private async acquireMount(agent: string): Promise<string> {
+    // Decided only once no mount or unmount of the agent is under way: a run must not count itself
+    // a user of a run mount its last user is unmounting, nor mount beside a mount being made.
+    for (let p = this.mounts.pendingFor(agent); p; p = this.mounts.pendingFor(agent)) await p.catch(() => undefined);
     const current = this.mounts.mountpointOf(agent);
     if (current && !this.mounts.isRunMount(agent)) return current;
     if (!current) {
@@ -137,6 +140,8 @@ export class RunSessions {
     const mp = this.mounts.mountpointOf(agent);
     if (!mp || !this.mounts.isRunMount(agent)) return false;
     await this.mounts.unmount(agent, false);
+    // A run that started meanwhile may be mounting here again.
+    if (this.mounts.pendingFor(agent) || this.mounts.mountpointOf(agent)) return true;
     try {
       fs.rmdirSync(mp);
     } catch {
