@@ -62,10 +62,15 @@ export class MountManager {
    * A mount or unmount of the agent under way, if any. Mounting awaits the
    * adapter, and two requests for one agent would otherwise both pass the
    * "already mounted?" check and make two FUSE mounts of it: whoever checks an
-   * agent's mount waits until this is undefined, then decides without awaiting.
+   * agent's mount first waits for `idle`, then decides without awaiting.
    */
   pendingFor(agent: string): Promise<void> | undefined {
     return this.mounting.get(agent)?.done ?? this.unmounting.get(agent);
+  }
+
+  /** Resolves once no mount or unmount of the agent is under way (whether they succeeded or not). */
+  async idle(agent: string): Promise<void> {
+    for (let p = this.pendingFor(agent); p; p = this.pendingFor(agent)) await p.catch(() => undefined);
   }
 
   /**
@@ -117,7 +122,7 @@ export class MountManager {
   /** `forget`: the agent is not remounted at the next start (an explicit unmount, not a shutdown). */
   async unmount(agent: string, forget: boolean): Promise<void> {
     // A mount under way finishes first, so it is not left behind unnoticed.
-    for (let p = this.pendingFor(agent); p; p = this.pendingFor(agent)) await p.catch(() => undefined);
+    await this.idle(agent);
     const m = this.live.get(agent);
     if (m) {
       const open = this.overlay.tree(agent).openCount;

@@ -137,7 +137,7 @@ export class RunSessions {
   private async acquireMount(agent: string): Promise<string> {
     // Decided only once no mount or unmount of the agent is under way: a run must not count itself
     // a user of a run mount its last user is unmounting, nor mount beside a mount being made.
-    for (let p = this.mounts.pendingFor(agent); p; p = this.mounts.pendingFor(agent)) await p.catch(() => undefined);
+    await this.mounts.idle(agent);
     const current = this.mounts.mountpointOf(agent);
     if (current && !this.mounts.isRunMount(agent)) return current;
     if (!current) {
