@@ -32,7 +32,13 @@ export interface RebaseContext {
   merges?: Map<string, FileMerge>;
 }
 
-/** A stable identity of what a path holds: equal identities, equal content. */
+/**
+ * Whether two trees hold the same thing at a path, and a merge's cache key. Not layer-ops'
+ * `sameEntry`, which compares layer entries field for field (mtime, inode, merge base) and has
+ * no workspace files; not `fingerprintOf` either, which stores a workspace file to hash it: this
+ * one is cheap (a workspace file by its stat), at the price that equal content in two different
+ * files reads as different — fine for skipping the paths the parent did not change.
+ */
 function identity(r: Resolved | undefined): string {
   if (!r) return '-';
   if (r.src === 'disk') return `disk:${r.node.realPath}:${r.node.stat.mtimeMs}:${r.node.stat.size}`;
@@ -88,9 +94,7 @@ export function mergePath(p: string, ours: Entry, base: Resolved | undefined, th
   if (sides.some((r) => r && kindOf(r) === 'symlink')) {
     // A symlink is compared whole (its target), as is a file beside it: the
     // same on both sides, or one side unchanged, merges; else ours stays.
-    const id = (r: Resolved | undefined) =>
-      !r ? '-' : kindOf(r) === 'symlink' ? `link:${targetOf(r)}` : `blob:${blobOf(r, ctx)}:${modeOf(r)}`;
-    const [b, o, t] = sides.map(id);
+    const [b, o, t] = sides.map((r) => fingerprintOf(r, ctx));
     if (o === t || t === b) return;
     if (o === b) return void plan.changes.push([p, theirs ? undefined : { kind: 'whiteout' }]);
     return conflict(!mine || !theirs ? 'delete-modify' : kindOf(mine) === kindOf(theirs) ? 'symlink' : 'type', undefined);
@@ -134,10 +138,21 @@ export function mergePath(p: string, ours: Entry, base: Resolved | undefined, th
   plan.merged.push(p);
 }
 
-/** What a layer entry holds, as a string: equal strings, equal files, links or directories. */
+/**
+ * What a layer entry holds, as a string: equal strings, equal files (content and mode), links or
+ * directories, whatever their mtime or inode (which `sameEntry` compares too). A string, because a
+ * conflict record keeps it (`left`) to tell later whether the agent changed the path since.
+ */
 export function entryFingerprint(e: Entry | undefined): string {
   if (!e) return 'none';
   return e.kind === 'file' ? `file:${e.hash}:${e.mode}` : e.kind === 'symlink' ? `link:${e.target}` : e.kind;
+}
+
+/** `entryFingerprint` of what a path resolves to; a workspace file's content is stored for its blob id. */
+function fingerprintOf(r: Resolved | undefined, ctx: RebaseContext): string {
+  if (!r || r.src === 'layer') return entryFingerprint(r?.entry);
+  const kind = kindOf(r);
+  return kind === 'file' ? `file:${blobOf(r, ctx)}:${modeOf(r)}` : kind === 'symlink' ? `link:${targetOf(r)}` : kind;
 }
 
 /** A file's permission bits (null: absent or not a file). */

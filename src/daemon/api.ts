@@ -118,7 +118,7 @@ export const handlers: Record<string, Handler> = {
   },
 
   'run.end'(ctx, p) {
-    return ctx.runs.end(str(p, 'id'));
+    return ctx.runs.end(str(p, 'id'), p.startFailed === true);
   },
 
   async unmount(ctx, p) {

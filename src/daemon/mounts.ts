@@ -12,6 +12,9 @@ import { ApiError } from './errors.js';
 /** The agents' FUSE mounts held by this daemon. */
 export class MountManager {
   private readonly live = new Map<string, { mountpoint: string; forRun: boolean; unmount(): Promise<void> }>();
+  /** Mounts being made, and unmounts under way (see `pendingFor`). */
+  private readonly mounting = new Map<string, { mountpoint: string; forRun: boolean; done: Promise<void> }>();
+  private readonly unmounting = new Map<string, Promise<void>>();
   private readonly onDisk: WorkspaceChanges;
 
   constructor(private readonly overlay: Overlay, private readonly adapter: MountAdapter, private readonly log: Logger) {
@@ -46,8 +49,9 @@ export class MountManager {
     return this.live.get(agent)?.forRun === true;
   }
 
+  /** Every mountpoint in use, those being mounted included (a sandbox hides them all). */
   get mountpoints(): string[] {
-    return [...this.live.values()].map((m) => m.mountpoint);
+    return [...this.live.values(), ...this.mounting.values()].map((m) => m.mountpoint);
   }
 
   get count(): number {
@@ -55,17 +59,46 @@ export class MountManager {
   }
 
   /**
+   * A mount or unmount of the agent under way, if any. Mounting awaits the
+   * adapter, and two requests for one agent would otherwise both pass the
+   * "already mounted?" check and make two FUSE mounts of it: whoever checks an
+   * agent's mount first waits for `idle`, then decides without awaiting.
+   */
+  pendingFor(agent: string): Promise<void> | undefined {
+    return this.mounting.get(agent)?.done ?? this.unmounting.get(agent);
+  }
+
+  /** Resolves once no mount or unmount of the agent is under way (whether they succeeded or not). */
+  async idle(agent: string): Promise<void> {
+    for (let p = this.pendingFor(agent); p; p = this.pendingFor(agent)) await p.catch(() => undefined);
+  }
+
+  /**
    * `forRun`: a mount made for `cowfs run` in the state directory (STATE/mnt/AGENT), where a
    * user's mountpoint is refused; it is not remembered, so a restart does not bring it back.
+   * A request for a mount under way at the same mountpoint joins it; at another, it is refused.
    */
   async mount(agent: string, mountpoint: string, opts: { forRun?: boolean } = {}): Promise<void> {
     const mp = path.resolve(mountpoint);
+    for (let p = this.unmounting.get(agent); p; p = this.unmounting.get(agent)) await p.catch(() => undefined);
+    // From here to `mounting.set`, nothing awaits: no other request can slip in between.
+    const pending = this.mounting.get(agent);
+    if (pending) {
+      if (pending.mountpoint === mp && pending.forRun === (opts.forRun === true)) return pending.done;
+      throw new ApiError('busy', `agent ${agent} is being mounted at ${pending.mountpoint}; unmount it first`);
+    }
     const current = this.live.get(agent);
     if (current) {
       if (current.mountpoint === mp) return;
       throw new ApiError('busy', `agent ${agent} is already mounted at ${current.mountpoint}; unmount it first`);
     }
     this.checkMountpoint(mp, opts.forRun === true);
+    const done = this.attach(agent, mp, opts.forRun === true).finally(() => this.mounting.delete(agent));
+    this.mounting.set(agent, { mountpoint: mp, forRun: opts.forRun === true, done });
+    return done;
+  }
+
+  private async attach(agent: string, mp: string, forRun: boolean): Promise<void> {
     const tree = this.overlay.tree(agent);
     const source = mountSource(agent, this.overlay.stateDir);
     // The daemon must never read its own mounts: hide any inside the workspace.
@@ -77,22 +110,26 @@ export class MountManager {
         logger: this.log,
         watchChanges: (listener) => this.watchChanges(agent, listener),
       });
-      this.live.set(agent, { mountpoint: mp, forRun: opts.forRun === true, unmount: () => handle.unmount() });
+      this.live.set(agent, { mountpoint: mp, forRun, unmount: () => handle.unmount() });
     } catch (err) {
       this.overlay.workspace.unhide(mp);
       throw new ApiError('internal', `cannot mount ${agent} at ${mp}: ${(err as Error).message}`);
     }
-    if (!opts.forRun) this.overlay.setMountpoint(agent, mp);
-    this.log.info({ agent, mountpoint: mp, forRun: opts.forRun }, 'mounted');
+    if (!forRun) this.overlay.setMountpoint(agent, mp);
+    this.log.info({ agent, mountpoint: mp, forRun }, 'mounted');
   }
 
   /** `forget`: the agent is not remounted at the next start (an explicit unmount, not a shutdown). */
   async unmount(agent: string, forget: boolean): Promise<void> {
+    // A mount under way finishes first, so it is not left behind unnoticed.
+    await this.idle(agent);
     const m = this.live.get(agent);
     if (m) {
       const open = this.overlay.tree(agent).openCount;
       if (open > 0) this.log.warn({ agent, open }, 'unmounting with files still open');
-      await m.unmount();
+      const done = m.unmount().finally(() => this.unmounting.delete(agent));
+      this.unmounting.set(agent, done);
+      await done;
       this.live.delete(agent);
       this.overlay.workspace.unhide(m.mountpoint);
       this.log.info({ agent, mountpoint: m.mountpoint }, 'unmounted');
@@ -139,7 +176,7 @@ export class MountManager {
     const inside = (a: string, b: string) => a === b || a.startsWith(`${b}/`);
     if (inside(ws, mp)) throw new ApiError('bad_request', `mountpoint ${mp} would hide the workspace ${ws}`);
     if (inside(mp, state) && !forRun) throw new ApiError('bad_request', `mountpoint ${mp} is inside the state directory`);
-    for (const [agent, m] of this.live) {
+    for (const [agent, m] of [...this.live, ...this.mounting]) {
       if (inside(mp, m.mountpoint) || inside(m.mountpoint, mp)) {
         throw new ApiError('busy', `mountpoint ${mp} overlaps the mount of agent ${agent} at ${m.mountpoint}`);
       }

@@ -15,6 +15,7 @@ import { abortConnection, connectionOf, fuseMountsUnder, lazyUnmount } from '../
 import { withAgent, type ApiContext, type Caller } from './api.js';
 import { ApiError } from './errors.js';
 import type { MountManager } from './mounts.js';
+import type { Overlay } from '../overlay/overlay.js';
 import { refuseRw } from '../sandbox/bwrap.js';
 import type { RunSession } from './protocol.js';
 
@@ -23,6 +24,8 @@ export type ScopedListen = (socket: string, agent: string) => Promise<() => Prom
 
 interface Session {
   agent: string;
+  /** Did this session create the agent? Then a failed start removes it again. */
+  created: boolean;
   socket: string;
   close: () => Promise<void>;
 }
@@ -34,6 +37,7 @@ export class RunSessions {
 
   constructor(
     private readonly stateDir: string,
+    private readonly overlay: Overlay,
     private readonly mounts: MountManager,
     private readonly listen: ScopedListen,
     private readonly log: Logger,
@@ -67,23 +71,23 @@ export class RunSessions {
     }
     const id = randomBytes(8).toString('hex');
     let mountpoint = '';
+    const socket = path.join(this.socketDir, `${id}.sock`);
+    let close!: () => Promise<void>;
+    // Inside withAgent: an agent created here is removed again if its mount or its socket fails.
     const created = await withAgent(ctx, agent, p.parent, async () => {
       mountpoint = await this.acquireMount(agent);
+      try {
+        fs.mkdirSync(this.socketDir, { recursive: true, mode: 0o700 });
+        if (Buffer.byteLength(socket) > 107) throw new ApiError('bad_request', `the state directory path is too long for a run socket (${socket})`);
+        close = await this.listen(socket, agent);
+        // The sandbox's user must be able to connect; nobody else can reach STATE/run (0700).
+        fs.chownSync(socket, p.uid, p.gid);
+      } catch (err) {
+        await this.releaseMount(agent);
+        throw err;
+      }
     });
-    let socket: string;
-    let close: () => Promise<void>;
-    try {
-      fs.mkdirSync(this.socketDir, { recursive: true, mode: 0o700 });
-      socket = path.join(this.socketDir, `${id}.sock`);
-      if (Buffer.byteLength(socket) > 107) throw new ApiError('bad_request', `the state directory path is too long for a run socket (${socket})`);
-      close = await this.listen(socket, agent);
-      // The sandbox's user must be able to connect; nobody else can reach STATE/run (0700).
-      fs.chownSync(socket, p.uid, p.gid);
-    } catch (err) {
-      await this.releaseMount(agent);
-      throw err;
-    }
-    this.sessions.set(id, { agent, socket, close });
+    this.sessions.set(id, { agent, created, socket, close });
     caller.onClose(() => void this.end(id).catch((err: Error) => this.log.error({ id, err: err.message }, 'ending a run failed')));
     this.log.info({ id, agent, created, mountpoint, uid: p.uid }, 'run started');
     return {
@@ -97,16 +101,32 @@ export class RunSessions {
     };
   }
 
-  /** Ends a session (again: a no-op). Resolves once its socket is closed and, if it was the last, its run mount is gone. */
-  async end(id: string): Promise<{ id: string; unmounted: boolean }> {
+  /**
+   * Ends a session (again: a no-op). Resolves once its socket is closed and, if it was the last, its run mount is gone.
+   * `startFailed`: the sandbox never started, so an agent this session created is removed again (`removed`),
+   * unless something came to depend on it meanwhile (see `untouched`).
+   */
+  async end(id: string, startFailed = false): Promise<{ id: string; unmounted: boolean; removed: boolean }> {
     const s = this.sessions.get(id);
-    if (!s) return { id, unmounted: false };
+    if (!s) return { id, unmounted: false, removed: false };
     this.sessions.delete(id);
     await s.close();
     fs.rmSync(s.socket, { force: true });
     const unmounted = await this.releaseMount(s.agent);
-    this.log.info({ id, agent: s.agent, unmounted }, 'run ended');
-    return { id, unmounted };
+    const removed = startFailed && s.created && this.untouched(s.agent);
+    if (removed) this.overlay.removeAgent(s.agent);
+    this.log.info({ id, agent: s.agent, unmounted, removed }, 'run ended');
+    return { id, unmounted, removed };
+  }
+
+  /** Nothing but its creation happened to the agent: no event of its own, no children, no mount, no other run. */
+  private untouched(agent: string): boolean {
+    const a = this.overlay.registry.find(agent);
+    if (!a) return false;
+    if (this.mounts.mountpointOf(agent) || this.mounts.pendingFor(agent)) return false;
+    if ([...this.sessions.values()].some((s) => s.agent === agent)) return false;
+    if (this.overlay.registry.children(agent).length > 0) return false;
+    return this.overlay.log.byAgent(agent, Infinity, a.createdSeq + 1)[Symbol.iterator]().next().done === true;
   }
 
   async endAll(): Promise<void> {
@@ -115,6 +135,9 @@ export class RunSessions {
 
   /** The agent's mount for a sandbox: its own if mounted, else one in STATE/mnt shared by its runs. */
   private async acquireMount(agent: string): Promise<string> {
+    // Decided only once no mount or unmount of the agent is under way: a run must not count itself
+    // a user of a run mount its last user is unmounting, nor mount beside a mount being made.
+    await this.mounts.idle(agent);
     const current = this.mounts.mountpointOf(agent);
     if (current && !this.mounts.isRunMount(agent)) return current;
     if (!current) {
@@ -137,6 +160,8 @@ export class RunSessions {
     const mp = this.mounts.mountpointOf(agent);
     if (!mp || !this.mounts.isRunMount(agent)) return false;
     await this.mounts.unmount(agent, false);
+    // A run that started meanwhile may be mounting here again.
+    if (this.mounts.pendingFor(agent) || this.mounts.mountpointOf(agent)) return true;
     try {
       fs.rmdirSync(mp);
     } catch {

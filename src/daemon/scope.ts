@@ -8,7 +8,6 @@
  * (land, export, import, gc…), is refused. Unknown methods
  * are refused too: a new verb is closed to sandboxes until listed here.
  */
-import type { CowEvent } from '../events/types.js';
 import { ApiError } from './errors.js';
 import type { AgentInfo } from './protocol.js';
 
@@ -21,8 +20,12 @@ function forbidden(message: string): ApiError {
   return new ApiError('forbidden', message);
 }
 
-/** The request's parameters as the scope allows them (the agent filled in), or a `forbidden` error. */
-export function authorize(scope: string | null, method: string, params: Params): Params {
+/**
+ * The request's parameters as the scope allows them (the agent filled in), or a `forbidden` error.
+ * `canSee(seq)`: does the agent's own log show event `seq`? Asked before `show` does any work, so a
+ * refusal costs nothing and takes no longer for a large event than for a small one.
+ */
+export function authorize(scope: string | null, method: string, params: Params, canSee: (seq: number) => boolean = () => false): Params {
   if (scope === null) return params;
   if (OWN_AGENT.has(method)) {
     const asked = params.agent;
@@ -31,22 +34,21 @@ export function authorize(scope: string | null, method: string, params: Params):
     }
     return { ...params, agent: scope };
   }
-  if (method === 'ls' || method === 'show') return params; // their results are filtered
+  if (method === 'show') {
+    const seq = params.seq;
+    if (typeof seq === 'number' && !canSee(seq)) {
+      throw forbidden(`event ${seq} belongs to another agent; inside the sandbox of ${scope} only its own log can be shown`);
+    }
+    return params;
+  }
+  if (method === 'ls') return params; // its result is filtered
   if (method === 'config' && params.value === undefined) return params;
   const verb = method === 'config' ? 'config (changing a setting)' : method;
   throw forbidden(`cowfs ${verb} is not allowed inside the sandbox of agent ${scope}`);
 }
 
-/**
- * A result as the scope may see it: `ls` lists the agent alone; `show`
- * answers for events the agent's own log shows (`canSee`), else refuses.
- */
-export function scopeResult(scope: string | null, method: string, result: unknown, canSee: (ev: CowEvent) => boolean): unknown {
-  if (scope === null) return result;
-  if (method === 'ls') return (result as AgentInfo[]).filter((a) => a.name === scope);
-  if (method === 'show') {
-    const ev = (result as { event: CowEvent }).event;
-    if (!canSee(ev)) throw forbidden(`event ${ev.seq} belongs to another agent; inside the sandbox of ${scope} only its own log can be shown`);
-  }
-  return result;
+/** A result as the scope may see it: `ls` lists the agent alone. */
+export function scopeResult(scope: string | null, method: string, result: unknown): unknown {
+  if (scope === null || method !== 'ls') return result;
+  return (result as AgentInfo[]).filter((a) => a.name === scope);
 }

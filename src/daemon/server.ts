@@ -81,7 +81,7 @@ export class ApiServer {
       }
       let res: Response;
       try {
-        const params = authorize(scope, req.method, req.params ?? {});
+        const params = authorize(scope, req.method, req.params ?? {}, (seq) => this.canSee(scope, seq));
         if (req.method === 'events.follow') {
           unsubscribe?.();
           unsubscribe = this.follow(ws, typeof params.agent === 'string' ? params.agent : undefined);
@@ -94,7 +94,7 @@ export class ApiServer {
           // Every answer sees what was written before it was asked, closed or not (Overlay.settleAll).
           this.ctx.overlay.settleAll();
           const result = await handler(this.ctx, params, progress, caller);
-          res = { id: req.id, result: scopeResult(scope, req.method, result, (ev) => reachesAgent(this.ctx, ev, scope!)) };
+          res = { id: req.id, result: scopeResult(scope, req.method, result) };
         }
       } catch (err) {
         const e = toApiError(err);
@@ -103,6 +103,12 @@ export class ApiServer {
       }
       ws.send(JSON.stringify(res));
     });
+  }
+
+  /** May a client limited to `scope` see event `seq`? One that does not exist is left to the handler's "no event". */
+  private canSee(scope: string | null, seq: number): boolean {
+    const ev = this.ctx.overlay.log.get(seq);
+    return scope === null || ev === undefined || reachesAgent(this.ctx, ev, scope);
   }
 
   /**

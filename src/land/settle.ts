@@ -9,13 +9,16 @@ import type { Overlay } from '../overlay/overlay.js';
  * landed paths — what lies below does, merged with whatever the target had
  * — and its working tree keeps only what it changed after the landed
  * commit (for a root agent with the landed content as the new merge base).
- * One AGENT_REBASED; then its children are rebased onto its new head.
+ * One AGENT_REBASED (with `also` in its transaction); then its children are
+ * rebased onto its new head.
  *
  * Not the cascade's generic rebase: that would merge the agent's own
  * uncommitted edits against its old base, where the landed commit counts
  * as a change of the other side and same-line edits would conflict.
  */
-export function settleLanded(ov: Overlay, cascade: Cascade, agent: string, paths: readonly string[], base: number | null, commit: number): CascadeReport {
+export function settleLanded(
+  ov: Overlay, cascade: Cascade, agent: string, paths: readonly string[], base: number | null, commit: number, also?: () => void,
+): CascadeReport {
   const a = ov.agent(agent);
   const head = ov.registry.commitLayer(a.head);
   const work = ov.tree(agent).layer;
@@ -34,7 +37,7 @@ export function settleLanded(ov: Overlay, cascade: Cascade, agent: string, paths
   }
   const into = base === null ? 'the workspace' : `${a.parent} as commit ${base}`;
   ov.applyRebase(agent, {
-    base, changes, headChanges, merged: [], refined: [], conflicts: [], message: `landed commit ${commit} into ${into}`,
+    base, changes, headChanges, merged: [], refined: [], conflicts: [], message: `landed commit ${commit} into ${into}`, also,
   });
   return cascade.fromCommit(agent);
 }

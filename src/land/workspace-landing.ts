@@ -1,5 +1,7 @@
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import type { Cascade } from '../cascade/cascade.js';
 import type { Overlay } from '../overlay/overlay.js';
 import { OverlayError } from '../overlay/registry.js';
@@ -11,9 +13,10 @@ import { settleLanded } from './settle.js';
  * A landing into the workspace, journaled in the store before anything is
  * written. `prepare`: the new files are being written under temporary
  * names in one directory; a crash then rolls back (the directory is
- * removed). `commit`: every temporary file is complete; a crash then rolls
- * forward. Every step is idempotent, so a crash during recovery is
- * recovered the same way.
+ * removed). `commit`: every temporary file is complete and on the disk
+ * (fsynced, with its name, before the journal says so); a crash or a power
+ * cut then rolls forward. Every step is idempotent, so a crash during
+ * recovery is recovered the same way.
  */
 interface Journal {
   agent: string;
@@ -38,6 +41,26 @@ export interface WorkspaceLanding {
   written: number;
   deleted: number;
   recovered?: boolean;
+}
+
+/**
+ * syncfs(2) of the file system holding `dir` (coreutils `sync --file-system`; Node has no syncfs):
+ * every temporary file's bytes and name at once. Measured (bench/land.ts, 1,000 files): about as
+ * fast as not syncing, where an fsync per file cost 0.75 ms each (+75%). Run as a child process,
+ * so the daemon keeps serving its mounts meanwhile.
+ */
+async function syncFileSystem(dir: string): Promise<void> {
+  await promisify(execFile)('sync', ['--file-system', dir]);
+}
+
+/** fsync(2) of a file or a directory (its entries) by path. */
+function syncPath(p: string): void {
+  const fd = fs.openSync(p, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** The plan as steps on disk, with the temporary files written (phase `prepare`). */
@@ -91,13 +114,13 @@ async function prepare(ov: Overlay, plan: LandPlan, onProgress?: (done: number, 
       await new Promise((resolve) => setImmediate(resolve));
     }
   }
+  await syncFileSystem(tmpAbs);
   return j;
 }
 
 function saveJournal(ov: Overlay, j: Journal): void {
   ov.store.txn(() => ov.store.dbs.meta.putSync(JOURNAL_KEY, j));
-  // The commit point reaches the disk; the temporary files are only in the page cache (a killed
-  // daemon loses nothing; a power cut before write-back could: see ARCHITECTURE, landing).
+  // The commit point reaches the disk, after the temporary files it names (prepare fsynced them).
   if (j.phase === 'commit') ov.store.syncToDisk();
 }
 
@@ -122,14 +145,25 @@ function finish(ov: Overlay, j: Journal): WorkspaceLanding {
       written++;
     });
   }
+  // The renames and removals reach the disk before the journal that would redo them goes: an fsync
+  // of each directory they changed (a few; synchronous, so nothing slips in before the settle).
+  const dirs = new Set([...j.writes.map((w) => w.path), ...j.deletes, ...j.rmdirs, ...j.mkdirs.map(([p]) => p)].map((p) => ws.realPath(parentOf(p))));
+  for (const d of dirs) ignore(['ENOENT', 'ENOTDIR'], () => syncPath(d));
   fs.rmSync(tmpAbs, { recursive: true, force: true });
   ws.unhide(tmpAbs);
   return { written, deleted: j.deletes.length + j.rmdirs.length };
 }
 
-function done(ov: Overlay, j: Journal, recovered: boolean): void {
-  ov.record(j.agent, { type: 'AGENT_LANDED', into: null, commit: j.commit, parentCommit: null, paths: j.paths, recovered },
-    () => ov.store.dbs.meta.removeSync(JOURNAL_KEY));
+/**
+ * The end of a landing, inside the transaction that settles the agent: AGENT_LANDED, and the
+ * journal goes. One transaction, so a crash leaves either both undone (recovery settles once)
+ * or both done (nothing to recover): never a settled agent whose landing is settled again.
+ */
+function ending(ov: Overlay, j: Journal, recovered: boolean): () => void {
+  return () => {
+    ov.log.append(j.agent, { type: 'AGENT_LANDED', into: null, commit: j.commit, parentCommit: null, paths: j.paths, recovered });
+    ov.store.dbs.meta.removeSync(JOURNAL_KEY);
+  };
 }
 
 /** Writes a planned landing into the workspace: journal, temporary files, commit point, renames. */
@@ -152,8 +186,7 @@ export async function landIntoWorkspace(
   j.phase = 'commit';
   saveJournal(ov, j);
   const r = finish(ov, j);
-  settleLanded(ov, cascade, j.agent, j.paths, null, j.commit);
-  done(ov, j, false);
+  settleLanded(ov, cascade, j.agent, j.paths, null, j.commit, ending(ov, j, false));
   return r;
 }
 
@@ -179,7 +212,7 @@ export function recoverLanding(ov: Overlay, cascade: Cascade): { agent: string; 
     return { agent: j.agent, outcome: 'rolled back' };
   }
   finish(ov, j);
-  if (ov.registry.find(j.agent)) settleLanded(ov, cascade, j.agent, j.paths, null, j.commit);
-  done(ov, j, true);
+  if (ov.registry.find(j.agent)) settleLanded(ov, cascade, j.agent, j.paths, null, j.commit, ending(ov, j, true));
+  else ov.atomically(ending(ov, j, true));
   return { agent: j.agent, outcome: 'finished' };
 }

@@ -169,6 +169,8 @@ export class Overlay {
     conflicts: ConflictRecord[];
     /** The new head commit's message (default: what it was rebased onto). */
     message?: string;
+    /** More writes for the same transaction (a landing's end), after the rebase's. */
+    also?: () => void;
   }): AgentRecord {
     const a = this.registry.get(name);
     const tree = this.tree(name);
@@ -190,6 +192,7 @@ export class Overlay {
       if (r.conflicts.length > 0) {
         this.log.append(name, { type: 'WORKTREE_CONFLICT_DETECTED', paths: r.conflicts.map((c) => c.path), conflicts: r.conflicts });
       }
+      r.also?.();
     });
     tree.setChain(this.registry.chainOf(r.base));
     return next;

@@ -2,10 +2,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ConflictRecord, CowEvent, EventBody } from '../events/types.js';
 import type { Entry } from '../overlay/entry.js';
-import { fromRecorded, Layer } from '../overlay/layer.js';
+import type { Layer } from '../overlay/layer.js';
 import type { Overlay } from '../overlay/overlay.js';
 import { eventBlobs } from '../overlay/references.js';
 import { OverlayError } from '../overlay/registry.js';
+import { AgentReplay } from '../overlay/replay.js';
 import { blobSize, INLINE_MAX, type BlobId } from '../store/blobs.js';
 import { createHash64, hash64 } from '../store/hash.js';
 import { BundleError, BundleReader } from './bundle-format.js';
@@ -217,8 +218,8 @@ function planAgent(
   ov: Overlay, a: LineageAgent, name: string, parent: string | null,
   mapBase: (id: number | null) => number | null, commitMap: Map<number, number>, mapIno: (ino: number) => number,
 ): AgentPlan {
-  const plan: AgentPlan = { name, parent, steps: [], layer: new Layer(), base: null, head: -1, conflicts: {} };
-  let headLayer = new Layer();
+  const replay = new AgentReplay();
+  const plan: AgentPlan = { name, parent, steps: [], layer: replay.work, base: null, head: -1, conflicts: {} };
   const newCommit = (old: number) => {
     const id = ov.registry.allocCommitId();
     commitMap.set(old, id);
@@ -226,33 +227,24 @@ function planAgent(
   };
   for (const ev of a.events) {
     const body = withInos(eventBody(ev), mapIno);
-    let commit: AgentPlan['steps'][number]['commit'];
+    // First the ids this log gives: commits and bases renumbered, the parent renamed.
+    let message = '';
     switch (body.type) {
       case 'AGENT_CREATED':
         body.parent = parent;
         body.base = mapBase(body.base);
         body.head = newCommit(body.head);
-        headLayer = new Layer();
-        commit = { id: body.head, base: body.base, prev: null, message: '', layer: headLayer };
         break;
       case 'AGENT_COMMIT_CREATED':
         body.commit = newCommit(body.commit);
         body.base = mapBase(body.base);
-        headLayer = headLayer.clone();
-        headLayer.applyChanges(fromRecorded(body.changes));
-        commit = { id: body.commit, base: body.base, prev: plan.head, message: body.message, layer: headLayer };
+        message = body.message;
         break;
       case 'AGENT_REBASED':
         body.head = newCommit(body.head);
         body.from = mapBase(body.from);
         body.base = mapBase(body.base);
-        plan.layer.applyChanges(fromRecorded(body.changes));
-        headLayer = headLayer.clone();
-        headLayer.applyChanges(fromRecorded(body.headChanges));
-        commit = {
-          id: body.head, base: body.base, prev: plan.head, layer: headLayer,
-          message: body.base === null ? 'rebased onto the workspace on disk' : `rebased onto commit ${body.base}`,
-        };
+        message = body.base === null ? 'rebased onto the workspace on disk' : `rebased onto commit ${body.base}`;
         break;
       case 'WORKTREE_CHANGED':
         if (parent !== null) body.parent = parent;
@@ -278,19 +270,24 @@ function planAgent(
         break; // its event numbers are renumbered when written (writePlan)
       case 'AGENT_REMOVED':
         throw new BundleError(`the bundle's agent ${a.name} was removed: nothing to import`);
-      default:
-        try {
-          plan.layer.apply(body);
-        } catch (err) {
-          throw new BundleError(`the bundle's events of ${a.name} do not replay: ${(err as Error).message}`);
-        }
     }
-    if (commit) {
-      plan.head = commit.id;
-      plan.base = commit.base;
+    // Then its effect on the layers, as replay reads it.
+    let made: number | undefined;
+    try {
+      made = replay.apply(body);
+    } catch (err) {
+      throw new BundleError(`the bundle's events of ${a.name} do not replay: ${(err as Error).message}`);
+    }
+    let commit: AgentPlan['steps'][number]['commit'];
+    if (made !== undefined) {
+      // Each commit keeps its own copy of the head's layer, as the registry stores it.
+      commit = { id: made, base: replay.base, prev: body.type === 'AGENT_CREATED' ? null : plan.head, message, layer: replay.head.clone() };
+      plan.head = made;
+      plan.base = replay.base;
     }
     plan.steps.push({ seq: ev.seq, body, commit });
   }
+  plan.layer = replay.work; // a new layer since the AGENT_CREATED
   return plan;
 }
 

@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Client } from '../../src/cli/client.js';
+import { listFuseMounts } from '../../src/fuse/mount-table.js';
 import { TestDaemon, treeChecksum } from '../helpers/daemon.js';
 import { writeFile, writeSampleProject } from '../helpers/project.js';
 
@@ -147,6 +149,39 @@ describe('cowfs mount: a real copy-on-write FUSE mount per agent', () => {
     const r7 = await d.cli(['status', '--json'], { cwd: d.root });
     expect(JSON.parse(r7.stdout).error.message).toMatch(/not inside a cowfs workspace/);
     expect((await d.json<any[]>(['ls'])).map((a) => a.name)).not.toContain('x');
+  });
+
+  it('concurrent mounts of one agent make one FUSE mount: the same mountpoint joins, another is refused', async () => {
+    const mountsOf = (agent: string) => listFuseMounts().filter((m) => m.source === `cowfs:${agent}@${d.stateDir}`).map((m) => m.mountpoint);
+    const client = await Client.connect({ stateDir: d.stateDir, socket: path.join(d.stateDir, 'daemon.sock') });
+    try {
+      // Sent together on one connection: each arrives while the one before awaits its mount.
+      const mp = d.mnt('race');
+      const [first, second, elsewhere] = await Promise.allSettled([
+        client.call('mount', { agent: 'race', mountpoint: mp }),
+        client.call('mount', { agent: 'race', mountpoint: mp }),
+        client.call('mount', { agent: 'race', mountpoint: d.mnt('race-other') }),
+      ]);
+      expect(first.status).toBe('fulfilled');
+      expect(second.status).toBe('fulfilled');
+      expect(elsewhere.status === 'rejected' && String(elsewhere.reason)).toMatch(/race is (being|already) mounted at .*race; unmount it first/);
+      expect(mountsOf('race')).toEqual([mp]);
+      // Two sandboxes started at once share one run mount, which the last to end unmounts.
+      const runs = await Promise.all([1, 2].map(() => client.call<{ id: string; mountpoint: string }>('run.start', { agent: 'race-run', rw: [] })));
+      expect(runs[0]!.mountpoint).toBe(runs[1]!.mountpoint);
+      expect(mountsOf('race-run')).toEqual([runs[0]!.mountpoint]);
+      // An unmount and a run.start at once: the run gets a live mount, never one being torn down.
+      await client.call('run.end', { id: runs[0]!.id });
+      const [, again] = await Promise.all([client.call('run.end', { id: runs[1]!.id }), client.call<{ id: string }>('run.start', { agent: 'race-run', rw: [] })]);
+      expect(mountsOf('race-run')).toHaveLength(1);
+      await client.call('run.end', { id: again.id });
+      expect(mountsOf('race-run')).toEqual([]);
+    } finally {
+      client.close();
+    }
+    await d.json(['rm', 'race']);
+    await d.json(['rm', 'race-run']);
+    expect(mountsOf('race')).toEqual([]);
   });
 
   it('shows the same trees after unmount/remount and after a daemon restart', async () => {

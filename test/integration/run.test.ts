@@ -463,6 +463,36 @@ describe('cowfs run: a sandboxed program that sees only its agent\'s tree', () =
     }
   });
 
+  it('a start that fails removes the agent it created, and leaves an existing one as it was', async () => {
+    const names = async () => (await d.json<{ name: string }[]>(['ls'])).map((a) => a.name);
+    // The sandbox cannot start: an `unshare` on PATH that cannot be executed (its interpreter is missing).
+    const broken = path.join(d.root, 'broken-bin');
+    fs.mkdirSync(broken, { recursive: true });
+    fs.writeFileSync(path.join(broken, 'unshare'), '#!/nonexistent/interpreter\n', { mode: 0o755 });
+    fs.symlinkSync(execFileSync('sh', ['-c', 'command -v bwrap'], { encoding: 'utf8' }).trim(), path.join(broken, 'bwrap'));
+    const env = { PATH: broken };
+    const r1 = await d.cli(['run', 'stillborn', '--', 'true'], { env });
+    expect(r1.code).toBe(1);
+    expect(r1.stderr).toMatch(/unshare .*not installed \(agent stillborn, created for this run, was removed again\)/);
+    expect(await names()).not.toContain('stillborn');
+    expectOk(await run('kept', 'echo mine > "$WS/kept.txt"'));
+    const r2 = await d.cli(['run', 'kept', '--', 'true'], { env });
+    expect(r2.code).toBe(1);
+    expect(await names()).toContain('kept');
+    expect(await readAgent('kept', 'kept.txt')).toBe('mine\n');
+    // The mount fails: the run mountpoint is taken by a file.
+    fs.mkdirSync(path.join(d.stateDir, 'mnt'), { recursive: true });
+    fs.writeFileSync(path.join(d.stateDir, 'mnt', 'unmountable'), '');
+    try {
+      const r3 = await d.cli(['run', 'unmountable', '--', 'true']);
+      expect(r3.code).toBe(1);
+      expect(await names()).not.toContain('unmountable');
+    } finally {
+      fs.rmSync(path.join(d.stateDir, 'mnt', 'unmountable'));
+    }
+    expect(runMounts(d)).toEqual([]);
+  });
+
   it('refuses bad options with a clear message and creates nothing', async () => {
     const cases: [string[], RegExp][] = [
       [['--net', 'bridge'], /--net bridge: use host \(the default\) or none/],

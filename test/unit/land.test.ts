@@ -1,15 +1,30 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Cascade } from '../../src/cascade/cascade.js';
 import { land, LandConflictError } from '../../src/land/land.js';
 import { recoverLanding } from '../../src/land/workspace-landing.js';
-import type { Overlay } from '../../src/overlay/overlay.js';
+import { Overlay } from '../../src/overlay/overlay.js';
 import { changedPaths } from '../../src/overlay/tree-diff.js';
 import { diskListing, openOverlay, readFile, removeTempDirs, snapshot, writeFile } from '../helpers/core.js';
 
+/** The directories whose file system `sync --file-system` flushed, with the files each held as it started. */
+const fsSyncs = vi.hoisted(() => [] as { dir: string; files: string[] }[]);
+vi.mock('node:child_process', async (importOriginal) => {
+  const cp = await importOriginal<typeof import('node:child_process')>();
+  const execFile = (file: string, args: string[], cb: (...r: unknown[]) => void) => {
+    const files = file === 'sync' ? cp.execFileSync('ls', ['-A', args[1]!], { encoding: 'utf8' }).split('\n').filter(Boolean) : [];
+    return cp.execFile(file, args, (...r: unknown[]) => {
+      if (file === 'sync' && r[0] === null) fsSyncs.push({ dir: args[1]!, files });
+      cb(...r);
+    });
+  };
+  return { ...cp, default: { ...cp, execFile }, execFile };
+});
+
 const opened: Overlay[] = [];
 afterEach(async () => {
+  vi.restoreAllMocks();
   for (const ov of opened.splice(0)) await ov.close();
   removeTempDirs();
 });
@@ -119,6 +134,72 @@ describe('land into the workspace (core)', () => {
     expect(r.paths).toEqual([]);
     expect(r.uncommitted).toBe(1);
     expect(ov.log.head).toBe(head);
+  });
+
+  it('every temporary file and its directory reach the disk before the commit point, the renames before the journal goes', async () => {
+    const { ov, ws, cascade } = await setup();
+    ov.createAgent('a', null);
+    const t = ov.tree('a');
+    writeFile(t, 'app.txt', text(30, { 5: 'agent 5' }));
+    t.mkdir('new', 0o755, 0, 0);
+    writeFile(t, 'new/big.bin', 'x'.repeat(100_000)); // a blob file of its own, copied
+    t.unlink('dir/a.txt');
+    t.symlink('keep.txt', 'link', 0, 0);
+    ov.commit('a', 'work');
+    fsSyncs.length = 0;
+    const synced = new Set<string>();
+    const fsync = fs.fsyncSync.bind(fs);
+    vi.spyOn(fs, 'fsyncSync').mockImplementation((fd) => {
+      synced.add(fs.readlinkSync(`/proc/self/fd/${fd}`));
+      fsync(fd);
+    });
+    const meta = ov.store.dbs.meta;
+    let unsyncedAtCommitPoint: string[] | undefined;
+    const put = meta.putSync.bind(meta);
+    vi.spyOn(meta, 'putSync').mockImplementation((key, value) => {
+      const j = value as { phase?: string; tmpDir: string };
+      if (key === 'landing' && j.phase === 'commit') {
+        // Flushed by one syncfs of the workspace's file system, started once they were all written.
+        const tmp = path.join(ws, j.tmpDir);
+        const flushed = new Set(fsSyncs.filter((x) => x.dir === tmp).flatMap((x) => x.files));
+        unsyncedAtCommitPoint = fs.readdirSync(tmp).filter((f) => !flushed.has(f));
+        expect(fs.readdirSync(tmp)).toHaveLength(3); // app.txt, new/big.bin, link
+      }
+      return put(key, value);
+    });
+    let unsyncedAtEnd: string[] | undefined;
+    const remove = meta.removeSync.bind(meta);
+    vi.spyOn(meta, 'removeSync').mockImplementation((key) => {
+      if (key === 'landing') unsyncedAtEnd = [ws, path.join(ws, 'new'), path.join(ws, 'dir')].filter((f) => !synced.has(f));
+      return remove(key);
+    });
+    await land(ov, cascade, 'a', {});
+    expect(unsyncedAtCommitPoint).toEqual([]);
+    expect(unsyncedAtEnd).toEqual([]);
+  });
+
+  it('the settle and the end of the journal are one transaction: a crash between them does not settle twice', async () => {
+    const { ov, ws, cascade } = await setup();
+    ov.createAgent('a', null);
+    writeFile(ov.tree('a'), 'app.txt', text(30, { 5: 'agent 5' }));
+    ov.commit('a', 'work');
+    const meta = ov.store.dbs.meta;
+    const remove = meta.removeSync.bind(meta);
+    // The daemon dies as the journal is removed.
+    vi.spyOn(meta, 'removeSync').mockImplementationOnce(() => {
+      throw new Error('killed');
+    }).mockImplementation((key) => remove(key));
+    const from = ov.log.head + 1;
+    await expect(land(ov, cascade, 'a', {})).rejects.toThrow('killed');
+    // The next start, from what the store holds.
+    await opened.pop()!.close();
+    const again = await Overlay.open({ workspace: ws });
+    opened.push(again);
+    expect(recoverLanding(again, new Cascade(again))).toEqual({ agent: 'a', outcome: 'finished' });
+    const types = [...again.log.byAgent('a', Infinity, from)].map((e) => e.type);
+    expect(types).toEqual(['AGENT_REBASED', 'AGENT_LANDED']);
+    expect(fs.readFileSync(path.join(ws, 'app.txt'), 'utf8')).toBe(text(30, { 5: 'agent 5' }));
+    expect(snapshot(again.tree('a').tree, again)).toEqual(snapshot(again.commitView(null), again));
   });
 
   it('a journal left in `commit` is finished at the next start; one in `prepare` rolled back', async () => {

@@ -101,8 +101,9 @@ export function register(program: Command): void {
           if (s.created) say(`created agent ${agent} (based on ${o.parent ?? 'the workspace'})`);
           code = (await runSandbox(sandbox)).code;
         } catch (err) {
-          await client.call('run.end', { id: s.id });
-          throw new CliError((err as Error).message);
+          // The sandbox never started, so nothing was written: an agent this run created goes again.
+          const end = await client.call<{ removed: boolean }>('run.end', { id: s.id, startFailed: true });
+          throw new CliError(`${(err as Error).message}${end.removed ? ` (agent ${agent}, created for this run, was removed again)` : ''}`);
         }
         let commit: { commit: number; cascade: CascadeReport } | undefined;
         let commitError: string | undefined;
