@@ -21,8 +21,6 @@ export interface TreeServices {
   log: EventLog;
   workspace: Workspace;
   allocIno(): number;
-  /** A fresh scratch file name under the store's scratch directory. */
-  scratchName(): string;
 }
 
 /** What the crash-recovery record of a file being written holds. */
@@ -418,7 +416,7 @@ export class AgentTree implements TreeOps {
       file.meta.baseHash = id;
       file.rebase({ blob: id }, this.s.blobs.size(id));
     }
-    file.copyUp(this.s.store.scratchDir, this.s.scratchName(), empty);
+    file.copyUp(this.s.store.scratch, empty);
     this.saveDirty(file);
   }
 
@@ -431,20 +429,22 @@ export class AgentTree implements TreeOps {
   }
 
   /**
-   * Puts what was written into the store and logs a put (or truncate).
-   * `final`: the file is being closed for good, so a large scratch file is
-   * linked into the store instead of copied.
+   * Puts what was written into the store and logs a put (or truncate): the
+   * blob, the entry, the event and (at the last close) the removal of the
+   * crash-recovery record commit in one transaction. `final`: the file is
+   * being closed for good, so a large scratch file is linked into the store
+   * instead of copied.
    */
   private ingest(file: OpenFile, type: 'put' | 'truncate', final: boolean): void {
     if (!file.scratch || !file.dirty || file.path === null) return;
     const path = file.path;
     const scratch = file.scratch;
     const size = file.size();
-    // A blob stored before a crash that kept its entry from committing is only garbage; the scratch file stays until then.
-    const hash = this.s.blobs.putFile(scratch.file, final ? 'link' : 'copy');
-    const entry: FileEntry = { kind: 'file', hash, size, ...file.meta };
-    this.mutate({ type, path, entry }, () => {
+    let hash = '';
+    this.mutate(() => {
+      hash = this.s.blobs.putOpenFile(scratch.fd, scratch.file, size, final ? 'link' : 'copy');
       if (final) this.s.store.dbs.dirty.removeSync(baseName(scratch.file));
+      return { type, path, entry: { kind: 'file', hash, size, ...file.meta } };
     });
     file.rebase({ blob: hash }, size);
     file.dirty = false;
@@ -455,12 +455,12 @@ export class AgentTree implements TreeOps {
     if (file.path !== null && this.files.get(file.path) === file) this.files.delete(file.path);
     // If this throws, the scratch file and its record stay: the next start recovers them.
     this.ingest(file, 'put', true);
-    const scratch = file.scratch?.file;
-    file.close();
+    const size = file.size();
+    const scratch = file.close();
     if (!scratch) return;
     // The final ingest removed its record in its own transaction; an unlinked file still has one.
-    if (file.path === null) this.s.store.dbs.dirty.removeSync(baseName(scratch));
-    fs.rmSync(scratch, { force: true });
+    if (file.path === null) this.s.store.dbs.dirty.removeSync(baseName(scratch.file));
+    this.s.store.scratch.release(scratch, size);
   }
 
   /** The file's name is gone (unlink, replaced by a rename); processes holding it keep it. */
@@ -572,14 +572,14 @@ export class AgentTree implements TreeOps {
     }
   }
 
-  /** Applies one operation to the layer, persists it and logs it, atomically (with `also`, if given). */
-  private mutate(op: LayerOp, also?: () => void): void {
+  /** Applies one operation to the layer, persists it and logs it, atomically (`op` may be made inside the transaction). */
+  private mutate(op: LayerOp | (() => LayerOp)): void {
     const { store, log } = this.s;
     try {
       store.txn(() => {
-        also?.();
-        this.persist(this.layer.apply(op));
-        log.append(this.agent, op);
+        const o = typeof op === 'function' ? op() : op;
+        this.persist(this.layer.apply(o));
+        log.append(this.agent, o);
       });
     } catch (err) {
       log.discardPending();

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
-import path from 'node:path';
 import type { BlobId, BlobStore } from '../store/blobs.js';
+import type { Scratch, ScratchFiles } from '../store/scratch.js';
 import type { Attr } from './contract.js';
 import type { FileEntry } from './entry.js';
 
@@ -17,10 +17,12 @@ export type Source = { blob: BlobId } | { disk: string } | { empty: true };
 export class OpenFile {
   refs = 0;
   dirty = false;
-  scratch: { fd: number; file: string } | null = null;
+  scratch: Scratch | null = null;
   /** stat(2) of what was opened, until the first write or chmod: what fstat answers (tar compares it with stat). */
   openedAttr: Attr | undefined;
   private sourceFd: number | null = null;
+  /** The scratch file's size, kept here: only this object writes it (no fstat per getattr). */
+  private scratchSize = 0;
 
   constructor(
     public path: string | null,
@@ -32,7 +34,7 @@ export class OpenFile {
   ) {}
 
   size(): number {
-    return this.scratch ? fs.fstatSync(this.scratch.fd).size : this.sourceSize;
+    return this.scratch ? this.scratchSize : this.sourceSize;
   }
 
   read(buf: Buffer, length: number, position: number): number {
@@ -51,26 +53,32 @@ export class OpenFile {
 
   write(buf: Buffer, length: number, position: number): number {
     const n = fs.writeSync(this.scratch!.fd, buf, 0, length, position);
+    if (position + n > this.scratchSize) this.scratchSize = position + n;
     this.touch();
     return n;
   }
 
   truncate(size: number): void {
     // A no-op ftruncate is not free on ext4: it makes the close flush and the later unlink slow (10x on rewrites).
-    if (fs.fstatSync(this.scratch!.fd).size !== size) fs.ftruncateSync(this.scratch!.fd, size);
+    if (this.scratchSize !== size) fs.ftruncateSync(this.scratch!.fd, size);
+    this.scratchSize = size;
     this.touch();
   }
 
   /** Copies the source into a new scratch file (or starts empty when it will be truncated anyway). */
-  copyUp(scratchDir: string, name: string, empty: boolean): string {
-    const file = path.join(scratchDir, name);
+  copyUp(scratch: ScratchFiles, empty: boolean): void {
     const src = this.src;
-    if (empty || 'empty' in src) fs.writeFileSync(file, '');
-    else if ('blob' in src) this.blobs.copyTo(src.blob, file);
-    else fs.copyFileSync(src.disk, file);
-    this.scratch = { fd: fs.openSync(file, 'r+'), file };
+    if (empty || 'empty' in src) {
+      this.scratch = scratch.empty();
+      this.scratchSize = 0;
+    } else {
+      this.scratch = scratch.filled((file) => {
+        if ('blob' in src) this.blobs.copyTo(src.blob, file);
+        else fs.copyFileSync(src.disk, file);
+      });
+      this.scratchSize = fs.fstatSync(this.scratch.fd).size;
+    }
     this.closeSource();
-    return file;
   }
 
   /** After an ingest, further reads of a clean file can come from the new blob. */
@@ -84,10 +92,12 @@ export class OpenFile {
     return this.src;
   }
 
-  close(): void {
+  /** Stops reading its source; hands its scratch file (if any) to the caller, who disposes of it. */
+  close(): Scratch | null {
     this.closeSource();
-    if (this.scratch) fs.closeSync(this.scratch.fd);
+    const s = this.scratch;
     this.scratch = null;
+    return s;
   }
 
   private touch(): void {
