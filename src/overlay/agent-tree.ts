@@ -205,8 +205,10 @@ export class AgentTree implements TreeOps {
     for (const f of this.files.values()) this.ingest(f, 'put', false);
   }
 
-  /** Ingests a scratch file left by a crash (Overlay.recover). */
-  recover(p: string, scratchFile: string, meta: DirtyRecord['meta']): void {
+  /** Ingests a scratch file left by a crash (Overlay.recover); its own mtime is the file's (OpenFile.setMeta). */
+  recover(p: string, scratchFile: string, recorded: DirtyRecord['meta']): void {
+    // Whole microseconds, as OpenFile stored it (stat's milliseconds are a double: 123 ms reads as 122.99999).
+    const meta = { ...recorded, mtimeMs: Math.round(fs.statSync(scratchFile).mtimeMs * 1000) / 1000 };
     const hash = this.s.blobs.putFile(scratchFile, 'link');
     const size = this.s.blobs.size(hash);
     const cur = this.layer.get(p);
@@ -533,19 +535,22 @@ export class AgentTree implements TreeOps {
     }
   }
 
-  /** chmod/chown/utimens: a file being written carries it to its ingest; anything else is copied up first. */
+  /**
+   * chmod/chown/utimens: a file being written carries it to its ingest;
+   * anything else is copied up first. Changing nothing changes nothing (tar
+   * chowns every file it unpacks to the owner it already has).
+   */
   private setMeta(p: string, meta: Partial<OpenFile['meta']>, op: () => LayerOp): void {
     const file = this.files.get(checkPath(p));
-    if (file) {
-      Object.assign(file.meta, meta);
-      file.openedAttr = undefined;
-    }
     if (file?.scratch) {
-      // Its ingest carries the new attributes.
-      file.dirty = true;
-      this.saveDirty(file);
+      if (sameMeta(file.meta, meta)) return;
+      file.setMeta(meta);
+      // Its ingest carries the new attributes; until then the crash-recovery record does, or for a
+      // new time alone the scratch file's own mtime (no store transaction per SETATTR of a time).
+      if (Object.keys(meta).join() !== 'mtimeMs') this.saveDirty(file);
       return;
     }
+    if (file) file.setMeta(meta);
     const r = this.resolve(p);
     const own = this.layer.get(p);
     if (!own || own.kind === 'whiteout') {
@@ -553,6 +558,8 @@ export class AgentTree implements TreeOps {
       this.mutate(entry.kind === 'file' ? { type: 'put', path: p, entry }
         : entry.kind === 'dir' ? { type: 'mkdir', path: p, entry }
         : { type: 'symlink', path: p, entry });
+    } else if (sameMeta(own, meta)) {
+      return;
     }
     this.mutate(op());
   }
@@ -587,4 +594,9 @@ export class AgentTree implements TreeOps {
     }
     log.publish();
   }
+}
+
+/** Does `cur` already have every attribute of `next`? */
+function sameMeta(cur: object, next: object): boolean {
+  return Object.entries(next).every(([k, v]) => (cur as Record<string, unknown>)[k] === v);
 }

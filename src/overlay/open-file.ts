@@ -60,9 +60,19 @@ export class OpenFile {
 
   truncate(size: number): void {
     // A no-op ftruncate is not free on ext4: it makes the close flush and the later unlink slow (10x on rewrites).
-    if (this.scratchSize !== size) fs.ftruncateSync(this.scratch!.fd, size);
-    this.scratchSize = size;
     this.touch();
+    if (this.scratchSize !== size) fs.ftruncateSync(this.scratch!.fd, size); // the kernel moves its mtime
+    else this.keepTime();
+    this.scratchSize = size;
+  }
+
+  /** chmod/chown/utimens of the open file: its attributes until ingest. */
+  setMeta(meta: Partial<OpenFile['meta']>): void {
+    Object.assign(this.meta, meta);
+    this.openedAttr = undefined;
+    if (!this.scratch) return;
+    this.dirty = true;
+    if ('mtimeMs' in meta) this.keepTime();
   }
 
   /** Copies the source into a new scratch file (or starts empty when it will be truncated anyway). */
@@ -79,6 +89,7 @@ export class OpenFile {
       this.scratchSize = fs.fstatSync(this.scratch.fd).size;
     }
     this.closeSource();
+    this.keepTime();
   }
 
   /** After an ingest, further reads of a clean file can come from the new blob. */
@@ -100,9 +111,21 @@ export class OpenFile {
     return s;
   }
 
+  /** A write or truncate: the kernel moves the scratch file's mtime too. */
   private touch(): void {
     this.dirty = true;
     this.meta.mtimeMs = Date.now();
+  }
+
+  /**
+   * While the file is being written its mtime is also the scratch file's
+   * own, which writes move as well: after a crash, recovery takes it from
+   * there (a new time needs no store transaction).
+   */
+  private keepTime(): void {
+    // libuv keeps whole microseconds, truncating: half a microsecond more makes it round.
+    const t = this.meta.mtimeMs / 1000 + 5e-7;
+    fs.futimesSync(this.scratch!.fd, t, t);
   }
 
   private closeSource(): void {
