@@ -435,10 +435,10 @@ export class AgentTree implements TreeOps {
    * blob, the entry, the event and (at the last close) the removal of the
    * crash-recovery record commit in one transaction. `final`: the file is
    * being closed for good, so a large scratch file is linked into the store
-   * instead of copied.
+   * instead of copied. Returns whether it did.
    */
-  private ingest(file: OpenFile, type: 'put' | 'truncate', final: boolean): void {
-    if (!file.scratch || !file.dirty || file.path === null) return;
+  private ingest(file: OpenFile, type: 'put' | 'truncate', final: boolean): boolean {
+    if (!file.scratch || !file.dirty || file.path === null) return false;
     const path = file.path;
     const scratch = file.scratch;
     const size = file.size();
@@ -450,18 +450,20 @@ export class AgentTree implements TreeOps {
     });
     file.rebase({ blob: hash }, size);
     file.dirty = false;
+    return true;
   }
 
   private unref(file: OpenFile): void {
     if (--file.refs > 0) return;
     if (file.path !== null && this.files.get(file.path) === file) this.files.delete(file.path);
     // If this throws, the scratch file and its record stay: the next start recovers them.
-    this.ingest(file, 'put', true);
+    const ingested = this.ingest(file, 'put', true);
     const size = file.size();
     const scratch = file.close();
     if (!scratch) return;
-    // The final ingest removed its record in its own transaction; an unlinked file still has one.
-    if (file.path === null) this.s.store.dbs.dirty.removeSync(baseName(scratch.file));
+    // The final ingest removed its record in its own transaction; a file unlinked, or unchanged since an
+    // ingest before a commit or rename, still has one, which must go before its scratch file is reused.
+    if (!ingested) this.s.store.dbs.dirty.removeSync(baseName(scratch.file));
     this.s.store.scratch.release(scratch, size);
   }
 

@@ -281,6 +281,15 @@ describe('commits and children', () => {
     expect(readFile(t, 'after')).toBe('small again');
     // The large file's scratch became its blob: the reused one is empty again, nothing else is left.
     expect(fs.readdirSync(scratch).map((f) => fs.statSync(path.join(scratch, f)).size)).toEqual([0]);
+    // Files ingested before their last close (a commit, a truncate by path) leave no crash-recovery
+    // record behind: one naming a reused scratch file would recover it over their content.
+    const fh = t.create('settled', 0o644, O_WRONLY, 0, 0);
+    t.write(fh, Buffer.from('kept'), 4, 0);
+    ov.commit('a', 'c');
+    t.release(fh);
+    t.truncate('small1', 3);
+    expect([...ov.store.dbs.dirty.getKeys()]).toEqual([]);
+    expect([readFile(t, 'settled'), readFile(t, 'small1')]).toEqual(['kept', 'con']);
   });
 
   it('a chmod, chown or utimens that changes nothing logs nothing', async () => {
