@@ -21,8 +21,6 @@ export interface TreeServices {
   log: EventLog;
   workspace: Workspace;
   allocIno(): number;
-  /** A fresh scratch file name under the store's scratch directory. */
-  scratchName(): string;
 }
 
 /** What the crash-recovery record of a file being written holds. */
@@ -212,8 +210,10 @@ export class AgentTree implements TreeOps {
     for (const f of this.files.values()) this.ingest(f, 'put', false);
   }
 
-  /** Ingests a scratch file left by a crash (Overlay.recover). */
-  recover(p: string, scratchFile: string, meta: DirtyRecord['meta']): void {
+  /** Ingests a scratch file left by a crash (Overlay.recover); its own mtime is the file's (OpenFile.setMeta). */
+  recover(p: string, scratchFile: string, recorded: DirtyRecord['meta']): void {
+    // Whole microseconds, as OpenFile stored it (stat's milliseconds are a double: 123 ms reads as 122.99999).
+    const meta = { ...recorded, mtimeMs: Math.round(fs.statSync(scratchFile).mtimeMs * 1000) / 1000 };
     const hash = this.s.blobs.putFile(scratchFile, 'link');
     const size = this.s.blobs.size(hash);
     const cur = this.layer.get(p);
@@ -424,7 +424,7 @@ export class AgentTree implements TreeOps {
       file.meta.baseHash = id;
       file.rebase({ blob: id }, this.s.blobs.size(id));
     }
-    file.copyUp(this.s.store.scratchDir, this.s.scratchName(), empty);
+    file.copyUp(this.s.store.scratch, empty);
     this.saveDirty(file);
   }
 
@@ -437,41 +437,45 @@ export class AgentTree implements TreeOps {
   }
 
   /**
-   * Puts what was written into the store and logs a put (or truncate).
-   * `final`: the file is being closed for good, so a large scratch file is
-   * linked into the store instead of copied.
+   * Puts what was written into the store and logs a put (or truncate): the
+   * blob, the entry, the event and (at the last close) the removal of the
+   * crash-recovery record commit in one transaction. `final`: the file is
+   * being closed for good, so a large scratch file is linked into the store
+   * instead of copied. Returns whether it did.
    */
-  private ingest(file: OpenFile, type: 'put' | 'truncate', final: boolean): void {
-    if (!file.scratch || !file.dirty || file.path === null) return;
+  private ingest(file: OpenFile, type: 'put' | 'truncate', final: boolean): boolean {
+    if (!file.scratch || !file.dirty || file.path === null) return false;
     const path = file.path;
     const scratch = file.scratch;
     const size = file.size();
-    // A blob stored before a crash that kept its entry from committing is only garbage; the scratch file stays until then.
-    const hash = this.s.blobs.putFile(scratch.file, final ? 'link' : 'copy');
-    const entry: FileEntry = { kind: 'file', hash, size, ...file.meta };
+    let hash = '';
     this.ingesting = true;
     try {
-      this.mutate({ type, path, entry }, () => {
+      this.mutate(() => {
+        hash = this.s.blobs.putOpenFile(scratch.fd, scratch.file, size, final ? 'link' : 'copy');
         if (final) this.s.store.dbs.dirty.removeSync(baseName(scratch.file));
+        return { type, path, entry: { kind: 'file', hash, size, ...file.meta } };
       });
     } finally {
       this.ingesting = false;
     }
     file.rebase({ blob: hash }, size);
     file.dirty = false;
+    return true;
   }
 
   private unref(file: OpenFile): void {
     if (--file.refs > 0) return;
     if (file.path !== null && this.files.get(file.path) === file) this.files.delete(file.path);
     // If this throws, the scratch file and its record stay: the next start recovers them.
-    this.ingest(file, 'put', true);
-    const scratch = file.scratch?.file;
-    file.close();
+    const ingested = this.ingest(file, 'put', true);
+    const size = file.size();
+    const scratch = file.close();
     if (!scratch) return;
-    // The final ingest removed its record in its own transaction; an unlinked file still has one.
-    if (file.path === null) this.s.store.dbs.dirty.removeSync(baseName(scratch));
-    fs.rmSync(scratch, { force: true });
+    // The final ingest removed its record in its own transaction; a file unlinked, or unchanged since an
+    // ingest before a commit or rename, still has one, which must go before its scratch file is reused.
+    if (!ingested) this.s.store.dbs.dirty.removeSync(baseName(scratch.file));
+    this.s.store.scratch.release(scratch, size);
   }
 
   /** The file's name is gone (unlink, replaced by a rename); processes holding it keep it. */
@@ -544,19 +548,22 @@ export class AgentTree implements TreeOps {
     }
   }
 
-  /** chmod/chown/utimens: a file being written carries it to its ingest; anything else is copied up first. */
+  /**
+   * chmod/chown/utimens: a file being written carries it to its ingest;
+   * anything else is copied up first. Changing nothing changes nothing (tar
+   * chowns every file it unpacks to the owner it already has).
+   */
   private setMeta(p: string, meta: Partial<OpenFile['meta']>, op: () => LayerOp): void {
     const file = this.files.get(checkPath(p));
-    if (file) {
-      Object.assign(file.meta, meta);
-      file.openedAttr = undefined;
-    }
     if (file?.scratch) {
-      // Its ingest carries the new attributes.
-      file.dirty = true;
-      this.saveDirty(file);
+      if (sameMeta(file.meta, meta)) return;
+      file.setMeta(meta);
+      // Its ingest carries the new attributes; until then the crash-recovery record does, or for a
+      // new time alone the scratch file's own mtime (no store transaction per SETATTR of a time).
+      if (Object.keys(meta).join() !== 'mtimeMs') this.saveDirty(file);
       return;
     }
+    if (file) file.setMeta(meta);
     const r = this.resolve(p);
     const own = this.layer.get(p);
     if (!own || own.kind === 'whiteout') {
@@ -564,6 +571,8 @@ export class AgentTree implements TreeOps {
       this.mutate(entry.kind === 'file' ? { type: 'put', path: p, entry }
         : entry.kind === 'dir' ? { type: 'mkdir', path: p, entry }
         : { type: 'symlink', path: p, entry });
+    } else if (sameMeta(own, meta)) {
+      return;
     }
     this.mutate(op());
   }
@@ -583,14 +592,14 @@ export class AgentTree implements TreeOps {
     }
   }
 
-  /** Applies one operation to the layer, persists it and logs it, atomically (with `also`, if given). */
-  private mutate(op: LayerOp, also?: () => void): void {
+  /** Applies one operation to the layer, persists it and logs it, atomically (`op` may be made inside the transaction). */
+  private mutate(op: LayerOp | (() => LayerOp)): void {
     const { store, log } = this.s;
     try {
       store.txn(() => {
-        also?.();
-        this.persist(this.layer.apply(op));
-        log.append(this.agent, op);
+        const o = typeof op === 'function' ? op() : op;
+        this.persist(this.layer.apply(o));
+        log.append(this.agent, o);
       });
     } catch (err) {
       log.discardPending();
@@ -598,4 +607,9 @@ export class AgentTree implements TreeOps {
     }
     log.publish();
   }
+}
+
+/** Does `cur` already have every attribute of `next`? */
+function sameMeta(cur: object, next: object): boolean {
+  return Object.entries(next).every(([k, v]) => (cur as Record<string, unknown>)[k] === v);
 }

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
-import path from 'node:path';
 import type { BlobId, BlobStore } from '../store/blobs.js';
+import type { Scratch, ScratchFiles } from '../store/scratch.js';
 import type { Attr } from './contract.js';
 import type { FileEntry } from './entry.js';
 
@@ -17,10 +17,12 @@ export type Source = { blob: BlobId } | { disk: string } | { empty: true };
 export class OpenFile {
   refs = 0;
   dirty = false;
-  scratch: { fd: number; file: string } | null = null;
+  scratch: Scratch | null = null;
   /** stat(2) of what was opened, until the first write or chmod: what fstat answers (tar compares it with stat). */
   openedAttr: Attr | undefined;
   private sourceFd: number | null = null;
+  /** The scratch file's size, kept here: only this object writes it (no fstat per getattr). */
+  private scratchSize = 0;
 
   constructor(
     public path: string | null,
@@ -32,7 +34,7 @@ export class OpenFile {
   ) {}
 
   size(): number {
-    return this.scratch ? fs.fstatSync(this.scratch.fd).size : this.sourceSize;
+    return this.scratch ? this.scratchSize : this.sourceSize;
   }
 
   read(buf: Buffer, length: number, position: number): number {
@@ -51,26 +53,43 @@ export class OpenFile {
 
   write(buf: Buffer, length: number, position: number): number {
     const n = fs.writeSync(this.scratch!.fd, buf, 0, length, position);
+    if (position + n > this.scratchSize) this.scratchSize = position + n;
     this.touch();
     return n;
   }
 
   truncate(size: number): void {
     // A no-op ftruncate is not free on ext4: it makes the close flush and the later unlink slow (10x on rewrites).
-    if (fs.fstatSync(this.scratch!.fd).size !== size) fs.ftruncateSync(this.scratch!.fd, size);
     this.touch();
+    if (this.scratchSize !== size) fs.ftruncateSync(this.scratch!.fd, size); // the kernel moves its mtime
+    else this.keepTime();
+    this.scratchSize = size;
+  }
+
+  /** chmod/chown/utimens of the open file: its attributes until ingest. */
+  setMeta(meta: Partial<OpenFile['meta']>): void {
+    Object.assign(this.meta, meta);
+    this.openedAttr = undefined;
+    if (!this.scratch) return;
+    this.dirty = true;
+    if ('mtimeMs' in meta) this.keepTime();
   }
 
   /** Copies the source into a new scratch file (or starts empty when it will be truncated anyway). */
-  copyUp(scratchDir: string, name: string, empty: boolean): string {
-    const file = path.join(scratchDir, name);
+  copyUp(scratch: ScratchFiles, empty: boolean): void {
     const src = this.src;
-    if (empty || 'empty' in src) fs.writeFileSync(file, '');
-    else if ('blob' in src) this.blobs.copyTo(src.blob, file);
-    else fs.copyFileSync(src.disk, file);
-    this.scratch = { fd: fs.openSync(file, 'r+'), file };
+    if (empty || 'empty' in src) {
+      this.scratch = scratch.empty();
+      this.scratchSize = 0;
+    } else {
+      this.scratch = scratch.filled((file) => {
+        if ('blob' in src) this.blobs.copyTo(src.blob, file);
+        else fs.copyFileSync(src.disk, file);
+      });
+      this.scratchSize = fs.fstatSync(this.scratch.fd).size;
+    }
     this.closeSource();
-    return file;
+    this.keepTime();
   }
 
   /** After an ingest, further reads of a clean file can come from the new blob. */
@@ -84,15 +103,29 @@ export class OpenFile {
     return this.src;
   }
 
-  close(): void {
+  /** Stops reading its source; hands its scratch file (if any) to the caller, who disposes of it. */
+  close(): Scratch | null {
     this.closeSource();
-    if (this.scratch) fs.closeSync(this.scratch.fd);
+    const s = this.scratch;
     this.scratch = null;
+    return s;
   }
 
+  /** A write or truncate: the kernel moves the scratch file's mtime too. */
   private touch(): void {
     this.dirty = true;
     this.meta.mtimeMs = Date.now();
+  }
+
+  /**
+   * While the file is being written its mtime is also the scratch file's
+   * own, which writes move as well: after a crash, recovery takes it from
+   * there (a new time needs no store transaction).
+   */
+  private keepTime(): void {
+    // libuv keeps whole microseconds, truncating: half a microsecond more makes it round.
+    const t = this.meta.mtimeMs / 1000 + 5e-7;
+    fs.futimesSync(this.scratch!.fd, t, t);
   }
 
   private closeSource(): void {

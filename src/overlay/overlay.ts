@@ -46,7 +46,6 @@ export class Overlay {
   private readonly trees = new Map<string, AgentTree>();
   private nextIno: number;
   private inoLimit: number;
-  private scratchSeq = 0;
 
   private constructor(readonly store: Store, workspace: Workspace) {
     this.workspace = workspace;
@@ -358,7 +357,6 @@ export class Overlay {
       log: this.log,
       workspace: this.workspace,
       allocIno: () => this.allocIno(),
-      scratchName: () => `${process.pid}-${Date.now().toString(36)}-${++this.scratchSeq}`,
     };
   }
 

@@ -13,7 +13,8 @@ export function checkPath(p: string): string {
     if (part === '' || part === '.' || part === '..') {
       throw new FsError('EINVAL', `path must not contain empty, '.' or '..' parts: ${p}`);
     }
-    if (Buffer.byteLength(part) > 255) throw new FsError('ENAMETOOLONG', `name too long in ${p}`);
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: only a long name needs counting.
+    if (part.length > 85 && Buffer.byteLength(part) > 255) throw new FsError('ENAMETOOLONG', `name too long in ${p}`);
   }
   return p;
 }

@@ -75,6 +75,19 @@ export class BlobStore {
     }
   }
 
+  /**
+   * putFile for a file the caller holds open at `fd` and whose size it
+   * knows (a scratch file): a small one is read through the descriptor,
+   * without opening, stating and closing it again.
+   */
+  putOpenFile(fd: number, file: string, size: number, how: 'link' | 'copy'): BlobId {
+    if (size > INLINE_MAX) return this.putFile(file, how);
+    const bytes = Buffer.allocUnsafe(size);
+    let got = 0;
+    for (let n; got < size && (n = fs.readSync(fd, bytes, got, size - got, got)) > 0;) got += n;
+    return this.put(bytes.subarray(0, got));
+  }
+
   has(id: BlobId): boolean {
     return this.store.dbs.blobMeta.get(id) !== undefined;
   }

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { initHash } from './hash.js';
+import { ScratchFiles } from './scratch.js';
 
 /**
  * One lmdb environment per workspace. Commits use `noSync`: a committed
@@ -40,6 +41,7 @@ export class Store {
   readonly dbs: StoreDbs;
   readonly blobDir: string;
   readonly scratchDir: string;
+  readonly scratch: ScratchFiles;
   private dataFd: number | undefined;
 
   private constructor(readonly stateDir: string, dbs: StoreDbs) {
@@ -48,6 +50,7 @@ export class Store {
     this.scratchDir = path.join(stateDir, 'scratch');
     fs.mkdirSync(this.blobDir, { recursive: true });
     fs.mkdirSync(this.scratchDir, { recursive: true });
+    this.scratch = new ScratchFiles(this.scratchDir);
   }
 
   static async open(stateDir: string): Promise<Store> {
@@ -103,6 +106,7 @@ export class Store {
   }
 
   async close(): Promise<void> {
+    this.scratch.close();
     if (this.dataFd !== undefined) fs.closeSync(this.dataFd);
     this.dataFd = undefined;
     await this.dbs.root.close();
