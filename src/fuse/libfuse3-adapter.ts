@@ -525,7 +525,13 @@ class Libfuse3Session {
     const own = this.byNode.get(ino);
     if (!own) return;
     this.byNode.delete(ino);
+    const n = this.nodes.node(ino);
+    // Written through a node an invalidation retired (its holder wrote on across a rebase): the
+    // path's newer node keeps the size the kernel had at its lookup (writeback cache), so it is
+    // retired too and the next lookup sees what was written. Once the writer pauses, as a put.
+    const staleAt = this.handles.get(own.fh)?.writable && this.nodes.isRetired(n) ? n.path : null;
     this.releaseHandle(own.fh);
+    if (staleAt !== null) this.invalidate([staleAt]);
   }
 
   private releaseOldest(): void {
@@ -569,21 +575,23 @@ class Libfuse3Session {
    * content readable, as the tree keeps any open file, until FORGET.
    */
   private pin(p: string): void {
-    const n = this.nodes.at(p);
-    if (!n || n.isDir || n.lookups <= 0) return;
-    const own = this.byNode.get(n.id);
-    if (own) {
-      own.pinned = true;
-      return;
+    // Nodes retired at p too (an invalidation gave the path a new node): the kernel may hold them open.
+    for (const n of this.nodes.allAt(p)) {
+      if (n.isDir || n.lookups <= 0) continue;
+      const own = this.byNode.get(n.id);
+      if (own) {
+        own.pinned = true;
+        continue;
+      }
+      let treeFh: number;
+      try {
+        treeFh = this.tree.open(p, O_RDWR);
+      } catch (err) {
+        if (isFsError(err)) continue; // a symlink: nothing to read through it
+        throw err;
+      }
+      this.adopt(n.id, this.addHandle(treeFh, n, false), true);
     }
-    let treeFh: number;
-    try {
-      treeFh = this.tree.open(p, O_RDWR);
-    } catch (err) {
-      if (isFsError(err)) return; // a symlink: nothing to read through it
-      throw err;
-    }
-    this.adopt(n.id, this.addHandle(treeFh, n, false), true);
   }
 
   private forget(ino: number, count: number): void {
@@ -616,7 +624,8 @@ class Libfuse3Session {
         // Our own handle must not keep standing for the path with what it held before the change (the
         // tree keeps a file being written over a rebase, for its writer, and the kernel never says
         // whether anyone still has it open). Releasing logs what it holds first: nothing is lost.
-        if (!this.byNode.get(n.id)?.pinned) this.releaseNodeHandle(n.id);
+        // Nodes retired at p by an earlier change too: they read and write the path's file as well.
+        for (const m of this.nodes.allAt(p)) if (!this.byNode.get(m.id)?.pinned) this.releaseNodeHandle(m.id);
         this.b.invalidate(this.session, n.id);
         // With the writeback cache the kernel trusts its own size and mtime of a file it keeps in
         // memory over ours; unless it is open for writing here, the path gets a new node id, so the

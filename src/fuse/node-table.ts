@@ -24,6 +24,13 @@ export interface FuseNode {
 export class NodeTable {
   private readonly byId = new Map<number, FuseNode>();
   private readonly byPath = new Map<string, FuseNode>();
+  /**
+   * Files retired at a path (retire), by that path: the kernel may still hold
+   * them open, so they follow the path's renames and unlinks as its node
+   * does (the same file to whoever holds them), never another file later put
+   * at their old name.
+   */
+  private readonly retired = new Map<string, Set<FuseNode>>();
   private nextId = ROOT_ID + 1;
 
   constructor() {
@@ -52,6 +59,13 @@ export class NodeTable {
   /** The node now at `p`, if the kernel knows one. */
   at(p: string): FuseNode | undefined {
     return this.byPath.get(p);
+  }
+
+  /** Every node standing for the file at `p`: its node and those retired there. */
+  allAt(p: string): FuseNode[] {
+    const n = this.byPath.get(p);
+    const old = this.retired.get(p);
+    return [...(n ? [n] : []), ...(old ?? [])];
   }
 
   /** One more lookup of `p` the kernel will hold (an entry reply): the node already there, or a new one. */
@@ -92,13 +106,32 @@ export class NodeTable {
    */
   retire(p: string): void {
     const n = this.byPath.get(p);
-    if (n && !n.isDir) this.byPath.delete(p);
+    if (!n || n.isDir) return;
+    this.byPath.delete(p);
+    this.retiredAt(p).add(n);
+  }
+
+  /** Whether `n` was retired (an invalidation gave its path a new node) and still has that path. */
+  isRetired(n: FuseNode): boolean {
+    return n.path !== null && this.retired.get(n.path)?.has(n) === true;
+  }
+
+  private retiredAt(p: string): Set<FuseNode> {
+    let set = this.retired.get(p);
+    if (!set) this.retired.set(p, (set = new Set()));
+    return set;
+  }
+
+  /** Retired files at `p` or below it. */
+  private retiredWithin(p: string): [string, Set<FuseNode>][] {
+    return [...this.retired].filter(([q]) => isWithin(q, p));
   }
 
   /** `p` was unlinked or removed: its node (and any below) no longer has a path. */
   removed(p: string): void {
     const n = this.byPath.get(p);
     if (n) this.detach(n);
+    else this.detachRetired(p);
   }
 
   /** `from` was renamed to `to`: what was at `to` is gone, `from` and what lies below it move. */
@@ -106,6 +139,17 @@ export class NodeTable {
     const target = this.byPath.get(to);
     const moving = this.byPath.get(from);
     if (target && target !== moving) this.detach(target);
+    if (from !== to) {
+      this.detachRetired(to);
+      for (const [q, set] of this.retiredWithin(from)) {
+        this.retired.delete(q);
+        const moved = reroot(q, from, to);
+        for (const n of set) {
+          n.path = moved;
+          this.retiredAt(moved).add(n);
+        }
+      }
+    }
     if (!moving) return;
     this.byPath.delete(from);
     moving.path = to;
@@ -126,6 +170,7 @@ export class NodeTable {
     if (p === null) return;
     this.byPath.delete(p);
     n.path = null;
+    this.detachRetired(p);
     if (!n.isDir) return;
     // Deleting while iterating a Map is safe: no copy of a table that can hold every node.
     for (const [q, m] of this.byPath) {
@@ -136,8 +181,19 @@ export class NodeTable {
     }
   }
 
+  /** The retired files at `p` or below lose their path with it. */
+  private detachRetired(p: string): void {
+    for (const [q, set] of this.retiredWithin(p)) {
+      this.retired.delete(q);
+      for (const n of set) n.path = null;
+    }
+  }
+
   private drop(n: FuseNode): void {
     this.byId.delete(n.id);
-    if (n.path !== null && this.byPath.get(n.path) === n) this.byPath.delete(n.path);
+    if (n.path === null) return;
+    if (this.byPath.get(n.path) === n) this.byPath.delete(n.path);
+    const old = this.retired.get(n.path);
+    if (old?.delete(n) && old.size === 0) this.retired.delete(n.path);
   }
 }

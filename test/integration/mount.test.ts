@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,6 +5,7 @@ import { Client } from '../../src/cli/client.js';
 import { listFuseMounts } from '../../src/fuse/mount-table.js';
 import { TestDaemon, treeChecksum } from '../helpers/daemon.js';
 import { writeFile, writeSampleProject } from '../helpers/project.js';
+import { holdForWriting } from '../helpers/writer.js';
 
 /** A workspace that is a git repo with a node_modules and a local package, as users have. */
 function prepareProject(ws: string): void {
@@ -232,41 +232,6 @@ describe('files written through a mount whose closes the daemon may not hear of'
   let mnt: string;
   const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-  /** A writer in its own process holding `file` open: each line sent is written, `close` closes it. */
-  function writer(file: string, flags = 'w') {
-    const py = [
-      'import sys',
-      `f = open(sys.argv[1], '${flags}b', buffering=0)`,
-      'for line in sys.stdin:',
-      '    cmd = line.rstrip("\\n")',
-      '    if cmd == "close":',
-      '        f.close(); print("closed", flush=True); break',
-      '    f.write(cmd.encode()); print("ok", flush=True)',
-    ].join('\n');
-    const p = spawn('python3', ['-u', '-c', py, file], { cwd: mnt, stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout!.setEncoding('utf8').on('data', (s: string) => { out += s; });
-    p.stderr!.setEncoding('utf8').on('data', (s: string) => { err += s; });
-    const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
-    const send = async (cmd: string) => {
-      const n = out.split('\n').length;
-      p.stdin!.write(`${cmd}\n`);
-      for (const end = Date.now() + 10_000; out.split('\n').length === n; await wait(10)) {
-        if (Date.now() > end || p.exitCode !== null) throw new Error(`writer: no answer to ${cmd}: ${err}`);
-      }
-    };
-    return {
-      write: send,
-      async close(): Promise<string> {
-        await send('close');
-        expect(await exited).toBe(0);
-        return err;
-      },
-      kill: () => { if (p.exitCode === null) p.kill('SIGKILL'); },
-    };
-  }
-
   const openFiles = async () => (await d.json<{ name: string; openFiles: number }[]>(['ls'])).find((a) => a.name === 'w')!.openFiles;
   async function untilNoOpenFiles(): Promise<number> {
     let n = await openFiles();
@@ -335,9 +300,9 @@ describe('files written through a mount whose closes the daemon may not hear of'
   });
 
   it('a writer keeps writing after another process renamed its file (content follows) or unlinked it (no error, shows nowhere)', async () => {
-    const moved = writer('moving.txt');
-    const gone = writer('gone.txt');
-    const replaced = writer('replaced.txt');
+    const moved = holdForWriting(mnt, 'moving.txt');
+    const gone = holdForWriting(mnt, 'gone.txt');
+    const replaced = holdForWriting(mnt, 'replaced.txt');
     try {
       await moved.write('one ');
       await gone.write('kept ');
@@ -351,7 +316,7 @@ describe('files written through a mount whose closes the daemon may not hear of'
       await moved.write('three');
       await gone.write('SECRET-3');
       await replaced.write('SECRET-4');
-      for (const w of [moved, gone, replaced]) expect(await w.close()).toBe('');
+      for (const w of [moved, gone, replaced]) expect(await w.close()).toEqual({ code: 0, stderr: '' });
     } finally {
       for (const w of [moved, gone, replaced]) w.kill();
     }

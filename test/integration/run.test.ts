@@ -415,6 +415,7 @@ describe('cowfs run: a sandboxed program that sees only its agent\'s tree', () =
       echo "home=$HOME"
       echo mine > "$WS/shared/new.txt" && stat -c %u "$WS/shared/new.txt"
       echo nope >> "$WS/root-only.txt" 2>&1 || echo refused-root-only
+      : > "$WS/root-only.txt" 2>/dev/null || echo refused-truncate
       touch /tmp/x && echo tmp-writable
       node "$CLI" status | grep -c 'agent      unpriv'
       test ! -e /proc/$DAEMON/root && echo daemon-invisible
@@ -422,7 +423,7 @@ describe('cowfs run: a sandboxed program that sees only its agent\'s tree', () =
     `, { flags: ['--user', 'nobody'], env: { DAEMON: String(d.pid) } });
     expectOk(r);
     expect(r.stdout.trim().split('\n')).toEqual([
-      '65534', 'home=/nonexistent', '65534', 'refused-root-only', 'tmp-writable', '1', 'daemon-invisible', 'sysctl-refused',
+      '65534', 'home=/nonexistent', '65534', 'refused-root-only', 'refused-truncate', 'tmp-writable', '1', 'daemon-invisible', 'sysctl-refused',
     ]);
     expect(await readAgent('unpriv', 'shared/new.txt')).toBe('mine\n');
     expect(await readAgent('unpriv', 'root-only.txt')).toBe('root\n');

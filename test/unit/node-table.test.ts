@@ -54,6 +54,36 @@ describe('NodeTable: the libfuse 3 adapter\'s node ids ↔ paths', () => {
     expect(t.lookup('d', true)).toBe(d);
   });
 
+  it('a retired file follows its path: renamed with it (also its directory), detached when unlinked or replaced', () => {
+    const t = new NodeTable();
+    const f = t.lookup('dir/f', false);
+    t.retire('dir/f');
+    expect(t.isRetired(f)).toBe(true);
+    const g = t.lookup('dir/f', false);
+    expect(t.allAt('dir/f')).toEqual([g, f]);
+    t.renamed('dir/f', 'dir/g');
+    expect([t.pathOf(f.id), t.pathOf(g.id)]).toEqual(['dir/g', 'dir/g']);
+    t.lookup('dir', true);
+    t.renamed('dir', 'moved');
+    expect(t.allAt('moved/g')).toEqual([g, f]);
+    // Replaced by another file: neither stands for the new one.
+    const h = t.lookup('new', false);
+    t.renamed('new', 'moved/g');
+    expect(t.allAt('moved/g')).toEqual([h]);
+    expect([f.path, g.path]).toEqual([null, null]);
+    // Unlinked while only its retired node is known.
+    const k = t.lookup('k', false);
+    t.retire('k');
+    t.removed('k');
+    expect(k.path).toBeNull();
+    expect(t.allAt('k')).toEqual([]);
+    // Forgotten: it leaves the table.
+    const m = t.lookup('m', false);
+    t.retire('m');
+    t.forget(m.id, 1);
+    expect(t.allAt('m')).toEqual([]);
+  });
+
   it('a path that changed type under the kernel gets a new node', () => {
     const t = new NodeTable();
     const f = t.lookup('x', false);
