@@ -142,7 +142,9 @@ export class RunSessions {
     if (current && !this.mounts.isRunMount(agent)) return current;
     if (!current) {
       const mp = path.join(this.mntDir, agent);
-      fs.mkdirSync(mp, { recursive: true, mode: 0o700 });
+      // Another run's mount of it may have started since `idle` (the mount joins it): the directory
+      // exists then, and mkdir's check of it would stat our own mount before it answers (a deadlock).
+      if (!this.mounts.pendingFor(agent)) fs.mkdirSync(mp, { recursive: true, mode: 0o700 });
       await this.mounts.mount(agent, mp, { forRun: true });
     }
     this.runMountUsers.set(agent, (this.runMountUsers.get(agent) ?? 0) + 1);
