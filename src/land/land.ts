@@ -5,7 +5,10 @@ import { changedPaths } from '../overlay/tree-diff.js';
 import { TreeView } from '../overlay/view.js';
 import { landIntoParent } from './parent-landing.js';
 import { conflictMessage, planLanding, type LandConflict } from './plan.js';
-import { landIntoWorkspace } from './workspace-landing.js';
+import { HeadMovedError, landIntoWorkspace } from './workspace-landing.js';
+
+/** Plans a landing into the workspace may make when the agent's head keeps moving under it. */
+const LAND_ATTEMPTS = 3;
 
 export interface LandOptions {
   /** The parent agent, as the user named it (must be the agent's parent). */
@@ -44,7 +47,7 @@ export class LandConflictError extends OverlayError {
  * parent agent (a commit there) or, for a root agent, the workspace on
  * disk. Any conflict refuses the whole landing before anything is written.
  */
-export async function land(ov: Overlay, cascade: Cascade, agent: string, opts: LandOptions): Promise<LandResult> {
+export async function land(ov: Overlay, cascade: Cascade, agent: string, opts: LandOptions, attempt = 1): Promise<LandResult> {
   const a = ov.agent(agent);
   const parent = a.parent;
   if (opts.into !== undefined && opts.workspace) throw new OverlayError('give either --into PARENT or --into-workspace, not both');
@@ -67,7 +70,14 @@ export async function land(ov: Overlay, cascade: Cascade, agent: string, opts: L
   // Nothing committed since the base: nothing to land, nothing to record (git's "Already up to date").
   if (opts.dryRun || plan.paths.length === 0) return result;
   if (parent === null) {
-    await landIntoWorkspace(ov, cascade, plan, opts.onProgress);
+    try {
+      await landIntoWorkspace(ov, cascade, plan, opts.onProgress);
+    } catch (err) {
+      // A human's edit on disk just before `cowfs land` rebases the agent while its files are
+      // prepared: plan again against what the workspace holds now (a few times, then give up).
+      if (err instanceof HeadMovedError && attempt < LAND_ATTEMPTS) return land(ov, cascade, agent, opts, attempt + 1);
+      throw err;
+    }
     return result;
   }
   const r = landIntoParent(ov, cascade, plan, parent);

@@ -166,6 +166,12 @@ function ending(ov: Overlay, j: Journal, recovered: boolean): () => void {
   };
 }
 
+/**
+ * The agent's head moved while the landing's files were prepared (it committed, or a change on
+ * disk rebased it): nothing was written, and a new plan may land it (land() plans again).
+ */
+export class HeadMovedError extends OverlayError {}
+
 /** Writes a planned landing into the workspace: journal, temporary files, commit point, renames. */
 export async function landIntoWorkspace(
   ov: Overlay, cascade: Cascade, plan: LandPlan, onProgress?: (done: number, total: number) => void,
@@ -176,7 +182,7 @@ export async function landIntoWorkspace(
     j = await prepare(ov, plan, onProgress);
     // prepare yields to the mounts: a commit of the agent meanwhile would be settled away unlanded.
     if (ov.agent(j.agent).head !== j.commit) {
-      throw new OverlayError(`${j.agent} committed while its landing was being prepared; nothing was written: run cowfs land ${j.agent} again`);
+      throw new HeadMovedError(`${j.agent} committed or was rebased while its landing was being prepared; nothing was written: run cowfs land ${j.agent} again`);
     }
   } catch (err) {
     // Nothing is in place yet: forget the temporary files, so the next landing can start.

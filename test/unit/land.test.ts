@@ -104,7 +104,25 @@ describe('land into the workspace (core)', () => {
     expect(diskListing(ws)).toEqual(before);
   });
 
-  it('refuses, writing nothing, when the agent commits while the landing is prepared', async () => {
+  it('plans again when the agent\'s head moved once while the landing was prepared, and lands what it holds then', async () => {
+    const { ov, ws, cascade } = await setup();
+    ov.createAgent('a', null);
+    for (let i = 0; i < 150; i++) writeFile(ov.tree('a'), `f${i}.txt`, `${i}\n`);
+    ov.commit('a', 'many');
+    let moved = false;
+    await land(ov, cascade, 'a', {
+      onProgress: () => {
+        if (moved) return;
+        moved = true;
+        writeFile(ov.tree('a'), 'late.txt', 'committed meanwhile\n');
+        ov.commit('a', 'meanwhile');
+      },
+    });
+    expect(fs.readFileSync(path.join(ws, 'late.txt'), 'utf8')).toBe('committed meanwhile\n');
+    expect(fs.readFileSync(path.join(ws, 'f149.txt'), 'utf8')).toBe('149\n');
+  });
+
+  it('refuses, writing nothing, when the agent keeps committing while the landing is prepared', async () => {
     const { ov, ws, cascade } = await setup();
     ov.createAgent('a', null);
     for (let i = 0; i < 150; i++) writeFile(ov.tree('a'), `f${i}.txt`, `${i}\n`);
@@ -116,7 +134,7 @@ describe('land into the workspace (core)', () => {
         ov.commit('a', 'meanwhile');
       },
     }).catch((e: unknown) => e);
-    expect((err as Error).message).toMatch(/committed while its landing was being prepared; nothing was written/);
+    expect((err as Error).message).toMatch(/committed or was rebased while its landing was being prepared; nothing was written/);
     expect(diskListing(ws)).toEqual(before);
     expect(readFile(ov.tree('a'), 'late.txt')).toBe('committed meanwhile\n');
     expect(snapshot(ov.commitView(ov.agent('a').head), ov)['late.txt']).toContain('committed meanwhile');
