@@ -27,7 +27,15 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+
+#ifndef PR_SET_IO_FLUSHER
+#define PR_SET_IO_FLUSHER 57
+#endif
+
+/* Bumped whenever the request numbers or the calls change: src/fuse/libfuse3-binding.ts checks it. */
+#define COWFS_FUSE_ABI 2
 
 /* Request kinds, as JavaScript sees them (src/fuse/libfuse3-binding.ts mirrors these). */
 enum {
@@ -551,6 +559,13 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   char *mp = str(env, argv[0]);
   char *opts = str(env, argv[1]);
   if (!mp || !opts) { free(mp); free(opts); return throw_msg(env, "cowfs_fuse: mount(mountpoint, options, …) needs strings"); }
+  /*
+   * The JavaScript thread writes what the mounts' dirty pages become (scratch files, the store):
+   * as an I/O flusher it is throttled by its own disk's dirty limit only, never by the global one
+   * the mounts' pages count against (they may hold more than the kernel's 1%: src/fuse/bdi.ts).
+   * Needs CAP_SYS_RESOURCE (root); without it nothing changes.
+   */
+  prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0);
   session_t *s = calloc(1, sizeof(session_t));
   s->features = (int)num(env, argv[2]);
   s->max_write = (unsigned)num(env, argv[3]);
@@ -916,6 +931,8 @@ static napi_value init_module(napi_env env, napi_value exports) {
     { "replyStatfs", js_reply_statfs }, { "replyDir", js_reply_dir },
     { "replyDirPlus", js_reply_dir_plus }, { "replyNone", js_reply_none },
   };
+  napi_value abi;
+  if (napi_create_int32(env, COWFS_FUSE_ABI, &abi) != napi_ok || napi_set_named_property(env, exports, "abi", abi) != napi_ok) return NULL;
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
     napi_value f;
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f) != napi_ok) return NULL;

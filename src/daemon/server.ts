@@ -91,8 +91,10 @@ export class ApiServer {
           if (!handler) throw new ApiError('bad_request', `unknown method ${req.method}`);
           // No `id` on a progress message: a client that does not know them takes none for the answer.
           const progress = (info: unknown) => ws.send(JSON.stringify({ progressOf: req.id, progress: info }));
-          // Every answer sees what was written before it was asked, closed or not (Overlay.settleAll).
-          this.ctx.overlay.settleAll();
+          // Every answer sees what was written before it was asked, closed or not (Overlay.settleAll):
+          // the agent it names, or every agent.
+          const named = typeof params.agent === 'string' ? params.agent : undefined;
+          this.ctx.overlay.settleAll((agent, err) => this.log.error({ agent, err }, 'settling open files failed'), named);
           const result = await handler(this.ctx, params, progress, caller);
           res = { id: req.id, result: scopeResult(scope, req.method, result) };
         }

@@ -34,10 +34,22 @@ export class EventLog {
 
   /** Tells subscribers about the events appended since the last call (after their transaction committed). */
   publish(): void {
-    const evs = this.pending;
-    this.pending = [];
-    for (const ev of evs) this.emitter.emit('event', ev);
+    // A subscriber may append and publish in turn (a mount releasing a file logs its put): the outer
+    // call delivers those after the events before them, so every subscriber sees them in order.
+    if (this.publishing) return;
+    this.publishing = true;
+    try {
+      // Batch by batch: a subscriber's rolled-back transaction (discardPending) sees only its own events.
+      while (this.pending.length > 0) {
+        const evs = this.pending;
+        this.pending = [];
+        for (const ev of evs) this.emitter.emit('event', ev);
+      }
+    } finally {
+      this.publishing = false;
+    }
   }
+  private publishing = false;
 
   /** Forgets events appended by a transaction that was rolled back. */
   discardPending(): void {

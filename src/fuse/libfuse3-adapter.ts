@@ -163,7 +163,8 @@ class Libfuse3Session {
           if (req) this.b.replyErr(req, ENOSYS);
       }
     } catch (err) {
-      if (req) this.b.replyErr(req, this.errno(err, name, ino, name1));
+      const errno = this.errno(err, name, ino, name1);
+      if (req) this.b.replyErr(req, errno);
     } finally {
       this.inRequest = false;
     }
@@ -402,26 +403,30 @@ class Libfuse3Session {
   private rename(req: Native, parent: number, name: string, newParent: number, newName: string, flags: number): void {
     const from = join(this.nodes.pathOf(parent), name);
     const to = join(this.nodes.pathOf(newParent), newName);
-    this.pin(to);
     this.dropAttrAt(from);
     this.dropAttrAt(to);
-    this.tree.rename(from, to, flags);
+    const unpinned = this.nodes.allAt(to).filter((n) => !this.byNode.get(n.id)?.pinned);
+    this.pin(to);
+    try {
+      this.tree.rename(from, to, flags);
+    } catch (err) {
+      // `to` is still there: its handles are ordinary ones again (released when idle).
+      for (const n of unpinned) {
+        const own = this.byNode.get(n.id);
+        if (own) own.pinned = false;
+      }
+      throw err;
+    }
     this.nodes.renamed(from, to);
     this.b.replyErr(req, 0);
   }
 
-  /** Unlink and rename change a file's links and ctime. */
+  /** Unlink and rename change a file's links and ctime (of every node that stands for it). */
   private dropAttrAt(p: string): void {
-    const n = this.nodes.at(p);
-    if (n) this.dropAttr(n.id);
+    for (const n of this.nodes.allAt(p)) this.dropAttr(n.id);
   }
 
   // ------------------------------------------------------------------ files
-
-  private openForWriting(n: FuseNode): boolean {
-    for (const fh of n.open) if (this.handles.get(fh)?.writable) return true;
-    return false;
-  }
 
   private addHandle(treeFh: number, node: FuseNode, writable: boolean): number {
     const fh = this.nextFh++;
@@ -437,11 +442,12 @@ class Libfuse3Session {
   }
 
   /**
-   * With the writeback cache the kernel appends itself and writes whole pages at their offsets:
-   * an O_APPEND handle in the tree would append those pages again at the end.
+   * The kernel places O_APPEND writes itself (at its size of the file; with the writeback cache it
+   * writes whole pages at their offsets), and the node's one handle serves every opener: an
+   * O_APPEND handle in the tree would move other openers' writes to the end.
    */
   private treeFlags(flags: number): number {
-    return this.writeback ? flags & ~O_APPEND : flags;
+    return flags & ~O_APPEND;
   }
 
   /** The new file's tree handle is its node's own handle from the start (its RELEASE may never come). */
@@ -473,9 +479,9 @@ class Libfuse3Session {
     this.b.replyWrite(req, this.tree.write(h.treeFh, data, data.length, offset));
   }
 
+  /** Through the node's own handle, opened if the idle sweep closed it: the file's content reaches the disk either way. */
   private fsync(req: Native, ino: number): void {
-    const h = this.ownHandle(ino);
-    if (h) this.tree.fsync(h.treeFh);
+    this.tree.fsync(this.nodeHandle(ino).treeFh);
     this.b.replyErr(req, 0);
   }
 
@@ -506,6 +512,8 @@ class Libfuse3Session {
     const own = this.byNode.get(ino);
     if (own) {
       own.used = Date.now();
+      this.byNode.delete(ino); // to the end: the most recently used
+      this.byNode.set(ino, own);
       return this.handles.get(own.fh)!;
     }
     const n = this.nodes.node(ino);
@@ -518,7 +526,7 @@ class Libfuse3Session {
   /** Makes `fh` the node's own handle. */
   private adopt(ino: number, fh: number, pinned: boolean): void {
     this.byNode.set(ino, { fh, used: Date.now(), pinned });
-    if (this.byNode.size > NODE_HANDLES_MAX) this.releaseOldest();
+    if (this.byNode.size > NODE_HANDLES_MAX) this.releaseOldest(ino);
     this.sweeper ??= setInterval(() => this.sweep(), NODE_IDLE_MS).unref();
   }
 
@@ -535,9 +543,10 @@ class Libfuse3Session {
     if (staleAt !== null) this.invalidate([staleAt]);
   }
 
-  private releaseOldest(): void {
+  /** The least recently used handle but `keep`'s (byNode is kept in order of use). */
+  private releaseOldest(keep: number): void {
     for (const [ino, own] of this.byNode) {
-      if (!own.pinned) {
+      if (!own.pinned && ino !== keep) {
         this.releaseNodeHandle(ino);
         return;
       }
@@ -596,11 +605,15 @@ class Libfuse3Session {
   }
 
   private forget(ino: number, count: number): void {
-    if (this.nodes.node(ino).lookups - count <= 0) {
-      this.dropAttr(ino);
-      this.releaseNodeHandle(ino);
+    try {
+      if (this.nodes.node(ino).lookups - count <= 0) {
+        this.dropAttr(ino);
+        this.releaseNodeHandle(ino);
+      }
+    } finally {
+      // The kernel has let go whatever the release did (a failed final put keeps its scratch for recovery).
+      this.nodes.forget(ino, count);
     }
-    this.nodes.forget(ino, count);
   }
 
   get openHandles(): number {
@@ -621,17 +634,26 @@ class Libfuse3Session {
     for (const p of paths) {
       const n = this.nodes.at(p);
       if (n) {
-        this.dropAttr(n.id);
-        // Our own handle must not keep standing for the path with what it held before the change (the
-        // tree keeps a file being written over a rebase, for its writer, and the kernel never says
-        // whether anyone still has it open). Releasing logs what it holds first: nothing is lost.
-        // Nodes retired at p by an earlier change too: they read and write the path's file as well.
-        for (const m of this.nodes.allAt(p)) if (!this.byNode.get(m.id)?.pinned) this.releaseNodeHandle(m.id);
+        const gone = this.entryAttr(p) === undefined;
+        for (const m of this.nodes.allAt(p)) {
+          this.dropAttr(m.id);
+          const own = this.byNode.get(m.id);
+          if (!own || own.pinned) continue;
+          // Gone from the tree: whoever holds the file keeps reading what it held, until FORGET.
+          if (gone) own.pinned = true;
+          // Changed: our handle must not keep standing for the path with what it held before (the
+          // tree keeps a file being written over a rebase, for its writer; the kernel never says
+          // whether anyone still has it open). Releasing logs what it holds first: nothing is lost,
+          // and a writer's later pages land at their offsets in the new content.
+          else this.releaseNodeHandle(m.id);
+        }
         this.b.invalidate(this.session, n.id);
         // With the writeback cache the kernel trusts its own size and mtime of a file it keeps in
-        // memory over ours; unless it is open for writing here, the path gets a new node id, so the
-        // kernel's next lookup makes a fresh inode. Readers keep the old one; a writer keeps its pages.
-        if (!this.openForWriting(n)) this.nodes.retire(p);
+        // memory over ours: a changed path gets a new node id, so the kernel's next lookup makes a
+        // fresh inode (readers keep the old one); a path now gone detaches its nodes, as an unlink
+        // does, so none of them ever stands for a file put at that name later.
+        if (gone) this.nodes.removed(p);
+        else this.nodes.retire(p);
       }
       let child = p;
       while (child !== '') {

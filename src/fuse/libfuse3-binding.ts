@@ -37,7 +37,12 @@ export type Dispatch = (
 /** Attributes as the reply functions take them: ino, mode, nlink, uid, gid, size, atimeMs, mtimeMs, ctimeMs. */
 type AttrArgs = [number, number, number, number, number, number, number, number, number];
 
+/** COWFS_FUSE_ABI of native/cowfs_fuse.c this file speaks. */
+const ABI = 2;
+
 export interface Binding {
+  /** The addon's COWFS_FUSE_ABI. */
+  abi: number;
   mount(mountpoint: string, options: string, features: number, maxWrite: number, dispatch: Dispatch): Native;
   exit(session: Native): void;
   close(session: Native): void;
@@ -68,5 +73,8 @@ export interface Binding {
 export function loadBinding(): Binding {
   const addon = path.join(packageRoot(), 'native', 'build', 'Release', 'cowfs_fuse.node');
   if (!fs.existsSync(addon)) throw new Error(`${addon} is not built (run scripts/setup.sh)`);
-  return createRequire(import.meta.url)(addon) as Binding;
+  const b = createRequire(import.meta.url)(addon) as Binding;
+  // An addon built before the request numbers changed would answer writes as releases.
+  if (b.abi !== ABI) throw new Error(`${addon} is out of date (ABI ${String(b.abi)}, want ${ABI}): run scripts/setup.sh`);
+  return b;
 }

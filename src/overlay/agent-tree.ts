@@ -174,10 +174,14 @@ export class AgentTree implements TreeOps {
    * after a power cut the next start ingests it (`recover`) as it would
    * after a killed daemon. The put event comes at the last close, as for
    * any write (a 1 GiB `dd conv=fsync` no longer copies and hashes 1 GiB).
+   * What was put already (a settle, or a close the adapter reported before
+   * this fsync came) reaches the disk too: its blob file and the store.
    */
   fsync(fh: number): void {
     const { file } = this.handle(fh);
-    if (file.scratch && file.dirty) this.s.store.syncScratch(file.scratch.fd);
+    if (file.scratch) this.s.store.syncScratch(file.scratch.fd);
+    const src = file.source;
+    if ('blob' in src) this.s.blobs.syncFile(src.blob);
     this.s.store.syncToDisk();
   }
 

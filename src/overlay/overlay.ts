@@ -109,8 +109,16 @@ export class Overlay {
    * from the log or the layers includes writes whose close the FUSE adapter
    * was not told of (libfuse 3: files are opened without OPEN/RELEASE).
    */
-  settleAll(): void {
-    for (const tree of this.trees.values()) tree.settle();
+  settleAll(onError: (agent: string, err: unknown) => void, only?: string): void {
+    for (const [name, tree] of this.trees) {
+      if (only !== undefined && name !== only) continue;
+      // One agent's failure (a full disk) must not stop the others, nor the request (gc frees space).
+      try {
+        tree.settle();
+      } catch (err) {
+        onError(name, err);
+      }
+    }
   }
 
   /** The agent's working tree (what its mount shows). */

@@ -111,6 +111,20 @@ export class BlobStore {
     return this.store.dbs.blobMeta.get(id)?.file ? this.filePath(id) : undefined;
   }
 
+  /** fsync(2) of a blob kept as a file, and of its name (an inline one reaches the disk with lmdb's sync). */
+  syncFile(id: BlobId): void {
+    const file = this.fileOf(id);
+    if (!file) return;
+    for (const p of [file, path.dirname(file)]) {
+      const fd = fs.openSync(p, 'r');
+      try {
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+  }
+
   /** Reads `length` bytes at `position` of an inline blob into `buf`. */
   readInline(id: BlobId, buf: Buffer, length: number, position: number): number {
     const bytes = this.store.dbs.blobs.getBinaryFast(id);

@@ -322,6 +322,25 @@ describe('EventLog', () => {
     expect(log.get(3)).toMatchObject({ path: '4' });
   });
 
+  it('an event a subscriber causes reaches every subscriber after the events before it', async () => {
+    const store = await openStore();
+    const log = new EventLog(store);
+    // The first subscriber logs one more event when it sees the first (as a mount releasing a file does).
+    log.subscribe((e) => {
+      if (e.seq !== 1) return;
+      store.txn(() => log.append('a', mkdirOp('caused')));
+      log.publish();
+    });
+    const seen: number[] = [];
+    log.subscribe((e) => seen.push(e.seq));
+    store.txn(() => {
+      log.append('a', mkdirOp('1'));
+      log.append('a', mkdirOp('2'));
+    });
+    log.publish();
+    expect(seen).toEqual([1, 2, 3]);
+  });
+
   it('streams what the overlay does: one event per operation, after it is durable', async () => {
     const ov = await openOv({ 'f': 'x' });
     const evs: CowEvent[] = [];
