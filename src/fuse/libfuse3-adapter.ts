@@ -95,7 +95,7 @@ export function libfuse3Binding(): Binding {
 interface OpenHandle {
   treeFh: number;
   node: number;
-  /** Opened for writing (CREATE), or written through (a node's own handle): its attributes are ours, not C's. */
+  /** Written through (CREATE made it, or a WRITE or truncation since it opened): a truncation to 0 starts a new put. */
   writable: boolean;
 }
 
