@@ -231,14 +231,8 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   if ((s->features & F_WRITEBACK) && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
   else conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
   if (s->max_write) conn->max_write = s->max_write;
-  msg_t *m = msg_new(OP_INIT, NULL, 0, NULL, NULL, NULL, 0);
-  if (m) {
-    m->n[0] = conn->proto_major;
-    m->n[1] = conn->proto_minor;
-    m->n[2] = (conn->want & FUSE_CAP_WRITEBACK_CACHE) ? 1 : 0;
-    m->n[3] = conn->max_write;
-    post(s, m);
-  }
+  /* JavaScript only waits for it: the mount is up. */
+  post(s, msg_new(OP_INIT, NULL, 0, NULL, NULL, NULL, 0));
 }
 
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {

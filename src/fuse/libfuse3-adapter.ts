@@ -119,12 +119,13 @@ class Libfuse3Session {
   maxWrite = 0;
   maxRead = 0;
   eio = 0;
-  writeback = false;
   session: Native | undefined;
   onInit: ((err: Error | null) => void) | null = null;
   onExit: (() => void) | null = null;
   exited = false;
 
+  /** Nodes whose attributes the addon holds (cacheAttr, not dropped since). */
+  private readonly inC = new Set<number>();
   /** Node id → its own tree handle. */
   private readonly byNode = new Map<number, NodeHandle>();
   private sweeper: NodeJS.Timeout | undefined;
@@ -139,7 +140,7 @@ class Libfuse3Session {
     this.inRequest = true;
     try {
       switch (op) {
-        case Op.INIT: return this.init(n2 === 1);
+        case Op.INIT: return this.init();
         case Op.EXIT: return this.exit();
         case Op.FORGET: return this.forget(ino, n0);
         case Op.LOOKUP: return this.lookup(req!, ino, name1!);
@@ -179,8 +180,7 @@ class Libfuse3Session {
 
   // -------------------------------------------------------------- lifecycle
 
-  private init(writeback: boolean): void {
-    this.writeback = writeback;
+  private init(): void {
     this.onInit?.(null);
     this.onInit = null;
   }
@@ -247,11 +247,13 @@ class Libfuse3Session {
   private remember(n: FuseNode, a: Attr): void {
     if (this.session && (a.mode & S_IFMT) === S_IFREG && n.path !== null) {
       this.b.cacheAttr(this.session, n.id, ...this.attrArgs(a), this.ttl);
+      this.inC.add(n.id);
     }
   }
 
+  /** No call into the addon for a node it holds nothing of (every WRITE drops). */
   private dropAttr(id: number): void {
-    if (this.session) this.b.dropAttr(this.session, id);
+    if (this.session && this.inC.delete(id)) this.b.dropAttr(this.session, id);
   }
 
   private setattr(req: Native, ino: number, toSet: number, mode: number, uid: number, gid: number,
@@ -441,25 +443,17 @@ class Libfuse3Session {
     return own && this.handles.get(own.fh);
   }
 
-  /**
-   * The kernel places O_APPEND writes itself (at its size of the file; with the writeback cache it
-   * writes whole pages at their offsets), and the node's one handle serves every opener: an
-   * O_APPEND handle in the tree would move other openers' writes to the end.
-   */
-  private treeFlags(flags: number): number {
-    return flags & ~O_APPEND;
-  }
-
   /** The new file's tree handle is its node's own handle from the start (its RELEASE may never come). */
   private create(req: Native, parent: number, name: string, mode: number, uid: number, gid: number, flags: number): void {
     const p = join(this.nodes.pathOf(parent), name);
-    // Read-write whatever the caller asked: every later request of the node goes through this handle.
-    const treeFh = this.tree.create(p, mode & 0o7777, (this.treeFlags(flags) & ~O_ACCMODE) | O_RDWR, uid, gid);
+    // Read-write whatever the caller asked, never O_APPEND: every later request of the node goes through
+    // this handle, and the kernel places appends itself (with the writeback cache, whole pages at their
+    // offsets), so an O_APPEND tree handle would move other openers' writes to the end.
+    const treeFh = this.tree.create(p, mode & 0o7777, (flags & ~(O_ACCMODE | O_APPEND)) | O_RDWR, uid, gid);
     const a = this.tree.fgetattr(treeFh);
     const n = this.nodes.lookup(p, false);
     this.releaseNodeHandle(n.id);
-    const fh = this.addHandle(treeFh, n, true);
-    this.adopt(n.id, fh, false);
+    const fh = this.adopt(n, treeFh, true, false);
     this.b.replyCreate(req, n.id, ...this.attrArgs(a), this.ttl, this.ttl, fh, OpenReply.KEEP_CACHE);
   }
 
@@ -518,16 +512,16 @@ class Libfuse3Session {
     }
     const n = this.nodes.node(ino);
     if (n.path === null) return this.handleOf(n);
-    const fh = this.addHandle(this.tree.open(n.path, O_RDWR), n, false);
-    this.adopt(ino, fh, false);
-    return this.handles.get(fh)!;
+    return this.handles.get(this.adopt(n, this.tree.open(n.path, O_RDWR), false, false))!;
   }
 
-  /** Makes `fh` the node's own handle. */
-  private adopt(ino: number, fh: number, pinned: boolean): void {
-    this.byNode.set(ino, { fh, used: Date.now(), pinned });
-    if (this.byNode.size > NODE_HANDLES_MAX) this.releaseOldest(ino);
+  /** Makes a tree handle the node's own; returns its number. */
+  private adopt(n: FuseNode, treeFh: number, writable: boolean, pinned: boolean): number {
+    const fh = this.addHandle(treeFh, n, writable);
+    this.byNode.set(n.id, { fh, used: Date.now(), pinned });
+    if (this.byNode.size > NODE_HANDLES_MAX) this.releaseOldest(n.id);
     this.sweeper ??= setInterval(() => this.sweep(), NODE_IDLE_MS).unref();
+    return fh;
   }
 
   private releaseNodeHandle(ino: number): void {
@@ -556,14 +550,21 @@ class Libfuse3Session {
   private sweep(): void {
     const old = Date.now() - NODE_IDLE_MS;
     try {
-      for (const [ino, own] of this.byNode) if (!own.pinned && own.used < old) this.releaseNodeHandle(ino);
+      for (const [ino, own] of this.byNode) {
+        if (own.pinned) continue;
+        if (own.used >= old) break; // byNode is in order of use: the rest are more recent
+        this.releaseNodeHandle(ino);
+      }
     } catch (err) {
       this.errno(err, 'release', 0);
     }
-    if (this.byNode.size === 0) {
-      clearInterval(this.sweeper);
-      this.sweeper = undefined;
-    }
+    this.stopSweeperWhenIdle();
+  }
+
+  private stopSweeperWhenIdle(): void {
+    if (this.byNode.size > 0) return;
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
   }
 
   /**
@@ -573,10 +574,7 @@ class Libfuse3Session {
    */
   releaseNodeHandles(all: boolean): void {
     for (const [ino, own] of [...this.byNode]) if (all || !own.pinned) this.releaseNodeHandle(ino);
-    if (this.byNode.size === 0) {
-      clearInterval(this.sweeper);
-      this.sweeper = undefined;
-    }
+    this.stopSweeperWhenIdle();
   }
 
   /**
@@ -600,7 +598,7 @@ class Libfuse3Session {
         if (isFsError(err)) continue; // a symlink: nothing to read through it
         throw err;
       }
-      this.adopt(n.id, this.addHandle(treeFh, n, false), true);
+      this.adopt(n, treeFh, false, true);
     }
   }
 
