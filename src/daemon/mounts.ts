@@ -109,6 +109,7 @@ export class MountManager {
         allowOther: true,
         logger: this.log,
         watchChanges: (listener) => this.watchChanges(agent, listener),
+        watchBeforeChange: (listener) => tree.onBeforeChange(listener),
       });
       this.live.set(agent, { mountpoint: mp, forRun, unmount: () => handle.unmount() });
     } catch (err) {
