@@ -1,6 +1,6 @@
-import type { CowEvent } from '../events/types.js';
+import { isLayerOp, type CowEvent } from '../events/types.js';
+import { chainPaths, opPaths } from '../overlay/layer-ops.js';
 import type { Overlay } from '../overlay/overlay.js';
-import type { Layer } from '../overlay/layer.js';
 
 /**
  * The paths whose content, attributes or existence an event may have
@@ -10,12 +10,8 @@ import type { Layer } from '../overlay/layer.js';
  * path of the parent's commit layers it left or reached.
  */
 export function changedPaths(ev: CowEvent, overlay: Overlay): string[] {
+  if (isLayerOp(ev)) return opPaths(ev);
   switch (ev.type) {
-    case 'put': case 'truncate': case 'mkdir': case 'symlink': case 'delete': case 'rmdir':
-    case 'chmod': case 'chown': case 'utimens':
-      return [ev.path];
-    case 'move':
-      return [ev.from, ev.to];
     case 'WORKTREE_CONFLICT_RESOLVED':
       return [ev.path];
     case 'WORKTREE_CONFLICT_DETECTED':
@@ -23,15 +19,7 @@ export function changedPaths(ev: CowEvent, overlay: Overlay): string[] {
       return ev.paths;
     case 'AGENT_REBASED': {
       const out = ev.changes.map(([p]) => p);
-      if (ev.from !== ev.base) {
-        const before = overlay.registry.chainOf(ev.from);
-        const after = overlay.registry.chainOf(ev.base);
-        const shared = new Set<Layer>(before.filter((l) => after.includes(l)));
-        for (const l of [...before, ...after]) {
-          if (shared.has(l)) continue;
-          for (const [p] of l.entriesList()) out.push(p);
-        }
-      }
+      if (ev.from !== ev.base) out.push(...chainPaths(overlay.registry.chainOf(ev.from), overlay.registry.chainOf(ev.base)));
       return out;
     }
     default:

@@ -109,6 +109,7 @@ export class MountManager {
         allowOther: true,
         logger: this.log,
         watchChanges: (listener) => this.watchChanges(agent, listener),
+        watchBeforeChange: (listener) => tree.onBeforeChange(listener),
       });
       this.live.set(agent, { mountpoint: mp, forRun, unmount: () => handle.unmount() });
     } catch (err) {
@@ -119,21 +120,33 @@ export class MountManager {
     this.log.info({ agent, mountpoint: mp, forRun }, 'mounted');
   }
 
-  /** `forget`: the agent is not remounted at the next start (an explicit unmount, not a shutdown). */
-  async unmount(agent: string, forget: boolean): Promise<void> {
-    // A mount under way finishes first, so it is not left behind unnoticed.
-    await this.idle(agent);
+  /**
+   * `forget`: the agent is not remounted at the next start (an explicit unmount, not a shutdown).
+   * Under way from the moment it is asked for, so a mount asked for meanwhile waits for it (and
+   * does not join a mount it is about to undo); it first waits for a mount of the agent under way
+   * (not to leave it behind unnoticed) and for an earlier unmount (one unmount of each mount).
+   */
+  unmount(agent: string, forget: boolean): Promise<void> {
+    const earlier = [this.mounting.get(agent)?.done, this.unmounting.get(agent)];
+    const done: Promise<void> = this.detach(agent, earlier, forget).finally(() => {
+      if (this.unmounting.get(agent) === done) this.unmounting.delete(agent);
+    });
+    this.unmounting.set(agent, done);
+    return done;
+  }
+
+  private async detach(agent: string, earlier: (Promise<void> | undefined)[], forget: boolean): Promise<void> {
+    for (const p of earlier) await p?.catch(() => undefined);
     const m = this.live.get(agent);
     if (m) {
       const open = this.overlay.tree(agent).openCount;
       if (open > 0) this.log.warn({ agent, open }, 'unmounting with files still open');
-      const done = m.unmount().finally(() => this.unmounting.delete(agent));
-      this.unmounting.set(agent, done);
-      await done;
+      await m.unmount();
       this.live.delete(agent);
       this.overlay.workspace.unhide(m.mountpoint);
       this.log.info({ agent, mountpoint: m.mountpoint }, 'unmounted');
     }
+    // Before the unmount counts as done: a mount waiting for it remembers its own mountpoint after this.
     if (forget && this.overlay.registry.find(agent)) this.overlay.setMountpoint(agent, null);
   }
 

@@ -136,8 +136,9 @@ export class RunSessions {
   /** The agent's mount for a sandbox: its own if mounted, else one in STATE/mnt shared by its runs. */
   private async acquireMount(agent: string): Promise<string> {
     // Decided only once no mount or unmount of the agent is under way: a run must not count itself
-    // a user of a run mount its last user is unmounting, nor mount beside a mount being made.
-    await this.mounts.idle(agent);
+    // a user of a run mount its last user is unmounting, nor mount beside a mount being made. Checked
+    // again after the wait: a request waiting on the same one (a mount after an unmount) may start first.
+    do await this.mounts.idle(agent); while (this.mounts.pendingFor(agent));
     const current = this.mounts.mountpointOf(agent);
     if (current && !this.mounts.isRunMount(agent)) return current;
     if (!current) {

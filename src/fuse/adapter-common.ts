@@ -58,6 +58,13 @@ export interface MountOptions {
    * can tell the kernel to drop what it cached (libfuse 3).
    */
   watchChanges?: (listener: (paths: readonly string[]) => void) => () => void;
+  /**
+   * The same changes, told just before they are made (a superset of the
+   * paths; not changes on disk): the files the kernel holds there may be
+   * open, and whoever holds one keeps reading what it opened. Used by
+   * adapters that open files only at their first read (libfuse 3).
+   */
+  watchBeforeChange?: (listener: (paths: readonly string[]) => void) => () => void;
 }
 
 export interface AdapterLogger {

@@ -269,8 +269,7 @@ class Libfuse3Session {
         this.releaseNodeHandle(ino);
       }
       // Through the node's own handle, like the writes that follow: one put event for the rewrite.
-      h = this.nodeHandle(ino);
-      h.writable = true;
+      h = this.writeHandle(ino);
       this.tree.ftruncate(h.treeFh, size);
     }
     // A file unlinked while open has no path left to change: the writeback cache still flushes its
@@ -467,8 +466,7 @@ class Libfuse3Session {
 
   private write(req: Native, ino: number, data: Buffer, offset: number): void {
     if (data.length > this.maxWrite) this.maxWrite = data.length;
-    const h = this.nodeHandle(ino);
-    h.writable = true;
+    const h = this.writeHandle(ino);
     this.dropAttr(ino); // before the size and mtime change
     this.b.replyWrite(req, this.tree.write(h.treeFh, data, data.length, offset));
   }
@@ -513,6 +511,18 @@ class Libfuse3Session {
     const n = this.nodes.node(ino);
     if (n.path === null) return this.handleOf(n);
     return this.handles.get(this.adopt(n, this.tree.open(n.path, O_RDWR), false, false))!;
+  }
+
+  /**
+   * The node's own handle, for a write. A retired node's unwritten handle kept for its readers
+   * (keepHeld) is let go first: a holder's writes land at their offsets in the file at its path.
+   */
+  private writeHandle(ino: number): OpenHandle {
+    const own = this.byNode.get(ino);
+    if (own?.pinned && !this.handles.get(own.fh)!.writable && this.nodes.isRetired(this.nodes.node(ino))) this.releaseNodeHandle(ino);
+    const h = this.nodeHandle(ino);
+    h.writable = true;
+    return h;
   }
 
   /** Makes a tree handle the node's own; returns its number. */
@@ -581,14 +591,15 @@ class Libfuse3Session {
    * A file about to be unlinked or replaced while the kernel holds its node
    * (it may be open: the kernel no longer says): a pinned handle keeps its
    * content readable, as the tree keeps any open file, until FORGET.
+   * `written`: pin a handle written through too (else `invalidate` releases it).
    */
-  private pin(p: string): void {
+  private pin(p: string, written = true): void {
     // Nodes retired at p too (an invalidation gave the path a new node): the kernel may hold them open.
     for (const n of this.nodes.allAt(p)) {
       if (n.isDir || n.lookups <= 0) continue;
       const own = this.byNode.get(n.id);
       if (own) {
-        own.pinned = true;
+        if (written || !this.handles.get(own.fh)!.writable) own.pinned = true;
         continue;
       }
       let treeFh: number;
@@ -619,6 +630,26 @@ class Libfuse3Session {
   }
 
   // ----------------------------------------------------------- invalidation
+
+  /**
+   * Paths about to change under the kernel without a request through this
+   * mount (a rebase, an undo, a landing). A file the kernel holds there may
+   * be open, unread: the kernel opens without telling us, and our handle
+   * comes at the first READ, which would find the new content or nothing.
+   * So each such node gets a handle on what it holds now, pinned until
+   * FORGET as after an unlink, and keeps reading it (an fd opened before a
+   * change reads what it opened, as on a local filesystem); a new lookup
+   * after `invalidate` sees the change. A handle written through is left to
+   * `invalidate`: its writer's pages keep landing in the file at the path.
+   */
+  keepHeld(paths: readonly string[]): void {
+    if (!this.session || this.exited) return;
+    try {
+      for (const p of paths) this.pin(p, false);
+    } catch (err) {
+      this.errno(err, 'keepHeld', 0);
+    }
+  }
 
   /**
    * Paths that changed under the kernel: drop its cached node (attributes,
@@ -732,10 +763,11 @@ export async function mountTree(mountpoint: string, tree: TreeOps, opts: Libfuse
   const device = newMount()?.device ?? '';
   // With the writeback cache the kernel's 1% dirty share for FUSE makes random writes page by page.
   if (!raiseDirtyShare(device)) log.warn({ device }, 'cowfs: could not raise the mount\'s dirty-page share (random writes will be slower)');
-  const unsubscribe = opts.watchChanges?.((paths) => {
-    // Our own requests changed the tree through the kernel, which knows already.
-    if (!s.inRequest) s.invalidate(paths);
-  });
+  // Our own requests change the tree through the kernel, which knows already.
+  const unwatch = [
+    opts.watchBeforeChange?.((paths) => { if (!s.inRequest) s.keepHeld(paths); }),
+    opts.watchChanges?.((paths) => { if (!s.inRequest) s.invalidate(paths); }),
+  ];
 
   let unmounting: Promise<void> | null = null;
   return {
@@ -745,7 +777,7 @@ export async function mountTree(mountpoint: string, tree: TreeOps, opts: Libfuse
     stats: () => s.stats(),
     unmount(): Promise<void> {
       unmounting ??= (async () => {
-        unsubscribe?.();
+        for (const off of unwatch) off?.();
         await unmountKernel(mp, device);
         s.releaseNodeHandles(false);
         // Not busy: the kernel ends the connection and the loop exits (EXIT closes the session).

@@ -9,6 +9,7 @@ import {
 } from './contract.js';
 import type { DirEntry, FileEntry, LiveEntry, SymlinkEntry } from './entry.js';
 import type { Layer, LayerChange } from './layer.js';
+import { chainPaths, opPaths } from './layer-ops.js';
 import { OpenFile } from './open-file.js';
 import { baseName, checkPath, isWithin, parentOf, reroot } from './paths.js';
 import { attrOf, kindOf, TreeView, type Resolved } from './view.js';
@@ -46,6 +47,8 @@ export class AgentTree implements TreeOps {
   ingesting = false;
   /** Files open in this tree, by their current path. */
   private readonly files = new Map<string, OpenFile>();
+  /** Told of the paths a change from outside the mounts is about to make (see onBeforeChange). */
+  private readonly beforeChange = new Set<(paths: readonly string[]) => void>();
   private readonly handles = new Map<number, { file: OpenFile; flags: number }>();
   private nextFh = 1;
 
@@ -60,6 +63,7 @@ export class AgentTree implements TreeOps {
    * (as in applyChanges): the next open sees the new base.
    */
   setChain(chain: Layer[]): void {
+    this.announce(() => chainPaths(this.lower.layers, chain));
     this.view = new TreeView([this.layer, ...chain], this.s.workspace);
     this.lower = new TreeView(chain, this.s.workspace);
     for (const [p, f] of this.files) if (!f.scratch) this.files.delete(p);
@@ -67,6 +71,24 @@ export class AgentTree implements TreeOps {
 
   get tree(): TreeView {
     return this.view;
+  }
+
+  /**
+   * Calls `fn` with the paths (a superset) that a change made from outside
+   * the mounts (a rebase, an undo, a landing) is about to change, before it
+   * does: what is still there can be opened, and a file open keeps what it
+   * opened. Returns the unsubscribe function.
+   */
+  onBeforeChange(fn: (paths: readonly string[]) => void): () => void {
+    this.beforeChange.add(fn);
+    return () => this.beforeChange.delete(fn);
+  }
+
+  /** `paths` is only listed when someone listens (a rebase's can be every path of a commit). */
+  private announce(paths: () => readonly string[]): void {
+    if (this.beforeChange.size === 0) return;
+    const list = paths();
+    if (list.length > 0) for (const fn of this.beforeChange) fn(list);
   }
 
   // ---- reads -------------------------------------------------------------
@@ -234,6 +256,7 @@ export class AgentTree implements TreeOps {
    * would).
    */
   applyChanges(changes: readonly LayerChange[]): void {
+    this.announce(() => changes.map(([p]) => p));
     this.layer.applyChanges(changes);
     this.persist(changes);
     this.forgetReaders(changes);
@@ -254,6 +277,7 @@ export class AgentTree implements TreeOps {
    */
   applyOps(ops: readonly LayerOp[]): void {
     for (const op of ops) {
+      this.announce(() => opPaths(op));
       const changes = this.layer.apply(op);
       this.persist(changes);
       this.s.log.append(this.agent, op);

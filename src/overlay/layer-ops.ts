@@ -33,6 +33,21 @@ export function opsBetween(current: Layer, target: Layer): LayerOp[] {
   return ops;
 }
 
+/** The paths an operation changes (a move: both ends). */
+export function opPaths(op: LayerOp): string[] {
+  return op.type === 'move' ? [op.from, op.to] : [op.path];
+}
+
+/** What a tree moved from one chain of layers to another may resolve differently: every path of a layer only one of them has. */
+export function chainPaths(before: readonly Layer[], after: readonly Layer[]): string[] {
+  const out: string[] = [];
+  for (const l of [...before, ...after]) {
+    if (before.includes(l) && after.includes(l)) continue;
+    for (const [p] of l.entriesList()) out.push(p);
+  }
+  return out;
+}
+
 /** The same entry, field for field. */
 export function sameEntry(a: Entry | undefined, b: Entry | undefined): boolean {
   if (a === b) return true;

@@ -200,8 +200,7 @@ export class Overlay {
         this.log.append(name, { type: 'WORKTREE_CONFLICT_DETECTED', paths: r.conflicts.map((c) => c.path), conflicts: r.conflicts });
       }
       r.also?.();
-    });
-    tree.setChain(this.registry.chainOf(r.base));
+    }, () => tree.setChain(this.registry.chainOf(r.base)));
     return next;
   }
 
@@ -347,14 +346,18 @@ export class Overlay {
 
   // ---- internals -------------------------------------------------------------
 
-  /** Runs `fn` as one store transaction; subscribers hear of its events only once it committed. */
-  atomically(fn: () => void): void {
+  /**
+   * Runs `fn` as one store transaction; subscribers hear of its events only once it committed,
+   * and after `committed` (what follows the commit in memory: they must find the tree as the events left it).
+   */
+  atomically(fn: () => void, committed?: () => void): void {
     try {
       this.store.txn(fn);
     } catch (err) {
       this.log.discardPending();
       throw err;
     }
+    committed?.();
     this.log.publish();
   }
 

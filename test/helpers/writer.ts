@@ -1,8 +1,12 @@
 import { spawn } from 'node:child_process';
 
 export interface HeldFile {
+  /** Resolves once the file is open. */
+  opened: Promise<void>;
   /** Writes `text` (no newline added) with one write(2); resolves once it returned. */
   write(text: string): Promise<void>;
+  /** One read(2) of up to `n` bytes at the file's offset: the text, or the errno's name when it failed. */
+  read(n: number): Promise<string | { errno: string }>;
   /** fsync(2) of the file. */
   fsync(): Promise<void>;
   /** Closes the file; the process exits. Resolves with its exit code and stderr. */
@@ -12,23 +16,28 @@ export interface HeldFile {
 }
 
 const SCRIPT = [
-  'import json, os, sys',
-  'fd = os.open(sys.argv[1], {"w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "a": os.O_WRONLY | os.O_APPEND}[sys.argv[2]], 0o644)',
+  'import errno, json, os, sys',
+  'fd = os.open(sys.argv[1], {"r": os.O_RDONLY, "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "a": os.O_WRONLY | os.O_APPEND}[sys.argv[2]], 0o644)',
+  'print("done", flush=True)',
   'for line in sys.stdin:',
-  '    cmd, _, text = line.rstrip("\\n").partition(" ")',
+  '    cmd, _, arg = line.rstrip("\\n").partition(" ")',
   '    if cmd == "close":',
   '        os.close(fd); print("done", flush=True); break',
   '    if cmd == "fsync": os.fsync(fd)',
-  '    else: os.write(fd, json.loads(text).encode())',
+  '    elif cmd == "read":',
+  '        try: got = os.read(fd, int(arg)).decode()',
+  '        except OSError as e: got = {"errno": errno.errorcode[e.errno]}',
+  '        print("done", json.dumps(got), flush=True); continue',
+  '    else: os.write(fd, json.loads(arg).encode())',
   '    print("done", flush=True)',
 ].join('\n');
 
 /**
- * A process (python3) holding `file` open for writing (`w`: created or
- * truncated; `a`: appended to) in `cwd`, writing when told: how a test
- * makes another process act on the file between two writes.
+ * A process (python3) holding `file` open in `cwd` — `r`: for reading; `w`:
+ * for writing, created or truncated; `a`: appended to — reading or writing
+ * when told: how a test makes another process act on the file in between.
  */
-export function holdForWriting(cwd: string, file: string, mode: 'w' | 'a' = 'w'): HeldFile {
+export function holdFile(cwd: string, file: string, mode: 'r' | 'w' | 'a'): HeldFile {
   const p = spawn('python3', ['-u', '-c', SCRIPT, file, mode], { cwd, stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -36,17 +45,27 @@ export function holdForWriting(cwd: string, file: string, mode: 'w' | 'a' = 'w')
   p.stderr!.setEncoding('utf8').on('data', (s: string) => { err += s; });
   p.stdin!.on('error', () => undefined); // EPIPE once it died: the next command reports it
   const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
-  let answered = 0;
-  const send = async (line: string): Promise<void> => {
-    p.stdin!.write(`${line}\n`);
-    answered++;
-    for (const end = Date.now() + 10_000; out.split('done\n').length - 1 < answered; await new Promise((r) => setTimeout(r, 10))) {
-      if (Date.now() > end || p.exitCode !== null) throw new Error(`the writer of ${file} did not answer "${line}": ${err}`);
+  const answers = () => out.split('\n').filter((l) => l.startsWith('done'));
+  let asked = 0;
+  /** The answer to the `asked`-th request (the open is the first), once it came: its value. */
+  const answer = async (what: string): Promise<string> => {
+    const n = ++asked;
+    for (const end = Date.now() + 10_000; answers().length < n; await new Promise((r) => setTimeout(r, 10))) {
+      if (Date.now() > end || p.exitCode !== null) throw new Error(`the holder of ${file} did not answer "${what}": ${err}`);
     }
+    return answers()[n - 1]!.slice('done '.length);
   };
+  const send = (line: string): Promise<string> => {
+    p.stdin!.write(`${line}\n`);
+    return answer(line);
+  };
+  const opened = answer('open').then(() => undefined);
+  opened.catch(() => undefined); // reported by the first command, or by whoever awaits `opened`
   return {
-    write: (text) => send(`write ${JSON.stringify(text)}`),
-    fsync: () => send('fsync'),
+    opened,
+    write: async (text) => { await send(`write ${JSON.stringify(text)}`); },
+    read: async (n) => JSON.parse(await send(`read ${n}`)) as string | { errno: string },
+    fsync: async () => { await send('fsync'); },
     async close() {
       await send('close');
       return { code: await exited, stderr: err };

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from '../../src/cli/client.js';
 import { TestDaemon } from '../helpers/daemon.js';
-import { holdForWriting } from '../helpers/writer.js';
+import { holdFile, type HeldFile } from '../helpers/writer.js';
 
 const lines = Array.from({ length: 60 }, (_, i) => `line ${i + 1}`);
 lines[29] = 'const width = 10; const height = 20;';
@@ -261,8 +261,8 @@ describe('what an agent sees changes at once through a warm kernel cache', () =>
     d.sh("printf 'top\\nmiddle\\n' > journal.txt; printf 'top\\n' > saved.txt", d.mnt('p'));
     await d.json(['commit', 'p', '-m', 'journal']);
     await cacheWindow();
-    const journal = holdForWriting(c, 'journal.txt', 'a');
-    const saved = holdForWriting(c, 'saved.txt', 'a');
+    const journal = holdFile(c, 'journal.txt', 'a');
+    const saved = holdFile(c, 'saved.txt', 'a');
     try {
       await journal.write('child 1\n');
       await saved.write('child 1\n');
@@ -399,5 +399,75 @@ describe('cascade through real mounts: additions, modes, symlinks, deletions, bi
     expect(sh('grandkid', 'stat -c %a app.txt run.sh tool.sh; readlink current fought; cat run.sh')).toBe('755\n755\n755\nv2\nroot-target\necho run by kid\n');
     expect(sh('grandkid', 'cat added.txt; od -An -c logo.bin')).toMatch(/^kid\nshared\n\s+211\s+\\0\s+r\s+o\s+o\s+t\s*$/);
     expect(sh('grandkid', 'ls')).not.toContain('gone.txt');
+  });
+});
+
+describe('files a process in the child holds open while a parent commit deletes or changes them', () => {
+  let d: TestDaemon;
+  const held: HeldFile[] = [];
+  const OLD = 'the content the holder opened\n';
+  const NEW = 'what the parent committed, longer than before\n';
+  /** Inherited from the workspace (ws-) or from the parent's commit (p-), held unread or read in part. */
+  const files = ['ws', 'p'].flatMap((from) => ['gone', 'edited'].flatMap((fate) => ['unread', 'part'].map((how) => `${from}-${fate}-${how}.txt`)));
+
+  beforeAll(async () => {
+    d = TestDaemon.create((ws) => {
+      for (const f of files.filter((f) => f.startsWith('ws-'))) fs.writeFileSync(path.join(ws, f), OLD);
+    });
+    await d.start();
+    await d.json(['mount', 'p', d.mnt('p')]);
+    await d.json(['mount', 'c', d.mnt('c'), '--parent', 'p']);
+    for (const f of files.filter((f) => f.startsWith('p-'))) fs.writeFileSync(path.join(d.mnt('p'), f), OLD);
+    await d.json(['commit', 'p', '-m', 'p- files']);
+  });
+
+  afterAll(async () => {
+    for (const h of held) h.kill();
+    await d?.destroy();
+  });
+
+  it('the holder reads what it opened to the end; a new open sees the change; the child\'s own writes stay', async () => {
+    const c = d.mnt('c');
+    d.sh("printf 'mine\\n' > own.txt", c);
+    await d.json(['commit', 'c', '-m', 'own']);
+    d.sh("printf 'mine, not committed\\n' > draft.txt", c);
+    await cacheWindow();
+    // Warm: every name, attribute and page in the kernel.
+    expect(d.sh(`cat ${files.join(' ')}`, c)).toBe(OLD.repeat(files.length));
+    const holders = new Map(files.map((f) => [f, holdFile(c, f, 'r')]));
+    held.push(...holders.values());
+    for (const [f, h] of holders) {
+      await h.opened;
+      if (f.endsWith('-part.txt')) expect(await h.read(4)).toBe(OLD.slice(0, 4));
+    }
+    const p = d.mnt('p');
+    d.sh(`rm ${files.filter((f) => f.includes('-gone-')).join(' ')}`, p);
+    for (const f of files.filter((f) => f.includes('-edited-'))) fs.writeFileSync(path.join(p, f), NEW);
+    const r = await d.json(['commit', 'p', '-m', 'delete and change what c holds']);
+    expect(r.cascade.rebased).toEqual(['c']);
+    await cacheWindow();
+
+    const read = Object.fromEntries(await Promise.all([...holders].map(async ([f, h]) => [f, await h.read(1000)] as const)));
+    expect(read).toEqual(Object.fromEntries(files.map((f) => [f, f.endsWith('-part.txt') ? OLD.slice(4) : OLD])));
+    // A new open: the parent's change.
+    const now = (f: string) => d.sh(`cat ${f} 2>/dev/null || echo gone`, c);
+    for (const f of files) expect([f, now(f)]).toEqual([f, f.includes('-gone-') ? 'gone\n' : NEW]);
+    for (const h of holders.values()) expect(await h.close()).toEqual({ code: 0, stderr: '' });
+
+    // Nothing of the holders reached the child's tree, now or once their handles are let go; its own writes stay.
+    await new Promise((res) => setTimeout(res, 1500));
+    for (const f of files) expect([f, now(f)]).toEqual([f, f.includes('-gone-') ? 'gone\n' : NEW]);
+    expect(d.sh('cat own.txt draft.txt', c)).toBe('mine\nmine, not committed\n');
+    expect((await d.cli(['diff', 'c', '--name-only'])).stdout.split('\n').filter(Boolean).sort()).toEqual(['draft.txt', 'own.txt']);
+    // What was kept for the holders goes once the kernel lets the files go (at once here; a kernel
+    // keeping the inodes cached lets them go when they are evicted).
+    const openFiles = async () => (await d.json<{ name: string; openFiles: number }[]>(['ls'])).find((a) => a.name === 'c')!.openFiles;
+    const untilNone = async () => {
+      let n = await openFiles();
+      for (const end = Date.now() + 5000; n > 0 && Date.now() < end; await new Promise((res) => setTimeout(res, 200))) n = await openFiles();
+      return n;
+    };
+    if ((await untilNone()) > 0 && process.getuid?.() === 0) d.sh('sync; echo 2 > /proc/sys/vm/drop_caches', d.workspace);
+    expect(await untilNone()).toBe(0);
   });
 });

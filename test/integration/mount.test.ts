@@ -5,7 +5,7 @@ import { Client } from '../../src/cli/client.js';
 import { listFuseMounts } from '../../src/fuse/mount-table.js';
 import { TestDaemon, treeChecksum } from '../helpers/daemon.js';
 import { writeFile, writeSampleProject } from '../helpers/project.js';
-import { holdForWriting } from '../helpers/writer.js';
+import { holdFile } from '../helpers/writer.js';
 
 /** A workspace that is a git repo with a node_modules and a local package, as users have. */
 function prepareProject(ws: string): void {
@@ -300,9 +300,9 @@ describe('files written through a mount whose closes the daemon may not hear of'
   });
 
   it('a writer keeps writing after another process renamed its file (content follows) or unlinked it (no error, shows nowhere)', async () => {
-    const moved = holdForWriting(mnt, 'moving.txt');
-    const gone = holdForWriting(mnt, 'gone.txt');
-    const replaced = holdForWriting(mnt, 'replaced.txt');
+    const moved = holdFile(mnt, 'moving.txt', 'w');
+    const gone = holdFile(mnt, 'gone.txt', 'w');
+    const replaced = holdFile(mnt, 'replaced.txt', 'w');
     try {
       await moved.write('one ');
       await gone.write('kept ');

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cascade } from '../../src/cascade/cascade.js';
 import type { Overlay } from '../../src/overlay/overlay.js';
-import { openOverlay, readFile, removeTempDirs, snapshot, writeFile } from '../helpers/core.js';
+import { errnoOf, openOverlay, readFile, removeTempDirs, snapshot, writeFile } from '../helpers/core.js';
 
 const opened: Overlay[] = [];
 afterEach(async () => {
@@ -303,5 +303,58 @@ describe('cascade rebase of additions, modes, symlinks, deletions and binary fil
     expect(readFile(g, 'gone.txt')).toContain('child 2');
     expect(() => readFile(g, 'kept.txt')).toThrow();
     expect(snapshot(ov.replay('g'), ov)).toEqual(snapshot(g.tree, ov));
+  });
+});
+
+describe('what listeners of a child\'s tree see around a rebase', () => {
+  async function deletedAndEditedByParent() {
+    const { ov } = await openOverlay({ 'gone.txt': 'old gone\n', 'edited.txt': 'old edited\n', 'kept.txt': 'kept\n' });
+    opened.push(ov);
+    const cascade = new Cascade(ov);
+    ov.createAgent('p', null);
+    ov.createAgent('c', 'p');
+    writeFile(ov.tree('c'), 'mine.txt', 'mine\n');
+    ov.tree('p').unlink('gone.txt');
+    writeFile(ov.tree('p'), 'edited.txt', 'new edited, longer\n');
+    ov.commit('p', 'p1');
+    return { ov, rebase: () => cascade.fromCommit('p') };
+  }
+
+  it('subscribers of AGENT_REBASED find the tree as it left it: what the parent deleted is gone, what it changed is new', async () => {
+    const { ov, rebase } = await deletedAndEditedByParent();
+    const c = ov.tree('c');
+    const seen: string[] = [];
+    ov.log.subscribe((ev) => {
+      if (ev.agent !== 'c' || ev.type !== 'AGENT_REBASED') return;
+      seen.push(errnoOf(() => c.getattr('gone.txt')) ?? 'exists', readFile(c, 'edited.txt'), readFile(c, 'mine.txt'));
+    });
+    expect(rebase().rebased).toEqual(['c']);
+    expect(seen).toEqual(['ENOENT', 'new edited, longer\n', 'mine\n']);
+  });
+
+  it('the paths are announced before the change: a file opened then reads what it was, a new open the change', async () => {
+    const { ov, rebase } = await deletedAndEditedByParent();
+    const c = ov.tree('c');
+    const held = new Map<string, number>();
+    const announced: string[] = [];
+    c.onBeforeChange((paths) => {
+      announced.push(...paths);
+      for (const p of paths) if (!held.has(p) && !errnoOf(() => c.getattr(p))) held.set(p, c.open(p, 0));
+    });
+    rebase();
+    expect(announced).toEqual(expect.arrayContaining(['gone.txt', 'edited.txt']));
+    expect(announced).not.toContain('kept.txt');
+    const readHeld = (p: string) => {
+      const buf = Buffer.alloc(100);
+      return buf.subarray(0, c.read(held.get(p)!, buf, 100, 0)).toString();
+    };
+    expect([readHeld('gone.txt'), readHeld('edited.txt')]).toEqual(['old gone\n', 'old edited\n']);
+    expect(errnoOf(() => c.getattr('gone.txt'))).toBe('ENOENT');
+    expect(readFile(c, 'edited.txt')).toBe('new edited, longer\n');
+    for (const fh of held.values()) c.release(fh);
+    // Nothing the holders had is put back.
+    expect(errnoOf(() => c.getattr('gone.txt'))).toBe('ENOENT');
+    expect(readFile(c, 'edited.txt')).toBe('new edited, longer\n');
+    expect([...c.layer.entriesList()].map(([p]) => p)).toEqual(['mine.txt']);
   });
 });

@@ -1,0 +1,186 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { MountHandle } from '../../src/fuse/adapter-common.js';
+import type { MountAdapter } from '../../src/fuse/adapters.js';
+import type { ApiContext } from '../../src/daemon/api.js';
+import { MountManager } from '../../src/daemon/mounts.js';
+import { RunSessions } from '../../src/daemon/runs.js';
+import type { Overlay } from '../../src/overlay/overlay.js';
+import { openOverlay, removeTempDirs, tempDir } from '../helpers/core.js';
+
+const log = pino({ level: 'silent' });
+
+/** Lets every promise that can settle settle (setImmediate runs after the microtask queue drained). */
+const settle = () => new Promise((r) => setImmediate(r));
+
+/**
+ * An in-memory MountAdapter whose mounts and unmounts finish only when the
+ * test says (`finish`), so a test can put requests between them. It fails
+ * the test's expectations if an agent ever had two mounts at once.
+ */
+class FakeAdapter implements MountAdapter {
+  readonly name = 'fake';
+  /** Operations started and not finished, oldest first. */
+  readonly pending: { what: string; finish: () => void }[] = [];
+  /** Every call, in order: `mount MP` or `unmount MP`. */
+  readonly calls: string[] = [];
+  /** The live mounts: mountpoint → the agent's mount source. */
+  readonly live = new Map<string, string>();
+
+  mount(mountpoint: string, _tree: unknown, opts: { fsname?: string }): Promise<MountHandle> {
+    this.calls.push(`mount ${mountpoint}`);
+    return new Promise((resolve) => this.pending.push({
+      what: `mount ${mountpoint}`,
+      finish: () => {
+        if ([...this.live.values()].includes(opts.fsname!)) throw new Error(`${opts.fsname} mounted twice`);
+        this.live.set(mountpoint, opts.fsname!);
+        resolve(this.handle(mountpoint));
+      },
+    }));
+  }
+
+  private handle(mountpoint: string): MountHandle {
+    return {
+      mountpoint, options: '', device: '',
+      stats: () => ({ ops: {}, maxWrite: 0, maxRead: 0, eio: 0, openHandles: 0, nodes: 0 }),
+      unmount: () => {
+        this.calls.push(`unmount ${mountpoint}`);
+        return new Promise((resolve) => this.pending.push({
+          what: `unmount ${mountpoint}`,
+          finish: () => {
+            this.live.delete(mountpoint);
+            resolve();
+          },
+        }));
+      },
+    };
+  }
+
+  /** Finishes the one pending operation `what` once everything else that can run has run. */
+  async finish(what: string): Promise<void> {
+    await settle();
+    expect(this.pending.map((p) => p.what)).toEqual([what]);
+    this.pending.shift()!.finish();
+    await settle();
+  }
+}
+
+const opened: Overlay[] = [];
+afterEach(async () => {
+  for (const ov of opened.splice(0)) await ov.close();
+  removeTempDirs();
+});
+
+async function setUp(): Promise<{ ov: Overlay; fake: FakeAdapter; mounts: MountManager; mp: string }> {
+  const { ov } = await openOverlay({ 'a.txt': 'a\n' });
+  opened.push(ov);
+  ov.createAgent('a', null);
+  const fake = new FakeAdapter();
+  const mp = path.join(tempDir(), 'mnt');
+  fs.mkdirSync(mp);
+  return { ov, fake, mounts: new MountManager(ov, fake, log), mp };
+}
+
+describe('MountManager: requests for one agent while a mount or unmount is under way', () => {
+  it('mount under way, then unmount, then mount: the unmount waits for the first mount, the second mount for the unmount', async () => {
+    const { ov, fake, mounts, mp } = await setUp();
+    const first = mounts.mount('a', mp);
+    const unmounted = mounts.unmount('a', true);
+    // The unmount is under way from the moment it was asked for: this mount must not join the first.
+    const second = mounts.mount('a', mp);
+    await fake.finish(`mount ${mp}`);
+    await first;
+    await fake.finish(`unmount ${mp}`);
+    await unmounted;
+    await fake.finish(`mount ${mp}`);
+    await second;
+    expect(fake.calls).toEqual([`mount ${mp}`, `unmount ${mp}`, `mount ${mp}`]);
+    expect(mounts.mountpointOf('a')).toBe(mp);
+    expect([...fake.live.keys()]).toEqual([mp]);
+    // The unmount's "forget" came before the second mount: it is remembered again.
+    expect(ov.agent('a').mountpoint).toBe(mp);
+  });
+
+  it('unmount, then unmount: one unmount of the mount, both requests resolve once it is gone', async () => {
+    const { ov, fake, mounts, mp } = await setUp();
+    const mounted = mounts.mount('a', mp);
+    await fake.finish(`mount ${mp}`);
+    await mounted;
+    const u1 = mounts.unmount('a', true);
+    const u2 = mounts.unmount('a', true);
+    let resolved = 0;
+    for (const u of [u1, u2]) void u.then(() => resolved++);
+    await settle();
+    expect(resolved).toBe(0);
+    await fake.finish(`unmount ${mp}`);
+    await Promise.all([u1, u2]);
+    expect(fake.calls).toEqual([`mount ${mp}`, `unmount ${mp}`]);
+    expect(mounts.mountpointOf('a')).toBeUndefined();
+    expect(mounts.pendingFor('a')).toBeUndefined();
+    expect(ov.agent('a').mountpoint).toBeNull();
+  });
+
+  it('a run acquiring the agent while its unmount is under way and a mount waits: the run takes the user\'s new mount', async () => {
+    const { ov, fake, mounts, mp } = await setUp();
+    let sockets = 0;
+    const runs = new RunSessions(ov.stateDir, ov, mounts, async (socket) => {
+      fs.writeFileSync(socket, ''); // stands for the listening socket (chowned by start)
+      sockets++;
+      return async () => { sockets--; };
+    }, log);
+    const ctx = { overlay: ov, mounts, runs } as unknown as ApiContext;
+    const caller = { scope: null, onClose: () => undefined };
+    const user = { agent: 'a', parent: null, uid: process.getuid!(), gid: process.getgid!(), rw: [] };
+
+    const mounted = mounts.mount('a', mp);
+    await fake.finish(`mount ${mp}`);
+    await mounted;
+    const unmounted = mounts.unmount('a', true);
+    const run = runs.start(ctx, user, caller);
+    const remounted = mounts.mount('a', mp);
+    await fake.finish(`unmount ${mp}`);
+    await unmounted;
+    // The run decided nothing while a mount or unmount was under way: no run mount of its own beside the user's.
+    await fake.finish(`mount ${mp}`);
+    await remounted;
+    const session = await run;
+    expect(session.mountpoint).toBe(mp);
+    expect(session.userMountpoint).toBe(mp);
+    expect(fake.calls).toEqual([`mount ${mp}`, `unmount ${mp}`, `mount ${mp}`]);
+    expect(await runs.end(session.id)).toEqual({ id: session.id, unmounted: false, removed: false });
+    expect(mounts.mountpointOf('a')).toBe(mp);
+    expect(sockets).toBe(0);
+  });
+
+  it('a run starting while the last run of the agent unmounts its run mount: a fresh run mount, never the one going away', async () => {
+    const { ov, fake, mounts } = await setUp();
+    const runs = new RunSessions(ov.stateDir, ov, mounts, async (socket) => {
+      fs.writeFileSync(socket, '');
+      return async () => undefined;
+    }, log);
+    const ctx = { overlay: ov, mounts, runs } as unknown as ApiContext;
+    const caller = { scope: null, onClose: () => undefined };
+    const user = { agent: 'a', parent: null, uid: process.getuid!(), gid: process.getgid!(), rw: [] };
+    const runMp = path.join(ov.stateDir, 'mnt', 'a');
+
+    const first = runs.start(ctx, user, caller);
+    await fake.finish(`mount ${runMp}`);
+    const s1 = await first;
+    const ended = runs.end(s1.id);
+    const second = runs.start(ctx, user, caller);
+    await fake.finish(`unmount ${runMp}`);
+    expect((await ended).unmounted).toBe(true);
+    await fake.finish(`mount ${runMp}`);
+    const s2 = await second;
+    expect(s2.mountpoint).toBe(runMp);
+    expect(mounts.mountpointOf('a')).toBe(runMp);
+    expect([...fake.live.keys()]).toEqual([runMp]);
+    // Its end unmounts the run mount it holds: the count of users was right.
+    const end2 = runs.end(s2.id);
+    await fake.finish(`unmount ${runMp}`);
+    expect((await end2).unmounted).toBe(true);
+    expect(fake.live.size).toBe(0);
+  });
+});
