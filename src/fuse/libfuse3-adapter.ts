@@ -41,7 +41,7 @@ import {
   type AdapterLogger, type AdapterStats, type MountHandle, type MountOptions,
 } from './adapter-common.js';
 import { Feature, loadBinding, Op, OpenReply, type Binding, type Native } from './libfuse3-binding.js';
-import { raiseDirtyShare } from './bdi.js';
+import { raiseDirtyShare, raiseReadahead } from './bdi.js';
 import { fuseMountsAt, lazyUnmount } from './mount-table.js';
 import { NodeTable, type FuseNode } from './node-table.js';
 import { join } from '../overlay/paths.js';
@@ -732,6 +732,7 @@ export async function mountTree(mountpoint: string, tree: TreeOps, opts: Libfuse
   const device = newMount()?.device ?? '';
   // With the writeback cache the kernel's 1% dirty share for FUSE makes random writes page by page.
   if (!raiseDirtyShare(device)) log.warn({ device }, 'cowfs: could not raise the mount\'s dirty-page share (random writes will be slower)');
+  if (!raiseReadahead(device)) log.warn({ device }, 'cowfs: could not raise the mount\'s readahead (large reads will be slower)');
   const unsubscribe = opts.watchChanges?.((paths) => {
     // Our own requests changed the tree through the kernel, which knows already.
     if (!s.inRequest) s.invalidate(paths);
