@@ -224,7 +224,7 @@ describe('cowfs mount: a real copy-on-write FUSE mount per agent', () => {
 /**
  * What the libfuse 3 adapter's handles per node put at risk (it hears of no
  * OPEN and no RELEASE: a written file's put comes when its handle is idle
- * 500 ms, at FORGET, at a truncation to 0 or when an API request settles
+ * 500 ms (longer after many writes), at FORGET, at a truncation to 0 or when an API request settles
  * open files). libfuse 2 hears every close; the same behavior is expected
  * of both, except where a test says otherwise.
  */
@@ -370,6 +370,26 @@ print(len(bad))
       .filter((e) => e.isFile() && fs.statSync(path.join(e.parentPath, e.name)).size === content.length)
       .map((e) => e.name);
     expect(large).toEqual([`${hash64(content)}-${content.length}`]);
+  });
+
+  it('libfuse 3: the handle of a file that wrote much is kept longer once idle, so an append after a pause needs no copy-up', async () => {
+    if (FUSE === 'libfuse2') return; // every close is heard there
+    d.sh('cat doc.txt >/dev/null', mnt); // the kernel has learnt that OPEN is not implemented: no RELEASE follows
+    expect(await untilNoOpenFiles()).toBe(0);
+    const since = (await d.json<{ lastSeq: number }>(['status'])).lastSeq + 1;
+    // 200 MiB written: kept ~4 s once idle; the small file's handle goes after 0.5 s.
+    d.sh('dd if=/dev/zero of=long.log bs=1M count=200 status=none; echo small > small.txt', mnt);
+    // Polling through the API settles open files (puts what they hold) but releases none.
+    let n = await openFiles();
+    for (const end = Date.now() + 10_000; n > 1 && Date.now() < end; await wait(100)) n = await openFiles();
+    expect(n).toBe(1);
+    d.sh('echo line >> long.log', mnt);
+    expect(await untilNoOpenFiles()).toBe(0);
+    expect(d.sh('tail -c 5 long.log; stat -c %s long.log', mnt)).toBe(`line\n${200 * 1024 * 1024 + 5}\n`);
+    const puts = (await d.json<{ type: string; path?: string; entry?: { size: number } }[]>(['log', 'w', '--since', String(since)]))
+      .filter((e) => e.path === 'long.log');
+    expect(puts.at(-1)?.entry?.size).toBe(200 * 1024 * 1024 + 5);
+    d.sh('rm long.log small.txt', mnt);
   });
 
   it('echo a > f; echo b >> f; undo: the file as it was before the last event', async () => {
