@@ -69,6 +69,8 @@ export class Daemon {
       fs.rmSync(pidFile, { force: true });
       throw err;
     }
+    // The core stays FUSE-free: the adapter's addon lends the store what Node lacks.
+    overlay.store.scratch.writeback = opts.adapter.writeback;
     const mounts = new MountManager(overlay, opts.adapter, log);
     const cascade = new Cascade(overlay);
     const landing = recoverLanding(overlay, cascade);

@@ -1,10 +1,13 @@
 import type { MountHandle, MountOptions } from './adapter-common.js';
 import type { TreeOps } from '../overlay/contract.js';
+import type { StartWriteback } from '../store/sequential-write.js';
 
 /** What the daemon needs of a FUSE adapter: mount one tree, unmount it. */
 export interface MountAdapter {
   readonly name: string;
   mount(mountpoint: string, tree: TreeOps, opts: MountOptions): Promise<MountHandle>;
+  /** How the store may start scratch files' disk writes early, if the adapter's addon can (ScratchFiles.writeback). */
+  readonly writeback?: StartWriteback;
 }
 
 export const ADAPTER_NAMES = ['libfuse3', 'libfuse2'] as const;
@@ -18,8 +21,8 @@ export async function adapterNamed(name: string): Promise<MountAdapter> {
   switch (name) {
     case 'libfuse3': {
       const { mountTree, libfuse3Binding } = await import('./libfuse3-adapter.js');
-      libfuse3Binding();
-      return { name: 'libfuse3 (native)', mount: (mp, tree, opts) => mountTree(mp, tree, opts) };
+      const b = libfuse3Binding();
+      return { name: 'libfuse3 (native)', mount: (mp, tree, opts) => mountTree(mp, tree, opts), writeback: b.syncFileRange };
     }
     case 'libfuse2': {
       const { mountTree } = await import('./fuse-native-adapter.js');

@@ -480,7 +480,7 @@ export class AgentTree implements TreeOps {
     this.ingesting = true;
     try {
       this.mutate(() => {
-        hash = this.s.blobs.putOpenFile(scratch.fd, scratch.file, size, final ? 'link' : 'copy');
+        hash = this.s.blobs.putOpenFile(scratch.fd, scratch.file, size, final ? 'link' : 'copy', file.contentHash());
         if (final) this.s.store.dbs.dirty.removeSync(baseName(scratch.file));
         return { type, path, entry: { kind: 'file', hash, size, ...file.meta } };
       });

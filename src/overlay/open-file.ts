@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import type { BlobId, BlobStore } from '../store/blobs.js';
 import type { Scratch, ScratchFiles } from '../store/scratch.js';
+import { SequentialWrite } from '../store/sequential-write.js';
 import type { Attr } from './contract.js';
 import type { FileEntry } from './entry.js';
 
@@ -23,6 +24,8 @@ export class OpenFile {
   private sourceFd: number | null = null;
   /** The scratch file's size, kept here: only this object writes it (no fstat per getattr). */
   private scratchSize = 0;
+  /** Its hash and disk writes while it is written front to back. */
+  private sequential: SequentialWrite | null = null;
 
   constructor(
     public path: string | null,
@@ -52,8 +55,10 @@ export class OpenFile {
   }
 
   write(buf: Buffer, length: number, position: number): number {
-    const n = fs.writeSync(this.scratch!.fd, buf, 0, length, position);
+    const fd = this.scratch!.fd;
+    const n = fs.writeSync(fd, buf, 0, length, position);
     if (position + n > this.scratchSize) this.scratchSize = position + n;
+    this.sequential!.wrote(fd, buf.subarray(0, n), position);
     this.touch();
     return n;
   }
@@ -64,6 +69,12 @@ export class OpenFile {
     if (this.scratchSize !== size) fs.ftruncateSync(this.scratch!.fd, size); // the kernel moves its mtime
     else this.keepTime();
     this.scratchSize = size;
+    this.sequential!.truncated(size);
+  }
+
+  /** The xxhash64 of what the scratch file holds, when it was seen as written (else the ingest reads the file). */
+  contentHash(): string | undefined {
+    return this.sequential?.hashOf(this.scratchSize);
   }
 
   /** chmod/chown/utimens of the open file: its attributes until ingest. */
@@ -88,6 +99,7 @@ export class OpenFile {
       });
       this.scratchSize = fs.fstatSync(this.scratch.fd).size;
     }
+    this.sequential = new SequentialWrite(this.scratchSize, scratch.writeback);
     this.closeSource();
     this.keepTime();
   }
@@ -108,6 +120,7 @@ export class OpenFile {
     this.closeSource();
     const s = this.scratch;
     this.scratch = null;
+    this.sequential = null;
     return s;
   }
 

@@ -54,12 +54,14 @@ export class BlobStore {
    * hard-linked into the store when the caller will never write it again
    * (`link`: a scratch file being released), copied otherwise; the caller
    * deletes its file only after the change that names the blob committed, so
-   * a crash in between loses nothing.
+   * a crash in between loses nothing. `known`: the content's xxhash64 when
+   * the caller saw every byte written (SequentialWrite), so a large file is
+   * not read back to hash it.
    */
-  putFile(file: string, how: 'link' | 'copy'): BlobId {
+  putFile(file: string, how: 'link' | 'copy', known?: string): BlobId {
     const size = fs.statSync(file).size;
     if (size <= INLINE_MAX) return this.put(fs.readFileSync(file));
-    const base = `${hashFile(file)}:${size}`;
+    const base = `${known ?? hashFile(file)}:${size}`;
     for (let n = 0; ; n++) {
       const id = n === 0 ? base : `${base}:${n}`;
       const dest = this.filePath(id);
@@ -80,8 +82,8 @@ export class BlobStore {
    * knows (a scratch file): a small one is read through the descriptor,
    * without opening, stating and closing it again.
    */
-  putOpenFile(fd: number, file: string, size: number, how: 'link' | 'copy'): BlobId {
-    if (size > INLINE_MAX) return this.putFile(file, how);
+  putOpenFile(fd: number, file: string, size: number, how: 'link' | 'copy', known?: string): BlobId {
+    if (size > INLINE_MAX) return this.putFile(file, how, known);
     const bytes = Buffer.allocUnsafe(size);
     let got = 0;
     for (let n; got < size && (n = fs.readSync(fd, bytes, got, size - got, got)) > 0;) got += n;

@@ -17,8 +17,15 @@ export function hash64(bytes: Uint8Array): string {
   return hasher().h64Raw(bytes).toString(16).padStart(16, '0');
 }
 
-/** Streaming xxhash64 for content read in chunks (large scratch files). */
-export function createHash64(): { update(chunk: Uint8Array): void; digest(): string } {
+/** A streaming xxhash64: the same value as hash64 of all the chunks together. */
+export interface Hash64 {
+  update(chunk: Uint8Array): void;
+  /** The hash of what was given so far (more may follow). */
+  digest(): string;
+}
+
+/** Streaming xxhash64 for content read or written in chunks (large scratch files). */
+export function createHash64(): Hash64 {
   const h = hasher().create64();
   return {
     update(chunk) { h.update(chunk); },

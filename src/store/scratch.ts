@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { INLINE_MAX } from './blobs.js';
+import type { StartWriteback } from './sequential-write.js';
 
 /** A private file the writes to an open file go to until they are ingested (DESIGN.md, "Writes"). */
 export interface Scratch {
@@ -27,6 +28,12 @@ export class ScratchFiles {
   /** Names of empty scratch files to reuse. */
   private readonly spare: string[] = [];
   private seq = 0;
+  /**
+   * Starts a range's disk writes without waiting (sync_file_range), for
+   * files written front to back (SequentialWrite). Set by a FUSE adapter
+   * that can (libfuse 3's addon); Node itself cannot.
+   */
+  writeback: StartWriteback | undefined;
 
   constructor(private readonly dir: string) {}
 
