@@ -24,18 +24,20 @@
 #include <fuse_lowlevel.h>
 #include <node_api.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #ifndef PR_SET_IO_FLUSHER
 #define PR_SET_IO_FLUSHER 57
 #endif
 
 /* Bumped whenever the request numbers or the calls change: src/fuse/libfuse3-binding.ts checks it. */
-#define COWFS_FUSE_ABI 2
+#define COWFS_FUSE_ABI 3
 
 /* Request kinds, as JavaScript sees them (src/fuse/libfuse3-binding.ts mirrors these). */
 enum {
@@ -52,6 +54,7 @@ enum {
 #define NUMS 8
 
 typedef struct msg {
+  struct msg *next;
   int op;
   fuse_req_t req;
   double ino;
@@ -68,9 +71,18 @@ typedef struct note {
   char *name; /* NULL: invalidate the inode; else the entry `name` in directory `ino`. */
 } note_t;
 
+/* Where a session stands with JavaScript (session_t.state, under qmu). */
+enum { IDLE = 0, WOKEN, DRAINING };
+
 typedef struct session {
   struct fuse_session *se;
+  /* Wakes JavaScript (its `wake` callback) when requests start waiting; `dispatch` answers each. */
   napi_threadsafe_function tsfn;
+  napi_ref dispatch;
+  /* Requests waiting for JavaScript, oldest first, and whether it was told (state); under qmu. */
+  pthread_mutex_t qmu;
+  msg_t *qhead, *qtail;
+  int state;
   pthread_t loop;
   int loop_started;
   int features;
@@ -197,11 +209,47 @@ static msg_t *msg_new(int op, fuse_req_t req, fuse_ino_t ino, const char *name1,
   return m;
 }
 
+/* Sessions woken whose requests JavaScript has not started draining: a drain's spin gives way to them. */
+static int woken_sessions;
+
+/*
+ * Queues a request for JavaScript. Only a session that JavaScript is not
+ * already draining (or about to) costs a wake-up: one thread-safe function
+ * call per batch, not per request.
+ */
 static void post(session_t *s, msg_t *m) {
-  if (!m) {
-    return;
+  if (!m) return;
+  pthread_mutex_lock(&s->qmu);
+  if (s->qtail) s->qtail->next = m;
+  else s->qhead = m;
+  s->qtail = m;
+  int wake = s->state == IDLE;
+  if (wake) {
+    s->state = WOKEN;
+    __atomic_add_fetch(&woken_sessions, 1, __ATOMIC_RELAXED);
   }
-  if (napi_call_threadsafe_function(s->tsfn, m, napi_tsfn_nonblocking) != napi_ok) {
+  pthread_mutex_unlock(&s->qmu);
+  /* Fails only once the function is released (at close): close fails what is still queued. */
+  if (wake) napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking);
+}
+
+/* The oldest queued request, or NULL; an empty queue leaves DRAINING for IDLE when `done`. */
+static msg_t *take(session_t *s, int done) {
+  pthread_mutex_lock(&s->qmu);
+  msg_t *m = s->qhead;
+  if (m) {
+    s->qhead = m->next;
+    if (!s->qhead) s->qtail = NULL;
+  } else if (done) {
+    s->state = IDLE;
+  }
+  pthread_mutex_unlock(&s->qmu);
+  return m;
+}
+
+/* Answers EIO to every request still queued: none may wait forever once the session is gone. */
+static void fail_queued(session_t *s) {
+  for (msg_t *m; (m = take(s, 0));) {
     if (m->req) fuse_reply_err(m->req, EIO);
     free(m);
   }
@@ -437,14 +485,16 @@ static const struct fuse_lowlevel_ops ops = {
 
 /* ------------------------------------------------------ to JavaScript */
 
-static void call_js(napi_env env, napi_value fn, void *context, void *data) {
-  (void)context;
-  msg_t *m = data;
-  if (!env || !fn) {
-    if (m->req) fuse_reply_err(m->req, EIO);
-    free(m);
-    return;
-  }
+/* The thread-safe function's call: JavaScript's `wake` then drains the session (drain below). */
+static void call_wake(napi_env env, napi_value fn, void *context, void *data) {
+  if (!env || !fn) return;
+  napi_value global;
+  napi_get_global(env, &global);
+  napi_call_function(env, global, fn, 0, NULL, NULL);
+}
+
+/* Hands one request to JavaScript's dispatch and frees it; 0 when dispatch threw (pending exception). */
+static int dispatch_msg(napi_env env, napi_value fn, msg_t *m) {
   napi_value argv[6 + NUMS], undef;
   napi_get_undefined(env, &undef);
   napi_create_int32(env, m->op, &argv[0]);
@@ -461,12 +511,7 @@ static void call_js(napi_env env, napi_value fn, void *context, void *data) {
   free(m);
   napi_value global;
   napi_get_global(env, &global);
-  napi_status st = napi_call_function(env, global, fn, 6 + NUMS, argv, NULL);
-  if (st == napi_pending_exception) {
-    napi_value exc;
-    napi_get_and_clear_last_exception(env, &exc);
-    napi_fatal_exception(env, exc);
-  }
+  return napi_call_function(env, global, fn, 6 + NUMS, argv, NULL) == napi_ok;
 }
 
 /* ------------------------------------------------------------ threads */
@@ -546,10 +591,10 @@ static session_t *session_of(napi_env env, napi_value v) {
   return p;
 }
 
-/* mount(mountpoint, options, features, maxWrite, dispatch) → session */
+/* mount(mountpoint, options, features, maxWrite, dispatch, wake) → session */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
-  napi_value argv[5];
-  if (!get_args(env, info, 5, argv)) return NULL;
+  napi_value argv[6];
+  if (!get_args(env, info, 6, argv)) return NULL;
   char *mp = str(env, argv[0]);
   char *opts = str(env, argv[1]);
   if (!mp || !opts) { free(mp); free(opts); return throw_msg(env, "cowfs_fuse: mount(mountpoint, options, …) needs strings"); }
@@ -566,6 +611,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
   pthread_mutex_init(&s->amu, NULL);
+  pthread_mutex_init(&s->qmu, NULL);
 
   char *fargv[4] = { "cowfs", "-o", opts, NULL };
   int fargc = 3;
@@ -578,7 +624,13 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   }
   napi_value name;
   napi_create_string_utf8(env, "cowfs_fuse", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, argv[4], NULL, name, 0, 1, NULL, NULL, NULL, call_js, &s->tsfn) != napi_ok) {
+  if (napi_create_reference(env, argv[4], 1, &s->dispatch) != napi_ok) {
+    fuse_session_destroy(s->se);
+    free(mp); free(opts); free(s);
+    return throw_msg(env, "cowfs_fuse: mount needs a dispatch function");
+  }
+  if (napi_create_threadsafe_function(env, argv[5], NULL, name, 0, 1, NULL, NULL, NULL, call_wake, &s->tsfn) != napi_ok) {
+    napi_delete_reference(env, s->dispatch);
     fuse_session_destroy(s->se);
     free(mp); free(opts); free(s);
     return throw_msg(env, "cowfs_fuse: cannot create the thread-safe function");
@@ -587,6 +639,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   napi_unref_threadsafe_function(env, s->tsfn);
   if (fuse_session_mount(s->se, mp) != 0) {
     napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    napi_delete_reference(env, s->dispatch);
     fuse_session_destroy(s->se);
     free(mp); free(opts); free(s);
     return throw_msg(env, "libfuse could not mount (see its message on stderr: no /dev/fuse, not a directory, not permitted…)");
@@ -596,6 +649,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   if (pthread_create(&s->loop, NULL, loop_main, s) != 0) {
     fuse_session_unmount(s->se);
     napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    napi_delete_reference(env, s->dispatch);
     fuse_session_destroy(s->se);
     free(s);
     return throw_msg(env, "cowfs_fuse: cannot start the session thread");
@@ -638,8 +692,10 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   if (s->notifier_started) pthread_join(s->notifier, NULL);
   /* Only detaches if still mounted; with the connection gone it returns at once. */
   fuse_session_unmount(s->se);
+  fail_queued(s);
   fuse_session_destroy(s->se);
   napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
+  napi_delete_reference(env, s->dispatch);
   pthread_mutex_lock(&s->amu);
   free(s->attrs);
   s->attrs = NULL;
@@ -647,6 +703,61 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   pthread_mutex_unlock(&s->amu);
   /* The session struct itself stays allocated: JavaScript may still hold its external. */
   return NULL;
+}
+
+static long long now_us(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+/*
+ * drain(session, budgetUs, spinUs) → whether requests remain: hands the
+ * queued requests to dispatch one after another. With the queue empty it
+ * waits up to spinUs for the next (the loop thread is reading it: waking
+ * JavaScript again would cost ~100 µs), unless another session was woken
+ * meanwhile. Returns after budgetUs so the event loop runs; true means
+ * JavaScript must drain again soon (the session stays scheduled, so no
+ * wake-up comes).
+ */
+static napi_value js_drain(napi_env env, napi_callback_info info) {
+  napi_value argv[3], fn, out;
+  session_t *s = open_session(env, info, 3, argv);
+  int more = 0;
+  if (s && napi_get_reference_value(env, s->dispatch, &fn) == napi_ok) {
+    long long budget = (long long)num(env, argv[1]), spin = (long long)num(env, argv[2]);
+    pthread_mutex_lock(&s->qmu);
+    if (s->state == WOKEN) __atomic_sub_fetch(&woken_sessions, 1, __ATOMIC_RELAXED);
+    s->state = DRAINING;
+    pthread_mutex_unlock(&s->qmu);
+    long long start = now_us(), idle_since = start;
+    for (;;) {
+      long long t = now_us();
+      if (t - start >= budget) break;
+      msg_t *m = take(s, 0);
+      if (!m) {
+        if (t - idle_since >= spin || __atomic_load_n(&woken_sessions, __ATOMIC_RELAXED) > 0) break;
+        sched_yield();
+        continue;
+      }
+      napi_handle_scope scope;
+      napi_open_handle_scope(env, &scope);
+      int ok = dispatch_msg(env, fn, m);
+      napi_close_handle_scope(env, scope);
+      /* A throw stays pending for the caller; the session stays DRAINING and JavaScript drains again. */
+      if (!ok) return NULL;
+      if (s->closed) break; /* EXIT closed it: nothing more comes */
+      idle_since = now_us();
+    }
+    if (!s->closed) {
+      pthread_mutex_lock(&s->qmu);
+      more = s->qhead != NULL;
+      if (!more) s->state = IDLE;
+      pthread_mutex_unlock(&s->qmu);
+    }
+  }
+  napi_get_boolean(env, more, &out);
+  return out;
 }
 
 /* invalidate(session, ino, name?) */
@@ -918,7 +1029,7 @@ static napi_value js_cache_attr(napi_env env, napi_callback_info info) {
 static napi_value init_module(napi_env env, napi_value exports) {
   struct { const char *name; napi_callback fn; } fns[] = {
     { "mount", js_mount }, { "exit", js_exit }, { "close", js_close }, { "invalidate", js_invalidate },
-    { "cacheAttr", js_cache_attr }, { "dropAttr", js_drop_attr },
+    { "drain", js_drain }, { "cacheAttr", js_cache_attr }, { "dropAttr", js_drop_attr },
     { "replyErr", js_reply_err }, { "replyEntry", js_reply_entry }, { "replyCreate", js_reply_create },
     { "replyAttr", js_reply_attr }, { "replyBuf", js_reply_buf },
     { "replyReadlink", js_reply_readlink }, { "replyWrite", js_reply_write },

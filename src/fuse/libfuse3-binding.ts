@@ -25,7 +25,7 @@ export const OpenReply = { KEEP_CACHE: 1, DIRECT_IO: 2, NOFLUSH: 4 } as const;
 export type Native = { readonly __native: unique symbol };
 
 /**
- * Called on the JS thread for every request: `req` is undefined for those
+ * Called on the JS thread (from drain) for every request: `req` is undefined for those
  * that need no answer (INIT, EXIT, FORGET). `n` holds the request's numbers;
  * what each means depends on `op` (see native/cowfs_fuse.c).
  */
@@ -38,12 +38,22 @@ export type Dispatch = (
 type AttrArgs = [number, number, number, number, number, number, number, number, number];
 
 /** COWFS_FUSE_ABI of native/cowfs_fuse.c this file speaks. */
-const ABI = 2;
+const ABI = 3;
 
 export interface Binding {
   /** The addon's COWFS_FUSE_ABI. */
   abi: number;
-  mount(mountpoint: string, options: string, features: number, maxWrite: number, dispatch: Dispatch): Native;
+  /**
+   * Requests wait in a queue of the session; `wake` is called (on the JS thread) when some start
+   * waiting while nobody drains them, and `drain` hands them to `dispatch`.
+   */
+  mount(mountpoint: string, options: string, features: number, maxWrite: number, dispatch: Dispatch, wake: () => void): Native;
+  /**
+   * Dispatches queued requests for up to `budgetUs`, waiting up to `spinUs` for the next once the
+   * queue is empty (unless another session's requests wait). True: requests remain, drain again
+   * soon (no wake comes for them).
+   */
+  drain(session: Native, budgetUs: number, spinUs: number): boolean;
   exit(session: Native): void;
   close(session: Native): void;
   /** Drops the kernel's cache of a node (no name) or of the name `name` in directory `ino`. Never blocks. */

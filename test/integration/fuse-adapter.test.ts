@@ -405,6 +405,30 @@ describe('mounts never outlive their tests', () => {
     }
   });
 
+  it('unmounts while requests are in flight: the server ends by itself and frees every process using the mount', async () => {
+    const mp = mountpoint('in-flight');
+    const s = await startPassthroughServer(src, mp);
+    const workers: ChildProcess[] = [];
+    try {
+      // Each worker makes, reads and removes files as fast as it can, until the mount goes away under it.
+      for (let i = 0; i < 4; i++) {
+        workers.push(spawn('bash', ['-c', `set -e; while :; do echo $RANDOM > w${i}; cat w${i} >/dev/null; stat w${i} >/dev/null; rm w${i}; done`],
+          { cwd: mp, stdio: 'ignore' }));
+      }
+      const exits = workers.map((w) => new Promise<void>((r) => w.once('exit', () => r())));
+      await waitFor(() => (sh('ls', src).match(/^w\d$/gm) ?? []).length > 0, 20_000);
+      const t0 = Date.now();
+      await s.stop();
+      // stop() kills a server still there after 10 s: one that ends by itself answered or failed every request.
+      expect(Date.now() - t0).toBeLessThan(9000);
+      expect(fuseMountsUnder(mp)).toEqual([]);
+      await Promise.race([Promise.all(exits), new Promise((_, reject) => setTimeout(() => reject(new Error('a worker hangs on the mount')), 20_000))]);
+    } finally {
+      for (const w of workers) w.kill('SIGKILL');
+      await s.stop();
+    }
+  });
+
   // Another test run on this machine may sweep the same prefix meanwhile (its global setup frees dead
   // and hung mounts too): these tests check the outcome, not which sweep got there first.
   it('cleans the mount of a killed server, and leaves live ones alone', async () => {
