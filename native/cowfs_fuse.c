@@ -2,12 +2,21 @@
  * cowfs_fuse: a Node addon (plain N-API, C) over libfuse 3's low-level API.
  *
  * One FUSE session per mount. Its loop runs on a native thread of its own
- * (fuse_session_loop): each request is copied into a message (names and
- * write data included: libfuse reuses its buffer for the next request) and
- * handed to JavaScript through a thread-safe function, without waiting.
- * JavaScript answers later through the reply functions below (libfuse's
- * fuse_reply_* may be called from any thread). So the loop thread never
- * blocks on JavaScript, and JavaScript never blocks on the kernel.
+ * (serve: a non-blocking /dev/fuse, read again for LOOP_SPIN_US after each
+ * request before sleeping in poll). Each request is copied into a message
+ * (names and write data included: libfuse reuses its buffer for the next
+ * request) and queued for JavaScript, without waiting; a thread-safe
+ * function call wakes JavaScript only when the queue was not being drained
+ * already, and JavaScript drains it in batches (drain). JavaScript answers
+ * later through the reply functions below (libfuse's fuse_reply_* may be
+ * called from any thread). So the loop thread never blocks on JavaScript,
+ * and JavaScript never blocks on the kernel.
+ *
+ * Some requests never reach JavaScript: GETATTR of files and directories
+ * whose attributes JavaScript gave us (cacheAttr), a SETATTR that changes
+ * nothing of them, a LOOKUP of a name missing from a directory whose every
+ * name we know (knowNames), and OPEN, OPENDIR, FORGET and RELEASE of
+ * handle 0.
  *
  * Kernel notifications (invalidating a cached inode or name) are queued to
  * a second native thread per session: the kernel may need the inode lock
@@ -38,7 +47,7 @@
 #endif
 
 /* Bumped whenever the request numbers or the calls change: src/fuse/libfuse3-binding.ts checks it. */
-#define COWFS_FUSE_ABI 3
+#define COWFS_FUSE_ABI 4
 
 /* Request kinds, as JavaScript sees them (src/fuse/libfuse3-binding.ts mirrors these). */
 enum {
@@ -96,10 +105,13 @@ typedef struct session {
   note_t *head, *tail;
   int stopping;
   int closed;
-  /* Attributes of files JavaScript told us (cacheAttr), to answer GETATTR here; under amu. */
+  /* Attributes of files and directories JavaScript told us (cacheAttr), to answer GETATTR here; under amu. */
   pthread_mutex_t amu;
   struct cached_attr *attrs;
   size_t acap, aused, alive; /* slots; slots not empty (live or dropped); live */
+  /* Directories whose every name is known (knowNames), to answer LOOKUPs of missing names; under amu. */
+  struct dir_names **dirs;
+  size_t dcap, dcount;
 } session_t;
 
 /* Attributes travel as (ino, mode, nlink, uid, gid, size, atimeMs, mtimeMs, ctimeMs). */
@@ -132,10 +144,12 @@ static void stat_of(const double *a, struct stat *st) {
 /* ------------------------------------------------------- attribute cache */
 
 /*
- * GETATTR of a file whose attributes JavaScript told us (cacheAttr) is
- * answered here. JavaScript drops an entry (dropAttr) before anything that
- * may change those attributes is answered: a write open, SETATTR, READ (the
- * atime), unlink, rename, an invalidation, FORGET. An open-addressing table
+ * GETATTR of a file or directory whose attributes JavaScript told us
+ * (cacheAttr) is answered here, and a SETATTR that changes nothing of them.
+ * JavaScript drops an entry (dropAttr) before anything that may change those
+ * attributes is answered: WRITE, SETATTR, a name made or removed in a
+ * directory (cached again before the reply), unlink, rename, an
+ * invalidation, FORGET. An open-addressing table
  * keyed by node id (0: empty slot, DROPPED: a removed entry).
  */
 typedef struct cached_attr {
@@ -189,6 +203,137 @@ static void attr_drop(session_t *s, fuse_ino_t ino) {
     s->alive--;
   }
   pthread_mutex_unlock(&s->amu);
+}
+
+/* ------------------------------------------------------ names of directories */
+
+/*
+ * A directory made through the mount starts empty, and every name made in
+ * it afterwards comes through the mount too (CREATE, MKDIR, SYMLINK, RENAME:
+ * JavaScript adds each before the tree makes it). So a LOOKUP there of a
+ * name not in its set is answered ENOENT here: tar and compilers look up
+ * every name before they make it. JavaScript forgets a set (forgetNames)
+ * whenever names may come otherwise: a rebase or a workspace change
+ * reported in or under it, an operation that failed after the tree made its
+ * name, FORGET. The set may hold names that are gone (unlinked): those
+ * LOOKUPs go to JavaScript, as without it. A set stops at DIR_NAMES_MAX.
+ */
+#define DIR_NAMES_MAX 65536
+
+typedef struct dir_names {
+  struct dir_names *next; /* in its bucket */
+  fuse_ino_t ino;
+  double timeout; /* of the "no such name" answers */
+  size_t cap, count;
+  char **names; /* open addressing; NULL: empty slot */
+} dir_names_t;
+
+static size_t name_hash(const char *name) {
+  size_t h = 1469598103934665603ull;
+  for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 1099511628211ull;
+  return h;
+}
+
+/* The slot of `name` in `d`: where it is, or the empty one where it belongs. */
+static char **name_slot(dir_names_t *d, const char *name) {
+  for (size_t i = name_hash(name) & (d->cap - 1);; i = (i + 1) & (d->cap - 1)) {
+    if (!d->names[i] || strcmp(d->names[i], name) == 0) return &d->names[i];
+  }
+}
+
+static dir_names_t **dir_bucket(session_t *s, fuse_ino_t ino) {
+  return &s->dirs[(size_t)(ino * 0x9E3779B97F4A7C15ull) & (s->dcap - 1)];
+}
+
+/* The set of directory `ino`, or NULL (amu held). */
+static dir_names_t *dir_find(session_t *s, fuse_ino_t ino) {
+  if (!s->dcap) return NULL;
+  for (dir_names_t *d = *dir_bucket(s, ino); d; d = d->next) if (d->ino == ino) return d;
+  return NULL;
+}
+
+static void dir_free(dir_names_t *d) {
+  for (size_t i = 0; i < d->cap; i++) free(d->names[i]);
+  free(d->names);
+  free(d);
+}
+
+/* Forgets the set of `ino`, if any (amu held): its LOOKUPs go to JavaScript again. */
+static void dir_forget(session_t *s, fuse_ino_t ino) {
+  if (!s->dcap) return;
+  for (dir_names_t **p = dir_bucket(s, ino); *p; p = &(*p)->next) {
+    if ((*p)->ino == ino) {
+      dir_names_t *d = *p;
+      *p = d->next;
+      dir_free(d);
+      s->dcount--;
+      return;
+    }
+  }
+}
+
+/* Starts the (empty) set of `ino` (amu held); without memory, none. */
+static void dir_know(session_t *s, fuse_ino_t ino, double timeout) {
+  dir_forget(s, ino);
+  if (s->dcount + 1 > s->dcap) {
+    size_t cap = s->dcap ? s->dcap * 2 : 256;
+    dir_names_t **t = calloc(cap, sizeof(*t));
+    if (!t) return;
+    dir_names_t **old = s->dirs;
+    size_t oldcap = s->dcap;
+    s->dirs = t;
+    s->dcap = cap;
+    for (size_t i = 0; i < oldcap; i++) {
+      for (dir_names_t *d = old[i], *next; d; d = next) {
+        next = d->next;
+        dir_names_t **b = dir_bucket(s, d->ino);
+        d->next = *b;
+        *b = d;
+      }
+    }
+    free(old);
+  }
+  dir_names_t *d = calloc(1, sizeof(*d));
+  if (d) d->names = calloc(16, sizeof(char *));
+  if (!d || !d->names) { free(d); return; }
+  d->ino = ino;
+  d->timeout = timeout;
+  d->cap = 16;
+  dir_names_t **b = dir_bucket(s, ino);
+  d->next = *b;
+  *b = d;
+  s->dcount++;
+}
+
+/* Adds `name` to the set of `ino`, if it has one (amu held); a set that cannot grow is forgotten. */
+static void dir_add(session_t *s, fuse_ino_t ino, const char *name) {
+  dir_names_t *d = dir_find(s, ino);
+  if (!d) return;
+  char **slot = name_slot(d, name);
+  if (*slot) return;
+  if (d->count + 1 > DIR_NAMES_MAX) { dir_forget(s, ino); return; }
+  if ((d->count + 1) * 4 > d->cap * 3) {
+    char **t = calloc(d->cap * 2, sizeof(char *));
+    if (!t) { dir_forget(s, ino); return; }
+    char **old = d->names;
+    size_t oldcap = d->cap;
+    d->names = t;
+    d->cap *= 2;
+    for (size_t i = 0; i < oldcap; i++) if (old[i]) *name_slot(d, old[i]) = old[i];
+    free(old);
+    slot = name_slot(d, name);
+  }
+  if (!(*slot = strdup(name))) { dir_forget(s, ino); return; }
+  d->count++;
+}
+
+static void dirs_free(session_t *s) {
+  for (size_t i = 0; i < s->dcap; i++) {
+    for (dir_names_t *d = s->dirs[i], *next; d; d = next) { next = d->next; dir_free(d); }
+  }
+  free(s->dirs);
+  s->dirs = NULL;
+  s->dcap = s->dcount = 0;
 }
 
 /* ------------------------------------------------------------ requests */
@@ -275,6 +420,8 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   session_t *s = userdata;
   /* The kernel checks flock itself; O_TRUNC comes as a SETATTR of the size (needed: OPEN is never sent). */
   conn->want &= ~(FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_POSIX_LOCKS | FUSE_CAP_ATOMIC_O_TRUNC);
+  /* The kernel clears setuid/setgid bits at a write or chown with a SETATTR of the mode (setattr_changes_nothing relies on it). */
+  conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   /* READDIRPLUS (with libfuse's default READDIRPLUS_AUTO): a listing brings each entry's node and attributes. */
   if (!(s->features & F_READDIRPLUS)) conn->want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
   if ((s->features & F_WRITEBACK) && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
@@ -285,7 +432,21 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
 }
 
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
-  post(sess(req), msg_new(OP_LOOKUP, req, parent, name, NULL, NULL, 0) ?: enomem(req));
+  session_t *s = sess(req);
+  pthread_mutex_lock(&s->amu);
+  dir_names_t *d = dir_find(s, parent);
+  int missing = d && !*name_slot(d, name);
+  double timeout = d ? d->timeout : 0;
+  pthread_mutex_unlock(&s->amu);
+  if (missing) {
+    /* A cached "no such name", as JavaScript answers one. */
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof(e));
+    e.entry_timeout = timeout;
+    fuse_reply_entry(req, &e);
+    return;
+  }
+  post(s, msg_new(OP_LOOKUP, req, parent, name, NULL, NULL, 0) ?: enomem(req));
 }
 
 static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
@@ -322,7 +483,35 @@ static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static double ms_of(const struct timespec *t) { return (double)t->tv_sec * 1e3 + (double)t->tv_nsec / 1e6; }
 
+/*
+ * A SETATTR of the mode, owner or group they already have (tar chowns
+ * every file it unpacks to the owner it was made with): nothing to do. The
+ * kernel clears setuid and setgid bits itself (FUSE_CAP_HANDLE_KILLPRIV is
+ * off, ll_init): a chown or write that clears them comes with the new mode,
+ * which differs. CTIME comes with every SETATTR of a file under the
+ * writeback cache; no time is set by a change of nothing.
+ */
+static int setattr_changes_nothing(const double *a, const struct stat *attr, int to_set) {
+  if (to_set & ~(FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_CTIME)) return 0;
+  if ((to_set & FUSE_SET_ATTR_MODE) && (attr->st_mode & 07777) != ((mode_t)a[1] & 07777)) return 0;
+  if ((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != (uid_t)a[3]) return 0;
+  if ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != (gid_t)a[4]) return 0;
+  return 1;
+}
+
 static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
+  session_t *s = sess(req);
+  cached_attr_t hit = { 0 };
+  pthread_mutex_lock(&s->amu);
+  cached_attr_t *e = attr_find(s, ino);
+  if (e && setattr_changes_nothing(e->a, attr, to_set)) hit = *e;
+  pthread_mutex_unlock(&s->amu);
+  if (hit.ino) {
+    struct stat st;
+    stat_of(hit.a, &st);
+    fuse_reply_attr(req, &st, hit.timeout);
+    return;
+  }
   msg_t *m = msg_new(OP_SETATTR, req, ino, NULL, NULL, NULL, 0);
   if (!m) { enomem(req); return; }
   /* n[0] unused: JavaScript works by node id (handles are ignored, see ll_open). */
@@ -333,7 +522,7 @@ static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
   m->n[5] = (double)attr->st_size;
   m->n[6] = ms_of(&attr->st_atim);
   m->n[7] = ms_of(&attr->st_mtim);
-  post(sess(req), m);
+  post(s, m);
 }
 
 static void ll_readlink(fuse_req_t req, fuse_ino_t ino) {
@@ -744,6 +933,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   free(s->attrs);
   s->attrs = NULL;
   s->acap = s->aused = s->alive = 0;
+  dirs_free(s);
   pthread_mutex_unlock(&s->amu);
   /* The session struct itself stays allocated: JavaScript may still hold its external. */
   return NULL;
@@ -1065,10 +1255,47 @@ static napi_value js_cache_attr(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* knowNames(session, ino, timeout): directory `ino` was just made, empty: LOOKUPs of names not added since answer ENOENT here. */
+static napi_value js_know_names(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  session_t *s = open_session(env, info, 3, argv);
+  if (!s) return NULL;
+  pthread_mutex_lock(&s->amu);
+  dir_know(s, (fuse_ino_t)num(env, argv[1]), num(env, argv[2]));
+  pthread_mutex_unlock(&s->amu);
+  return NULL;
+}
+
+/* addName(session, ino, name): `name` is (about to be) made in directory `ino`. */
+static napi_value js_add_name(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  session_t *s = open_session(env, info, 3, argv);
+  if (!s) return NULL;
+  char *name = str(env, argv[2]);
+  pthread_mutex_lock(&s->amu);
+  if (name) dir_add(s, (fuse_ino_t)num(env, argv[1]), name);
+  else dir_forget(s, (fuse_ino_t)num(env, argv[1]));
+  pthread_mutex_unlock(&s->amu);
+  free(name);
+  return NULL;
+}
+
+/* forgetNames(session, ino): names of `ino` may come otherwise than through the mount. */
+static napi_value js_forget_names(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  session_t *s = open_session(env, info, 2, argv);
+  if (!s) return NULL;
+  pthread_mutex_lock(&s->amu);
+  dir_forget(s, (fuse_ino_t)num(env, argv[1]));
+  pthread_mutex_unlock(&s->amu);
+  return NULL;
+}
+
 static napi_value init_module(napi_env env, napi_value exports) {
   struct { const char *name; napi_callback fn; } fns[] = {
     { "mount", js_mount }, { "exit", js_exit }, { "close", js_close }, { "invalidate", js_invalidate },
-    { "drain", js_drain }, { "cacheAttr", js_cache_attr }, { "dropAttr", js_drop_attr },
+    { "drain", js_drain }, { "cacheAttr", js_cache_attr },
+    { "knowNames", js_know_names }, { "addName", js_add_name }, { "forgetNames", js_forget_names }, { "dropAttr", js_drop_attr },
     { "replyErr", js_reply_err }, { "replyEntry", js_reply_entry }, { "replyCreate", js_reply_create },
     { "replyAttr", js_reply_attr }, { "replyBuf", js_reply_buf },
     { "replyReadlink", js_reply_readlink }, { "replyWrite", js_reply_write },

@@ -38,7 +38,7 @@ export type Dispatch = (
 type AttrArgs = [number, number, number, number, number, number, number, number, number];
 
 /** COWFS_FUSE_ABI of native/cowfs_fuse.c this file speaks. */
-const ABI = 3;
+const ABI = 4;
 
 export interface Binding {
   /** The addon's COWFS_FUSE_ABI. */
@@ -61,6 +61,15 @@ export interface Binding {
   /** GETATTR of `ino` is answered in C with these attributes until dropAttr. */
   cacheAttr(session: Native, ino: number, ...rest: [...AttrArgs, number]): void;
   dropAttr(session: Native, ino: number): void;
+  /**
+   * Directory `ino` was just made (empty): a LOOKUP there of a name not added since is answered
+   * "no such name" in C, with `timeout`, until forgetNames.
+   */
+  knowNames(session: Native, ino: number, timeout: number): void;
+  /** `name` is about to be made in directory `ino` (nothing if the addon knows no names of it). */
+  addName(session: Native, ino: number, name: string): void;
+  /** Names of `ino` may come otherwise than through the mount: its LOOKUPs go to JavaScript again. */
+  forgetNames(session: Native, ino: number): void;
   replyErr(req: Native, errno: number): void;
   replyEntry(req: Native, nodeid: number, ...rest: [...AttrArgs, number, number]): void;
   replyCreate(req: Native, nodeid: number, ...rest: [...AttrArgs, number, number, number, number]): void;
