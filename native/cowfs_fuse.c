@@ -393,12 +393,20 @@ static msg_t *take(session_t *s, int done) {
   return m;
 }
 
-/* Answers EIO to every request still queued: none may wait forever once the session is gone. */
+/*
+ * Answers EIO to every request still queued: none may wait forever once the
+ * session is gone. A session woken but never drained no longer counts as
+ * waiting (other sessions' spins would give way to it forever).
+ */
 static void fail_queued(session_t *s) {
   for (msg_t *m; (m = take(s, 0));) {
     if (m->req) fuse_reply_err(m->req, EIO);
     free(m);
   }
+  pthread_mutex_lock(&s->qmu);
+  if (s->state == WOKEN) __atomic_sub_fetch(&woken_sessions, 1, __ATOMIC_RELAXED);
+  s->state = IDLE;
+  pthread_mutex_unlock(&s->qmu);
 }
 
 static session_t *sess(fuse_req_t req) { return (session_t *)fuse_req_userdata(req); }
