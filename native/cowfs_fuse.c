@@ -2,12 +2,21 @@
  * cowfs_fuse: a Node addon (plain N-API, C) over libfuse 3's low-level API.
  *
  * One FUSE session per mount. Its loop runs on a native thread of its own
- * (fuse_session_loop): each request is copied into a message (names and
- * write data included: libfuse reuses its buffer for the next request) and
- * handed to JavaScript through a thread-safe function, without waiting.
- * JavaScript answers later through the reply functions below (libfuse's
- * fuse_reply_* may be called from any thread). So the loop thread never
- * blocks on JavaScript, and JavaScript never blocks on the kernel.
+ * (serve: a non-blocking /dev/fuse, read again for LOOP_SPIN_US after each
+ * request before sleeping in poll). Each request is copied into a message
+ * (names and write data included: libfuse reuses its buffer for the next
+ * request) and queued for JavaScript, without waiting; a thread-safe
+ * function call wakes JavaScript only when the queue was not being drained
+ * already, and JavaScript drains it in batches (drain). JavaScript answers
+ * later through the reply functions below (libfuse's fuse_reply_* may be
+ * called from any thread). So the loop thread never blocks on JavaScript,
+ * and JavaScript never blocks on the kernel.
+ *
+ * Some requests never reach JavaScript: GETATTR of files and directories
+ * whose attributes JavaScript gave us (cacheAttr), a SETATTR that changes
+ * nothing of them, a LOOKUP of a name missing from a directory whose every
+ * name we know (knowNames), and OPEN, OPENDIR, FORGET and RELEASE of
+ * handle 0.
  *
  * Kernel notifications (invalidating a cached inode or name) are queued to
  * a second native thread per session: the kernel may need the inode lock
@@ -24,19 +33,22 @@
 #include <fuse_lowlevel.h>
 #include <malloc.h>
 #include <node_api.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #ifndef PR_SET_IO_FLUSHER
 #define PR_SET_IO_FLUSHER 57
 #endif
 
 /* Bumped whenever the request numbers or the calls change: src/fuse/libfuse3-binding.ts checks it. */
-#define COWFS_FUSE_ABI 2
+#define COWFS_FUSE_ABI 4
 
 /* Request kinds, as JavaScript sees them (src/fuse/libfuse3-binding.ts mirrors these). */
 enum {
@@ -53,6 +65,7 @@ enum {
 #define NUMS 8
 
 typedef struct msg {
+  struct msg *next;
   int op;
   fuse_req_t req;
   double ino;
@@ -69,9 +82,18 @@ typedef struct note {
   char *name; /* NULL: invalidate the inode; else the entry `name` in directory `ino`. */
 } note_t;
 
+/* Where a session stands with JavaScript (session_t.state, under qmu). */
+enum { IDLE = 0, WOKEN, DRAINING };
+
 typedef struct session {
   struct fuse_session *se;
+  /* Wakes JavaScript (its `wake` callback) when requests start waiting; `dispatch` answers each. */
   napi_threadsafe_function tsfn;
+  napi_ref dispatch;
+  /* Requests waiting for JavaScript, oldest first, and whether it was told (state); under qmu. */
+  pthread_mutex_t qmu;
+  msg_t *qhead, *qtail;
+  int state;
   pthread_t loop;
   int loop_started;
   int features;
@@ -84,10 +106,13 @@ typedef struct session {
   note_t *head, *tail;
   int stopping;
   int closed;
-  /* Attributes of files JavaScript told us (cacheAttr), to answer GETATTR here; under amu. */
+  /* Attributes of files and directories JavaScript told us (cacheAttr), to answer GETATTR here; under amu. */
   pthread_mutex_t amu;
   struct cached_attr *attrs;
   size_t acap, aused, alive; /* slots; slots not empty (live or dropped); live */
+  /* Directories whose every name is known (knowNames), to answer LOOKUPs of missing names; under amu. */
+  struct dir_names **dirs;
+  size_t dcap, dcount;
 } session_t;
 
 /* Attributes travel as (ino, mode, nlink, uid, gid, size, atimeMs, mtimeMs, ctimeMs). */
@@ -120,10 +145,12 @@ static void stat_of(const double *a, struct stat *st) {
 /* ------------------------------------------------------- attribute cache */
 
 /*
- * GETATTR of a file whose attributes JavaScript told us (cacheAttr) is
- * answered here. JavaScript drops an entry (dropAttr) before anything that
- * may change those attributes is answered: a write open, SETATTR, READ (the
- * atime), unlink, rename, an invalidation, FORGET. An open-addressing table
+ * GETATTR of a file or directory whose attributes JavaScript told us
+ * (cacheAttr) is answered here, and a SETATTR that changes nothing of them.
+ * JavaScript drops an entry (dropAttr) before anything that may change those
+ * attributes is answered: WRITE, SETATTR, a name made or removed in a
+ * directory (cached again before the reply), unlink, rename, an
+ * invalidation, FORGET. An open-addressing table
  * keyed by node id (0: empty slot, DROPPED: a removed entry).
  */
 typedef struct cached_attr {
@@ -179,6 +206,137 @@ static void attr_drop(session_t *s, fuse_ino_t ino) {
   pthread_mutex_unlock(&s->amu);
 }
 
+/* ------------------------------------------------------ names of directories */
+
+/*
+ * A directory made through the mount starts empty, and every name made in
+ * it afterwards comes through the mount too (CREATE, MKDIR, SYMLINK, RENAME:
+ * JavaScript adds each before the tree makes it). So a LOOKUP there of a
+ * name not in its set is answered ENOENT here: tar and compilers look up
+ * every name before they make it. JavaScript forgets a set (forgetNames)
+ * whenever names may come otherwise: a rebase or a workspace change
+ * reported in or under it, an operation that failed after the tree made its
+ * name, FORGET. The set may hold names that are gone (unlinked): those
+ * LOOKUPs go to JavaScript, as without it. A set stops at DIR_NAMES_MAX.
+ */
+#define DIR_NAMES_MAX 65536
+
+typedef struct dir_names {
+  struct dir_names *next; /* in its bucket */
+  fuse_ino_t ino;
+  double timeout; /* of the "no such name" answers */
+  size_t cap, count;
+  char **names; /* open addressing; NULL: empty slot */
+} dir_names_t;
+
+static size_t name_hash(const char *name) {
+  size_t h = 1469598103934665603ull;
+  for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 1099511628211ull;
+  return h;
+}
+
+/* The slot of `name` in `d`: where it is, or the empty one where it belongs. */
+static char **name_slot(dir_names_t *d, const char *name) {
+  for (size_t i = name_hash(name) & (d->cap - 1);; i = (i + 1) & (d->cap - 1)) {
+    if (!d->names[i] || strcmp(d->names[i], name) == 0) return &d->names[i];
+  }
+}
+
+static dir_names_t **dir_bucket(session_t *s, fuse_ino_t ino) {
+  return &s->dirs[(size_t)(ino * 0x9E3779B97F4A7C15ull) & (s->dcap - 1)];
+}
+
+/* The set of directory `ino`, or NULL (amu held). */
+static dir_names_t *dir_find(session_t *s, fuse_ino_t ino) {
+  if (!s->dcap) return NULL;
+  for (dir_names_t *d = *dir_bucket(s, ino); d; d = d->next) if (d->ino == ino) return d;
+  return NULL;
+}
+
+static void dir_free(dir_names_t *d) {
+  for (size_t i = 0; i < d->cap; i++) free(d->names[i]);
+  free(d->names);
+  free(d);
+}
+
+/* Forgets the set of `ino`, if any (amu held): its LOOKUPs go to JavaScript again. */
+static void dir_forget(session_t *s, fuse_ino_t ino) {
+  if (!s->dcap) return;
+  for (dir_names_t **p = dir_bucket(s, ino); *p; p = &(*p)->next) {
+    if ((*p)->ino == ino) {
+      dir_names_t *d = *p;
+      *p = d->next;
+      dir_free(d);
+      s->dcount--;
+      return;
+    }
+  }
+}
+
+/* Starts the (empty) set of `ino` (amu held); without memory, none. */
+static void dir_know(session_t *s, fuse_ino_t ino, double timeout) {
+  dir_forget(s, ino);
+  if (s->dcount + 1 > s->dcap) {
+    size_t cap = s->dcap ? s->dcap * 2 : 256;
+    dir_names_t **t = calloc(cap, sizeof(*t));
+    if (!t) return;
+    dir_names_t **old = s->dirs;
+    size_t oldcap = s->dcap;
+    s->dirs = t;
+    s->dcap = cap;
+    for (size_t i = 0; i < oldcap; i++) {
+      for (dir_names_t *d = old[i], *next; d; d = next) {
+        next = d->next;
+        dir_names_t **b = dir_bucket(s, d->ino);
+        d->next = *b;
+        *b = d;
+      }
+    }
+    free(old);
+  }
+  dir_names_t *d = calloc(1, sizeof(*d));
+  if (d) d->names = calloc(16, sizeof(char *));
+  if (!d || !d->names) { free(d); return; }
+  d->ino = ino;
+  d->timeout = timeout;
+  d->cap = 16;
+  dir_names_t **b = dir_bucket(s, ino);
+  d->next = *b;
+  *b = d;
+  s->dcount++;
+}
+
+/* Adds `name` to the set of `ino`, if it has one (amu held); a set that cannot grow is forgotten. */
+static void dir_add(session_t *s, fuse_ino_t ino, const char *name) {
+  dir_names_t *d = dir_find(s, ino);
+  if (!d) return;
+  char **slot = name_slot(d, name);
+  if (*slot) return;
+  if (d->count + 1 > DIR_NAMES_MAX) { dir_forget(s, ino); return; }
+  if ((d->count + 1) * 4 > d->cap * 3) {
+    char **t = calloc(d->cap * 2, sizeof(char *));
+    if (!t) { dir_forget(s, ino); return; }
+    char **old = d->names;
+    size_t oldcap = d->cap;
+    d->names = t;
+    d->cap *= 2;
+    for (size_t i = 0; i < oldcap; i++) if (old[i]) *name_slot(d, old[i]) = old[i];
+    free(old);
+    slot = name_slot(d, name);
+  }
+  if (!(*slot = strdup(name))) { dir_forget(s, ino); return; }
+  d->count++;
+}
+
+static void dirs_free(session_t *s) {
+  for (size_t i = 0; i < s->dcap; i++) {
+    for (dir_names_t *d = s->dirs[i], *next; d; d = next) { next = d->next; dir_free(d); }
+  }
+  free(s->dirs);
+  s->dirs = NULL;
+  s->dcap = s->dcount = 0;
+}
+
 /* ------------------------------------------------------------ requests */
 
 static msg_t *msg_new(int op, fuse_req_t req, fuse_ino_t ino, const char *name1, const char *name2,
@@ -198,14 +356,58 @@ static msg_t *msg_new(int op, fuse_req_t req, fuse_ino_t ino, const char *name1,
   return m;
 }
 
+/* Sessions woken whose requests JavaScript has not started draining: a drain's spin gives way to them. */
+static int woken_sessions;
+
+/*
+ * Queues a request for JavaScript. Only a session that JavaScript is not
+ * already draining (or about to) costs a wake-up: one thread-safe function
+ * call per batch, not per request.
+ */
 static void post(session_t *s, msg_t *m) {
-  if (!m) {
-    return;
+  if (!m) return;
+  pthread_mutex_lock(&s->qmu);
+  if (s->qtail) s->qtail->next = m;
+  else s->qhead = m;
+  s->qtail = m;
+  int wake = s->state == IDLE;
+  if (wake) {
+    s->state = WOKEN;
+    __atomic_add_fetch(&woken_sessions, 1, __ATOMIC_RELAXED);
   }
-  if (napi_call_threadsafe_function(s->tsfn, m, napi_tsfn_nonblocking) != napi_ok) {
+  pthread_mutex_unlock(&s->qmu);
+  /* Fails only once the function is released (at close): close fails what is still queued. */
+  if (wake) napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking);
+}
+
+/* The oldest queued request, or NULL; an empty queue leaves DRAINING for IDLE when `done`. */
+static msg_t *take(session_t *s, int done) {
+  pthread_mutex_lock(&s->qmu);
+  msg_t *m = s->qhead;
+  if (m) {
+    s->qhead = m->next;
+    if (!s->qhead) s->qtail = NULL;
+  } else if (done) {
+    s->state = IDLE;
+  }
+  pthread_mutex_unlock(&s->qmu);
+  return m;
+}
+
+/*
+ * Answers EIO to every request still queued: none may wait forever once the
+ * session is gone. A session woken but never drained no longer counts as
+ * waiting (other sessions' spins would give way to it forever).
+ */
+static void fail_queued(session_t *s) {
+  for (msg_t *m; (m = take(s, 0));) {
     if (m->req) fuse_reply_err(m->req, EIO);
     free(m);
   }
+  pthread_mutex_lock(&s->qmu);
+  if (s->state == WOKEN) __atomic_sub_fetch(&woken_sessions, 1, __ATOMIC_RELAXED);
+  s->state = IDLE;
+  pthread_mutex_unlock(&s->qmu);
 }
 
 static session_t *sess(fuse_req_t req) { return (session_t *)fuse_req_userdata(req); }
@@ -227,6 +429,8 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   session_t *s = userdata;
   /* The kernel checks flock itself; O_TRUNC comes as a SETATTR of the size (needed: OPEN is never sent). */
   conn->want &= ~(FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_POSIX_LOCKS | FUSE_CAP_ATOMIC_O_TRUNC);
+  /* The kernel clears setuid/setgid bits at a write or chown with a SETATTR of the mode (setattr_changes_nothing relies on it). */
+  conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   /* READDIRPLUS (with libfuse's default READDIRPLUS_AUTO): a listing brings each entry's node and attributes. */
   if (!(s->features & F_READDIRPLUS)) conn->want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
   if ((s->features & F_WRITEBACK) && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
@@ -237,7 +441,21 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
 }
 
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
-  post(sess(req), msg_new(OP_LOOKUP, req, parent, name, NULL, NULL, 0) ?: enomem(req));
+  session_t *s = sess(req);
+  pthread_mutex_lock(&s->amu);
+  dir_names_t *d = dir_find(s, parent);
+  int missing = d && !*name_slot(d, name);
+  double timeout = d ? d->timeout : 0;
+  pthread_mutex_unlock(&s->amu);
+  if (missing) {
+    /* A cached "no such name", as JavaScript answers one. */
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof(e));
+    e.entry_timeout = timeout;
+    fuse_reply_entry(req, &e);
+    return;
+  }
+  post(s, msg_new(OP_LOOKUP, req, parent, name, NULL, NULL, 0) ?: enomem(req));
 }
 
 static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
@@ -274,7 +492,35 @@ static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static double ms_of(const struct timespec *t) { return (double)t->tv_sec * 1e3 + (double)t->tv_nsec / 1e6; }
 
+/*
+ * A SETATTR of the mode, owner or group they already have (tar chowns
+ * every file it unpacks to the owner it was made with): nothing to do. The
+ * kernel clears setuid and setgid bits itself (FUSE_CAP_HANDLE_KILLPRIV is
+ * off, ll_init): a chown or write that clears them comes with the new mode,
+ * which differs. CTIME comes with every SETATTR of a file under the
+ * writeback cache; no time is set by a change of nothing.
+ */
+static int setattr_changes_nothing(const double *a, const struct stat *attr, int to_set) {
+  if (to_set & ~(FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_CTIME)) return 0;
+  if ((to_set & FUSE_SET_ATTR_MODE) && (attr->st_mode & 07777) != ((mode_t)a[1] & 07777)) return 0;
+  if ((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != (uid_t)a[3]) return 0;
+  if ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != (gid_t)a[4]) return 0;
+  return 1;
+}
+
 static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
+  session_t *s = sess(req);
+  cached_attr_t hit = { 0 };
+  pthread_mutex_lock(&s->amu);
+  cached_attr_t *e = attr_find(s, ino);
+  if (e && setattr_changes_nothing(e->a, attr, to_set)) hit = *e;
+  pthread_mutex_unlock(&s->amu);
+  if (hit.ino) {
+    struct stat st;
+    stat_of(hit.a, &st);
+    fuse_reply_attr(req, &st, hit.timeout);
+    return;
+  }
   msg_t *m = msg_new(OP_SETATTR, req, ino, NULL, NULL, NULL, 0);
   if (!m) { enomem(req); return; }
   /* n[0] unused: JavaScript works by node id (handles are ignored, see ll_open). */
@@ -285,7 +531,7 @@ static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
   m->n[5] = (double)attr->st_size;
   m->n[6] = ms_of(&attr->st_atim);
   m->n[7] = ms_of(&attr->st_mtim);
-  post(sess(req), m);
+  post(s, m);
 }
 
 static void ll_readlink(fuse_req_t req, fuse_ino_t ino) {
@@ -438,14 +684,16 @@ static const struct fuse_lowlevel_ops ops = {
 
 /* ------------------------------------------------------ to JavaScript */
 
-static void call_js(napi_env env, napi_value fn, void *context, void *data) {
-  (void)context;
-  msg_t *m = data;
-  if (!env || !fn) {
-    if (m->req) fuse_reply_err(m->req, EIO);
-    free(m);
-    return;
-  }
+/* The thread-safe function's call: JavaScript's `wake` then drains the session (drain below). */
+static void call_wake(napi_env env, napi_value fn, void *context, void *data) {
+  if (!env || !fn) return;
+  napi_value global;
+  napi_get_global(env, &global);
+  napi_call_function(env, global, fn, 0, NULL, NULL);
+}
+
+/* Hands one request to JavaScript's dispatch and frees it; 0 when dispatch threw (pending exception). */
+static int dispatch_msg(napi_env env, napi_value fn, msg_t *m) {
   napi_value argv[6 + NUMS], undef;
   napi_get_undefined(env, &undef);
   napi_create_int32(env, m->op, &argv[0]);
@@ -462,19 +710,57 @@ static void call_js(napi_env env, napi_value fn, void *context, void *data) {
   free(m);
   napi_value global;
   napi_get_global(env, &global);
-  napi_status st = napi_call_function(env, global, fn, 6 + NUMS, argv, NULL);
-  if (st == napi_pending_exception) {
-    napi_value exc;
-    napi_get_and_clear_last_exception(env, &exc);
-    napi_fatal_exception(env, exc);
-  }
+  return napi_call_function(env, global, fn, 6 + NUMS, argv, NULL) == napi_ok;
 }
 
 /* ------------------------------------------------------------ threads */
 
+static long long now_us(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+/* How long the loop thread keeps reading after a request before it sleeps in poll(2). */
+#define LOOP_SPIN_US 50
+
+/*
+ * libfuse's fuse_session_loop, but over a non-blocking /dev/fuse: after a
+ * request it tries to read the next one for LOOP_SPIN_US before it sleeps
+ * in poll(2). A process working through many files sends its next request
+ * within microseconds; a thread that slept is woken ~50-100 µs later on
+ * this VM. The kernel's ENODEV at unmount (libfuse then exits the session)
+ * and fuse_session_exit end the loop, as in libfuse's.
+ */
+static void serve(session_t *s) {
+  struct fuse_buf buf = { .mem = NULL };
+  int fd = fuse_session_fd(s->se);
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  long long last = now_us();
+  while (!fuse_session_exited(s->se)) {
+    int res = fuse_session_receive_buf(s->se, &buf);
+    if (res == -EINTR) continue;
+    if (res == -EAGAIN) {
+      if (now_us() - last < LOOP_SPIN_US) {
+        sched_yield();
+      } else {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        poll(&p, 1, -1); /* readable, or an error the next read reports */
+        last = now_us();
+      }
+      continue;
+    }
+    if (res <= 0) break;
+    fuse_session_process_buf(s->se, &buf);
+    last = now_us();
+  }
+  free(buf.mem);
+  fuse_session_reset(s->se);
+}
+
 static void *loop_main(void *arg) {
   session_t *s = arg;
-  fuse_session_loop(s->se);
+  serve(s);
   msg_t *m = msg_new(OP_EXIT, NULL, 0, NULL, NULL, NULL, 0);
   post(s, m);
   return NULL;
@@ -547,10 +833,10 @@ static session_t *session_of(napi_env env, napi_value v) {
   return p;
 }
 
-/* mount(mountpoint, options, features, maxWrite, dispatch) → session */
+/* mount(mountpoint, options, features, maxWrite, dispatch, wake) → session */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
-  napi_value argv[5];
-  if (!get_args(env, info, 5, argv)) return NULL;
+  napi_value argv[6];
+  if (!get_args(env, info, 6, argv)) return NULL;
   char *mp = str(env, argv[0]);
   char *opts = str(env, argv[1]);
   if (!mp || !opts) { free(mp); free(opts); return throw_msg(env, "cowfs_fuse: mount(mountpoint, options, …) needs strings"); }
@@ -567,6 +853,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
   pthread_mutex_init(&s->amu, NULL);
+  pthread_mutex_init(&s->qmu, NULL);
 
   char *fargv[4] = { "cowfs", "-o", opts, NULL };
   int fargc = 3;
@@ -579,7 +866,13 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   }
   napi_value name;
   napi_create_string_utf8(env, "cowfs_fuse", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, argv[4], NULL, name, 0, 1, NULL, NULL, NULL, call_js, &s->tsfn) != napi_ok) {
+  if (napi_create_reference(env, argv[4], 1, &s->dispatch) != napi_ok) {
+    fuse_session_destroy(s->se);
+    free(mp); free(opts); free(s);
+    return throw_msg(env, "cowfs_fuse: mount needs a dispatch function");
+  }
+  if (napi_create_threadsafe_function(env, argv[5], NULL, name, 0, 1, NULL, NULL, NULL, call_wake, &s->tsfn) != napi_ok) {
+    napi_delete_reference(env, s->dispatch);
     fuse_session_destroy(s->se);
     free(mp); free(opts); free(s);
     return throw_msg(env, "cowfs_fuse: cannot create the thread-safe function");
@@ -588,6 +881,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   napi_unref_threadsafe_function(env, s->tsfn);
   if (fuse_session_mount(s->se, mp) != 0) {
     napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    napi_delete_reference(env, s->dispatch);
     fuse_session_destroy(s->se);
     free(mp); free(opts); free(s);
     return throw_msg(env, "libfuse could not mount (see its message on stderr: no /dev/fuse, not a directory, not permitted…)");
@@ -597,6 +891,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   if (pthread_create(&s->loop, NULL, loop_main, s) != 0) {
     fuse_session_unmount(s->se);
     napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    napi_delete_reference(env, s->dispatch);
     fuse_session_destroy(s->se);
     free(s);
     return throw_msg(env, "cowfs_fuse: cannot start the session thread");
@@ -639,15 +934,68 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   if (s->notifier_started) pthread_join(s->notifier, NULL);
   /* Only detaches if still mounted; with the connection gone it returns at once. */
   fuse_session_unmount(s->se);
+  fail_queued(s);
   fuse_session_destroy(s->se);
   napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
+  napi_delete_reference(env, s->dispatch);
   pthread_mutex_lock(&s->amu);
   free(s->attrs);
   s->attrs = NULL;
   s->acap = s->aused = s->alive = 0;
+  dirs_free(s);
   pthread_mutex_unlock(&s->amu);
   /* The session struct itself stays allocated: JavaScript may still hold its external. */
   return NULL;
+}
+
+
+/*
+ * drain(session, budgetUs, spinUs) → whether requests remain: hands the
+ * queued requests to dispatch one after another. With the queue empty it
+ * waits up to spinUs for the next (the loop thread is reading it: waking
+ * JavaScript again would cost ~100 µs), unless another session was woken
+ * meanwhile. Returns after budgetUs so the event loop runs; true means
+ * JavaScript must drain again soon (the session stays scheduled, so no
+ * wake-up comes).
+ */
+static napi_value js_drain(napi_env env, napi_callback_info info) {
+  napi_value argv[3], fn, out;
+  session_t *s = open_session(env, info, 3, argv);
+  int more = 0;
+  if (s && napi_get_reference_value(env, s->dispatch, &fn) == napi_ok) {
+    long long budget = (long long)num(env, argv[1]), spin = (long long)num(env, argv[2]);
+    pthread_mutex_lock(&s->qmu);
+    if (s->state == WOKEN) __atomic_sub_fetch(&woken_sessions, 1, __ATOMIC_RELAXED);
+    s->state = DRAINING;
+    pthread_mutex_unlock(&s->qmu);
+    long long start = now_us(), idle_since = start;
+    for (;;) {
+      long long t = now_us();
+      if (t - start >= budget) break;
+      msg_t *m = take(s, 0);
+      if (!m) {
+        if (t - idle_since >= spin || __atomic_load_n(&woken_sessions, __ATOMIC_RELAXED) > 0) break;
+        sched_yield();
+        continue;
+      }
+      napi_handle_scope scope;
+      napi_open_handle_scope(env, &scope);
+      int ok = dispatch_msg(env, fn, m);
+      napi_close_handle_scope(env, scope);
+      /* A throw stays pending for the caller; the session stays DRAINING and JavaScript drains again. */
+      if (!ok) return NULL;
+      if (s->closed) break; /* EXIT closed it: nothing more comes */
+      idle_since = now_us();
+    }
+    if (!s->closed) {
+      pthread_mutex_lock(&s->qmu);
+      more = s->qhead != NULL;
+      if (!more) s->state = IDLE;
+      pthread_mutex_unlock(&s->qmu);
+    }
+  }
+  napi_get_boolean(env, more, &out);
+  return out;
 }
 
 /* invalidate(session, ino, name?) */
@@ -916,6 +1264,42 @@ static napi_value js_cache_attr(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* knowNames(session, ino, timeout): directory `ino` was just made, empty: LOOKUPs of names not added since answer ENOENT here. */
+static napi_value js_know_names(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  session_t *s = open_session(env, info, 3, argv);
+  if (!s) return NULL;
+  pthread_mutex_lock(&s->amu);
+  dir_know(s, (fuse_ino_t)num(env, argv[1]), num(env, argv[2]));
+  pthread_mutex_unlock(&s->amu);
+  return NULL;
+}
+
+/* addName(session, ino, name): `name` is (about to be) made in directory `ino`. */
+static napi_value js_add_name(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  session_t *s = open_session(env, info, 3, argv);
+  if (!s) return NULL;
+  char *name = str(env, argv[2]);
+  pthread_mutex_lock(&s->amu);
+  if (name) dir_add(s, (fuse_ino_t)num(env, argv[1]), name);
+  else dir_forget(s, (fuse_ino_t)num(env, argv[1]));
+  pthread_mutex_unlock(&s->amu);
+  free(name);
+  return NULL;
+}
+
+/* forgetNames(session, ino): names of `ino` may come otherwise than through the mount. */
+static napi_value js_forget_names(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  session_t *s = open_session(env, info, 2, argv);
+  if (!s) return NULL;
+  pthread_mutex_lock(&s->amu);
+  dir_forget(s, (fuse_ino_t)num(env, argv[1]));
+  pthread_mutex_unlock(&s->amu);
+  return NULL;
+}
+
 /*
  * syncFileRange(fd, offset, length): starts the disk writes of a range of a file without waiting
  * for them (SYNC_FILE_RANGE_WRITE), so a file written front to back is mostly on the disk by the
@@ -944,7 +1328,8 @@ static napi_value init_module(napi_env env, napi_value exports) {
   keep_heap();
   struct { const char *name; napi_callback fn; } fns[] = {
     { "mount", js_mount }, { "exit", js_exit }, { "close", js_close }, { "invalidate", js_invalidate },
-    { "cacheAttr", js_cache_attr }, { "dropAttr", js_drop_attr },
+    { "drain", js_drain }, { "cacheAttr", js_cache_attr },
+    { "knowNames", js_know_names }, { "addName", js_add_name }, { "forgetNames", js_forget_names }, { "dropAttr", js_drop_attr },
     { "replyErr", js_reply_err }, { "replyEntry", js_reply_entry }, { "replyCreate", js_reply_create },
     { "replyAttr", js_reply_attr }, { "replyBuf", js_reply_buf },
     { "replyReadlink", js_reply_readlink }, { "replyWrite", js_reply_write },

@@ -83,6 +83,16 @@ function writtenIdleMs(bytes: number): number {
 /** Directory listings kept between the READDIR calls that page through one (by node id). */
 const LISTINGS_KEPT = 64;
 const DAY = 86_400;
+/**
+ * A drain of the session's queue runs this long before the event loop gets its turn (timers, the
+ * CLI's socket, other work)…
+ */
+const DRAIN_BUDGET_US = 2000;
+/**
+ * …and waits this long for the next request once the queue is empty: the process that sent the
+ * last one usually sends another at once, and a wake-up of the JS thread costs ~100 µs.
+ */
+const DRAIN_SPIN_US = 100;
 
 /** Bytes of one READDIRPLUS entry in the reply: struct fuse_direntplus up to the name (152), the name, 8-aligned. */
 function direntPlusBytes(name: string): number {
@@ -140,12 +150,24 @@ class Libfuse3Session {
 
   /** Nodes whose attributes the addon holds (cacheAttr, not dropped since). */
   private readonly inC = new Set<number>();
+  /** Directories whose every name the addon knows (knowNames, not forgotten since). */
+  private readonly namesInC = new Set<number>();
   /** Node id → its own tree handle. */
   private readonly byNode = new Map<number, NodeHandle>();
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly b: Binding, private readonly tree: TreeOps, private readonly log: AdapterLogger,
     private readonly ttl: number) {}
+
+  /** Drains the requests waiting in C; again after the event loop ran while some remain. */
+  pump = (): void => {
+    let more = true; // dispatch never throws; if it did, the requests after it must still be served
+    try {
+      more = !this.exited && this.b.drain(this.session!, DRAIN_BUDGET_US, DRAIN_SPIN_US);
+    } finally {
+      if (more) setImmediate(this.pump);
+    }
+  };
 
   dispatch = (op: number, req: Native | undefined, ino: number, name1: string | undefined, name2: string | undefined,
     data: Buffer | undefined, n0: number, n1: number, n2: number, n3: number, n4: number, n5: number, n6: number, n7: number): void => {
@@ -215,8 +237,17 @@ class Libfuse3Session {
   }
 
   private replyEntry(req: Native, p: string, a: Attr): void {
+    this.replyNode(req, this.entry(p, a), a);
+  }
+
+  /** One more lookup of `p` the kernel will hold: its node, whose attributes GETATTR answers in C. */
+  private entry(p: string, a: Attr): FuseNode {
     const n = this.nodes.lookup(p, (a.mode & S_IFMT) === S_IFDIR);
     this.remember(n, a);
+    return n;
+  }
+
+  private replyNode(req: Native, n: FuseNode, a: Attr): void {
     this.b.replyEntry(req, n.id, ...this.attrArgs(a), this.ttl, this.ttl);
   }
 
@@ -253,13 +284,18 @@ class Libfuse3Session {
   }
 
   /**
-   * The next GETATTRs of a file are answered in C with `a` (once a file was
-   * read to its end the kernel asks again at its next fstat), until dropAttr:
-   * whatever may change them drops it first (every WRITE and SETATTR too). Not for directories
-   * (every name in them changes them), unlinked files, or symlinks.
+   * The next GETATTRs of a file or directory are answered in C with `a`
+   * (once a file was read to its end the kernel asks again at its next
+   * fstat; after each name made or removed in a directory, the kernel asks
+   * for the directory's), until dropAttr: whatever may change them drops it
+   * first (every WRITE and SETATTR too; a name changed in a directory through
+   * the mount caches its new attributes before the reply, nameChanged; an
+   * invalidation drops the directories it reaches). Not for unlinked files
+   * or symlinks.
    */
   private remember(n: FuseNode, a: Attr): void {
-    if (this.session && (a.mode & S_IFMT) === S_IFREG && n.path !== null) {
+    const type = a.mode & S_IFMT;
+    if (this.session && (type === S_IFREG || type === S_IFDIR) && n.path !== null) {
       this.b.cacheAttr(this.session, n.id, ...this.attrArgs(a), this.ttl);
       this.inC.add(n.id);
     }
@@ -268,6 +304,56 @@ class Libfuse3Session {
   /** No call into the addon for a node it holds nothing of (every WRITE drops). */
   private dropAttr(id: number): void {
     if (this.session && this.inC.delete(id)) this.b.dropAttr(this.session, id);
+  }
+
+  // ------------------------------------------------- names made in directories
+
+  /**
+   * Runs `make`, a tree operation that makes `name` in directory `dir`, then
+   * `reply`. The directory's attributes (links, size, mtime) change: dropped
+   * first, cached again before the reply (the kernel asks for them right
+   * after). The addon learns the name before the tree makes it, so it never
+   * answers "no such name" for it. If anything fails once the tree may have
+   * made the name, neither the addon nor the kernel may trust what they knew
+   * of it (nameUnsure).
+   */
+  private making(dir: number, name: string, make: () => void, reply: () => void): void {
+    this.dropAttr(dir);
+    if (this.session && this.namesInC.has(dir)) this.b.addName(this.session, dir, name);
+    let made = false;
+    try {
+      make();
+      made = true;
+      this.nameChanged(dir);
+      reply();
+    } catch (err) {
+      if (made || !isFsError(err)) this.nameUnsure(dir, name);
+      throw err;
+    }
+  }
+
+  /** A name in `dir` changed through the mount: its new attributes, for GETATTR in C. */
+  private nameChanged(dir: number): void {
+    const n = this.nodes.node(dir);
+    const a = n.path === null ? undefined : this.entryAttr(n.path);
+    if (a) this.remember(n, a);
+  }
+
+  private nameUnsure(dir: number, name: string): void {
+    this.forgetNames(dir);
+    this.dropAttr(dir);
+    if (this.session && !this.exited) this.b.invalidate(this.session, dir, name);
+  }
+
+  /** A directory made through the mount, empty: the addon answers LOOKUPs of names missing from it. */
+  private knowNames(n: FuseNode, p: string): void {
+    if (!this.session || this.tree.readdir(p).length > 0) return;
+    this.b.knowNames(this.session, n.id, this.ttl);
+    this.namesInC.add(n.id);
+  }
+
+  private forgetNames(dir: number): void {
+    if (this.session && this.namesInC.delete(dir)) this.b.forgetNames(this.session, dir);
   }
 
   private setattr(req: Native, ino: number, toSet: number, mode: number, uid: number, gid: number,
@@ -303,7 +389,10 @@ class Libfuse3Session {
         this.tree.utimens(p, a, m);
       }
     }
-    this.b.replyAttr(req, ...this.attrArgs(this.attrOf(ino)), this.ttl);
+    const a = this.attrOf(ino);
+    // Cached, as a GETATTR's: a chown or chmod to what the file has now is answered in C (tar's).
+    this.remember(n, a);
+    this.b.replyAttr(req, ...this.attrArgs(a), this.ttl);
   }
 
   /** A handle open on a node: how a file unlinked while open is still reached. */
@@ -393,25 +482,30 @@ class Libfuse3Session {
 
   private mkdir(req: Native, parent: number, name: string, mode: number, uid: number, gid: number): void {
     const p = join(this.nodes.pathOf(parent), name);
-    this.tree.mkdir(p, mode & 0o7777, uid, gid);
-    this.replyEntry(req, p, this.tree.getattr(p));
+    this.making(parent, name, () => this.tree.mkdir(p, mode & 0o7777, uid, gid), () => {
+      const a = this.tree.getattr(p);
+      const n = this.entry(p, a);
+      this.knowNames(n, p);
+      this.replyNode(req, n, a);
+    });
   }
 
   private symlink(req: Native, parent: number, name: string, target: string, uid: number, gid: number): void {
     const p = join(this.nodes.pathOf(parent), name);
-    this.tree.symlink(target, p, uid, gid);
-    this.replyEntry(req, p, this.tree.getattr(p));
+    this.making(parent, name, () => this.tree.symlink(target, p, uid, gid), () => this.replyEntry(req, p, this.tree.getattr(p)));
   }
 
   private remove(req: Native, parent: number, name: string, dir: boolean): void {
     const p = join(this.nodes.pathOf(parent), name);
     this.dropAttrAt(p);
+    this.dropAttr(parent);
     if (dir) this.tree.rmdir(p);
     else {
       this.pin(p);
       this.tree.unlink(p);
     }
     this.nodes.removed(p);
+    this.nameChanged(parent);
     this.b.replyErr(req, 0);
   }
 
@@ -420,20 +514,25 @@ class Libfuse3Session {
     const to = join(this.nodes.pathOf(newParent), newName);
     this.dropAttrAt(from);
     this.dropAttrAt(to);
+    this.dropAttr(parent);
     const unpinned = this.nodes.allAt(to).filter((n) => !this.byNode.get(n.id)?.pinned);
     this.pin(to);
-    try {
-      this.tree.rename(from, to, flags);
-    } catch (err) {
-      // `to` is still there: its handles are ordinary ones again (released when idle).
-      for (const n of unpinned) {
-        const own = this.byNode.get(n.id);
-        if (own) own.pinned = false;
+    this.making(newParent, newName, () => {
+      try {
+        this.tree.rename(from, to, flags);
+      } catch (err) {
+        // `to` is still there: its handles are ordinary ones again (released when idle).
+        for (const n of unpinned) {
+          const own = this.byNode.get(n.id);
+          if (own) own.pinned = false;
+        }
+        throw err;
       }
-      throw err;
-    }
-    this.nodes.renamed(from, to);
-    this.b.replyErr(req, 0);
+    }, () => {
+      this.nodes.renamed(from, to);
+      if (parent !== newParent) this.nameChanged(parent);
+      this.b.replyErr(req, 0);
+    });
   }
 
   /** Unlink and rename change a file's links and ctime (of every node that stands for it). */
@@ -459,15 +558,19 @@ class Libfuse3Session {
   /** The new file's tree handle is its node's own handle from the start (its RELEASE may never come). */
   private create(req: Native, parent: number, name: string, mode: number, uid: number, gid: number, flags: number): void {
     const p = join(this.nodes.pathOf(parent), name);
+    let treeFh = 0;
     // Read-write whatever the caller asked, never O_APPEND: every later request of the node goes through
     // this handle, and the kernel places appends itself (with the writeback cache, whole pages at their
     // offsets), so an O_APPEND tree handle would move other openers' writes to the end.
-    const treeFh = this.tree.create(p, mode & 0o7777, (flags & ~(O_ACCMODE | O_APPEND)) | O_RDWR, uid, gid);
-    const a = this.tree.fgetattr(treeFh);
-    const n = this.nodes.lookup(p, false);
-    this.releaseNodeHandle(n.id);
-    const fh = this.adopt(n, treeFh, true, false);
-    this.b.replyCreate(req, n.id, ...this.attrArgs(a), this.ttl, this.ttl, fh, OpenReply.KEEP_CACHE);
+    this.making(parent, name, () => {
+      treeFh = this.tree.create(p, mode & 0o7777, (flags & ~(O_ACCMODE | O_APPEND)) | O_RDWR, uid, gid);
+    }, () => {
+      const a = this.tree.fgetattr(treeFh);
+      const n = this.entry(p, a); // tar's chown to its own owner, next, is answered in C
+      this.releaseNodeHandle(n.id);
+      const fh = this.adopt(n, treeFh, true, false);
+      this.b.replyCreate(req, n.id, ...this.attrArgs(a), this.ttl, this.ttl, fh, OpenReply.KEEP_CACHE);
+    });
   }
 
   private read(req: Native, ino: number, size: number, offset: number): void {
@@ -634,6 +737,7 @@ class Libfuse3Session {
     try {
       if (this.nodes.node(ino).lookups - count <= 0) {
         this.dropAttr(ino);
+        this.forgetNames(ino);
         this.releaseNodeHandle(ino);
       }
     } finally {
@@ -683,6 +787,7 @@ class Libfuse3Session {
         const gone = this.entryAttr(p) === undefined;
         for (const m of this.nodes.allAt(p)) {
           this.dropAttr(m.id);
+          this.forgetNames(m.id);
           const own = this.byNode.get(m.id);
           if (!own || own.pinned) continue;
           // Gone from the tree: whoever holds the file keeps reading what it held, until FORGET.
@@ -715,6 +820,9 @@ class Libfuse3Session {
       }
     }
     for (const id of dirs) {
+      // Names may have come into it (or gone), its links and mtime changed.
+      this.forgetNames(id);
+      this.dropAttr(id);
       this.listings.delete(id);
       this.b.invalidate(this.session, id);
     }
@@ -766,7 +874,7 @@ export async function mountTree(mountpoint: string, tree: TreeOps, opts: Libfuse
         else resolve();
       };
       try {
-        s.session = b.mount(mp, options, features, opts.maxWrite ?? 1 << 20, s.dispatch);
+        s.session = b.mount(mp, options, features, opts.maxWrite ?? 1 << 20, s.dispatch, s.pump);
       } catch (err) {
         clearTimeout(timer);
         reject(err);

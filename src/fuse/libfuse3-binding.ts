@@ -25,7 +25,7 @@ export const OpenReply = { KEEP_CACHE: 1, DIRECT_IO: 2, NOFLUSH: 4 } as const;
 export type Native = { readonly __native: unique symbol };
 
 /**
- * Called on the JS thread for every request: `req` is undefined for those
+ * Called on the JS thread (from drain) for every request: `req` is undefined for those
  * that need no answer (INIT, EXIT, FORGET). `n` holds the request's numbers;
  * what each means depends on `op` (see native/cowfs_fuse.c).
  */
@@ -38,12 +38,22 @@ export type Dispatch = (
 type AttrArgs = [number, number, number, number, number, number, number, number, number];
 
 /** COWFS_FUSE_ABI of native/cowfs_fuse.c this file speaks. */
-const ABI = 2;
+const ABI = 4;
 
 export interface Binding {
   /** The addon's COWFS_FUSE_ABI. */
   abi: number;
-  mount(mountpoint: string, options: string, features: number, maxWrite: number, dispatch: Dispatch): Native;
+  /**
+   * Requests wait in a queue of the session; `wake` is called (on the JS thread) when some start
+   * waiting while nobody drains them, and `drain` hands them to `dispatch`.
+   */
+  mount(mountpoint: string, options: string, features: number, maxWrite: number, dispatch: Dispatch, wake: () => void): Native;
+  /**
+   * Dispatches queued requests for up to `budgetUs`, waiting up to `spinUs` for the next once the
+   * queue is empty (unless another session's requests wait). True: requests remain, drain again
+   * soon (no wake comes for them).
+   */
+  drain(session: Native, budgetUs: number, spinUs: number): boolean;
   exit(session: Native): void;
   close(session: Native): void;
   /** Drops the kernel's cache of a node (no name) or of the name `name` in directory `ino`. Never blocks. */
@@ -51,6 +61,15 @@ export interface Binding {
   /** GETATTR of `ino` is answered in C with these attributes until dropAttr. */
   cacheAttr(session: Native, ino: number, ...rest: [...AttrArgs, number]): void;
   dropAttr(session: Native, ino: number): void;
+  /**
+   * Directory `ino` was just made (empty): a LOOKUP there of a name not added since is answered
+   * "no such name" in C, with `timeout`, until forgetNames.
+   */
+  knowNames(session: Native, ino: number, timeout: number): void;
+  /** `name` is about to be made in directory `ino` (nothing if the addon knows no names of it). */
+  addName(session: Native, ino: number, name: string): void;
+  /** Names of `ino` may come otherwise than through the mount: its LOOKUPs go to JavaScript again. */
+  forgetNames(session: Native, ino: number): void;
   replyErr(req: Native, errno: number): void;
   replyEntry(req: Native, nodeid: number, ...rest: [...AttrArgs, number, number]): void;
   replyCreate(req: Native, nodeid: number, ...rest: [...AttrArgs, number, number, number, number]): void;

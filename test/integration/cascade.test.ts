@@ -288,6 +288,38 @@ describe('what an agent sees changes at once through a warm kernel cache', () =>
     expect(d.sh('cat saved.txt', c)).toBe('editor\n');
   });
 
+  it('names a rebase brings into directories the child made (whose missing names are answered in C) show at once', async () => {
+    // Agents of their own: what earlier tests left open may pause c's rebases (libfuse 2 hears closes late).
+    await d.json(['mount', 'p2', d.mnt('p2')]);
+    await d.json(['mount', 'c2', d.mnt('c2'), '--parent', 'p2']);
+    const c = d.mnt('c2');
+    d.sh('mkdir made && echo mine > made/own.txt', c);
+    // Missing now: the kernel and the adapter remember it (a process looking again gets ENOENT at once).
+    const look = () => d.sh('cat made/x.txt 2>/dev/null || echo no-x; cat made/sub/y.txt 2>/dev/null || echo no-y; ls made', c);
+    expect(look()).toBe('no-x\nno-y\nown.txt\n');
+    expect(look()).toBe('no-x\nno-y\nown.txt\n');
+    // A process inside made/ since before the rebase (the kernel's node of made/ as it was) looks again after it.
+    const go = path.join(d.root, 'rebased');
+    const inside = spawn('bash', ['-c', `cd made && (cat x.txt 2>/dev/null || echo no-x) && while [ ! -e ${go} ]; do sleep 0.05; done; cat x.txt sub/y.txt`],
+      { cwd: c, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    inside.stdout!.setEncoding('utf8').on('data', (s: string) => { out += s; });
+    const exited = new Promise<void>((r) => inside.once('exit', () => r()));
+    try {
+      for (const end = Date.now() + 20_000; !out.includes('no-x') && Date.now() < end;) await wait(50);
+      d.sh('mkdir -p made/sub && echo from-parent > made/x.txt && echo deeper > made/sub/y.txt', d.mnt('p2'));
+      const r = await d.json(['commit', 'p2', '-m', 'p2 makes made/']);
+      expect(r.cascade.rebased).toContain('c2');
+      await cacheWindow();
+      expect(look()).toBe('from-parent\ndeeper\nown.txt\nsub\nx.txt\n');
+      fs.writeFileSync(go, '');
+      await exited;
+      expect(out).toBe('no-x\nfrom-parent\ndeeper\n');
+    } finally {
+      inside.kill('SIGKILL');
+    }
+  });
+
   it('a file on disk the agent never touched: the change shows without a remount', async () => {
     const p = d.mnt('p');
     expect(d.sh('cat untouched.txt', p)).toBe('on disk\n');
