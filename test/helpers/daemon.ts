@@ -68,6 +68,7 @@ export class TestDaemon {
     return new Promise((resolve) => {
       execFile(process.execPath, [CLI, ...args], {
         cwd: opts.cwd ?? this.workspace, env: { ...process.env, ...opts.env }, timeout: 60_000,
+        maxBuffer: 256 << 20, // a log of thousands of events is megabytes of JSON (execFile's default: 1 MiB)
       }, (err, stdout, stderr) => {
         resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
       });
