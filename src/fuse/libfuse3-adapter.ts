@@ -190,7 +190,7 @@ class Libfuse3Session {
         case Op.RENAME: return this.rename(req!, ino, name1!, n0, name2!, n1);
         case Op.READ: return this.read(req!, ino, n1, n2);
         case Op.WRITE: return this.write(req!, ino, data!, n2);
-        case Op.RELEASE: return this.release(req!, ino, n0);
+        case Op.RELEASE: return this.release(req!);
         case Op.FSYNC: return this.fsync(req!, ino);
         case Op.READDIR: return this.readdir(req!, ino, n1, n2);
         case Op.READDIRPLUS: return this.readdirplus(req!, ino, n1, n2);
@@ -596,19 +596,13 @@ class Libfuse3Session {
     this.b.replyErr(req, 0);
   }
 
-  /** Only for files CREATE made before the kernel learnt that OPEN is not implemented. */
-  private release(req: Native, ino: number, fh: number): void {
-    const own = this.byNode.get(ino);
-    if (own?.fh === fh && !own.pinned) this.releaseNodeHandle(ino);
+  /**
+   * Only for files CREATE made before the kernel learnt that OPEN is not implemented. Their
+   * handles go like every other, at the idle sweep: its puts commit in one transaction, where a
+   * put per RELEASE cost a transaction per file unpacked into a fresh mount.
+   */
+  private release(req: Native): void {
     this.b.replyErr(req, 0);
-  }
-
-  private releaseHandle(fh: number): void {
-    const h = this.handles.get(fh);
-    if (!h) return;
-    this.handles.delete(fh);
-    this.nodes.closed(h.node, fh);
-    this.tree.release(h.treeFh);
   }
 
   // ---------------------------------------------------- a node's own handle
@@ -654,16 +648,33 @@ class Libfuse3Session {
   }
 
   private releaseNodeHandle(ino: number): void {
-    const own = this.byNode.get(ino);
-    if (!own) return;
-    this.byNode.delete(ino);
-    const n = this.nodes.node(ino);
-    // Written through a node an invalidation retired (its holder wrote on across a rebase): the
-    // path's newer node keeps the size the kernel had at its lookup (writeback cache), so it is
-    // retired too and the next lookup sees what was written. Once the writer pauses, as a put.
-    const staleAt = this.handles.get(own.fh)?.writable && this.nodes.isRetired(n) ? n.path : null;
-    this.releaseHandle(own.fh);
-    if (staleAt !== null) this.invalidate([staleAt]);
+    this.releaseNodes([ino]);
+  }
+
+  /**
+   * Releases the nodes' own handles in one call into the tree: the puts of the files they close
+   * commit in one store transaction (an idle sweep after `tar -x` releases hundreds).
+   */
+  private releaseNodes(inos: readonly number[]): void {
+    const treeFhs: number[] = [];
+    const stale: string[] = [];
+    for (const ino of inos) {
+      const own = this.byNode.get(ino);
+      if (!own) continue;
+      this.byNode.delete(ino);
+      const h = this.handles.get(own.fh);
+      if (!h) continue;
+      const n = this.nodes.node(ino);
+      // Written through a node an invalidation retired (its holder wrote on across a rebase): the
+      // path's newer node keeps the size the kernel had at its lookup (writeback cache), so it is
+      // retired too and the next lookup sees what was written. Once the writer pauses, as a put.
+      if (h.writable && this.nodes.isRetired(n) && n.path !== null) stale.push(n.path);
+      this.handles.delete(own.fh);
+      this.nodes.closed(h.node, own.fh);
+      treeFhs.push(h.treeFh);
+    }
+    if (treeFhs.length > 0) this.tree.releaseAll(treeFhs);
+    if (stale.length > 0) this.invalidate(stale);
   }
 
   /** The least recently used handle but `keep`'s (byNode is kept in order of use). */
@@ -678,13 +689,14 @@ class Libfuse3Session {
 
   private sweep(): void {
     const now = Date.now();
+    const due: number[] = [];
+    for (const [ino, own] of this.byNode) {
+      // byNode is in order of use, and no handle is kept less than NODE_IDLE_MS: the rest are due later.
+      if (now - own.used < NODE_IDLE_MS) break;
+      if (!own.pinned && now - own.used >= writtenIdleMs(own.written)) due.push(ino);
+    }
     try {
-      for (const [ino, own] of this.byNode) {
-        // byNode is in order of use, and no handle is kept less than NODE_IDLE_MS: the rest are due later.
-        if (now - own.used < NODE_IDLE_MS) break;
-        if (own.pinned || now - own.used < writtenIdleMs(own.written)) continue;
-        this.releaseNodeHandle(ino);
-      }
+      this.releaseNodes(due);
     } catch (err) {
       this.errno(err, 'release', 0);
     }
@@ -703,7 +715,7 @@ class Libfuse3Session {
    * the kernel may still read files it holds open.
    */
   releaseNodeHandles(all: boolean): void {
-    for (const [ino, own] of [...this.byNode]) if (all || !own.pinned) this.releaseNodeHandle(ino);
+    this.releaseNodes([...this.byNode].filter(([, own]) => all || !own.pinned).map(([ino]) => ino));
     this.stopSweeperWhenIdle();
   }
 

@@ -208,9 +208,18 @@ export class AgentTree implements TreeOps {
   }
 
   release(fh: number): void {
-    const h = this.handle(fh);
-    this.handles.delete(fh);
-    this.unref(h.file);
+    this.releaseAll([fh]);
+  }
+
+  /**
+   * Releases several handles at once (an adapter's idle sweep): the puts of
+   * the files they close commit in one store transaction, in this order.
+   */
+  releaseAll(fhs: readonly number[]): void {
+    const closing: OpenFile[] = [];
+    for (const { file } of fhs.map((fh) => this.handle(fh))) if (--file.refs === 0) closing.push(file);
+    for (const fh of fhs) this.handles.delete(fh);
+    this.close(closing);
   }
 
   truncate(p: string, size: number): void {
@@ -225,15 +234,15 @@ export class AgentTree implements TreeOps {
     try {
       this.copyUp(file, size === 0);
       file.truncate(size);
-      if (file.refs === 1) this.ingest(file, 'truncate', false);
+      if (file.refs === 1) this.ingest(file, 'truncate');
     } finally {
-      this.unref(file);
+      if (--file.refs === 0) this.close([file]);
     }
   }
 
   /** Ingests every file being written, so the layer holds the working tree's content (before a commit). */
   settle(): void {
-    for (const f of this.files.values()) this.ingest(f, 'put', false);
+    for (const f of this.files.values()) this.ingest(f, 'put');
   }
 
   /** Ingests a scratch file left by a crash (Overlay.recover); its own mtime is the file's (OpenFile.setMeta). */
@@ -344,7 +353,7 @@ export class AgentTree implements TreeOps {
     if (from === '' || to === '') throw new FsError('EBUSY');
     if (flags & ~RENAME_NOREPLACE) throw new FsError('EINVAL', 'only RENAME_NOREPLACE is supported');
     const openOnly = this.files.get(from);
-    if (openOnly && !this.view.lookup(from)) this.ingest(openOnly, 'put', false);
+    if (openOnly && !this.view.lookup(from)) this.ingest(openOnly, 'put');
     const src = this.resolve(from);
     if (from === to) return;
     if (isWithin(to, from)) throw new FsError('EINVAL', 'cannot move a directory into itself');
@@ -466,44 +475,93 @@ export class AgentTree implements TreeOps {
 
   /**
    * Puts what was written into the store and logs a put (or truncate): the
-   * blob, the entry, the event and (at the last close) the removal of the
-   * crash-recovery record commit in one transaction. `final`: the file is
-   * being closed for good, so a large scratch file is linked into the store
-   * instead of copied. Returns whether it did.
+   * blob, the entry and the event commit in one transaction. The file stays
+   * open; its crash-recovery record stays until it is closed.
    */
-  private ingest(file: OpenFile, type: 'put' | 'truncate', final: boolean): boolean {
-    if (!file.scratch || !file.dirty || file.path === null) return false;
-    const path = file.path;
-    const scratch = file.scratch;
-    const size = file.size();
-    let hash = '';
+  private ingest(file: OpenFile, type: 'put' | 'truncate'): void {
+    if (!this.holdsNewContent(file)) return;
+    let learn: () => void;
     this.ingesting = true;
     try {
-      this.mutate(() => {
-        hash = this.s.blobs.putOpenFile(scratch.fd, scratch.file, size, final ? 'link' : 'copy', file.contentHash());
-        if (final) this.s.store.dbs.dirty.removeSync(baseName(scratch.file));
-        return { type, path, entry: { kind: 'file', hash, size, ...file.meta } };
+      learn = this.transact(() => this.putInTxn(file, type, false));
+    } finally {
+      this.ingesting = false;
+    }
+    learn();
+  }
+
+  private holdsNewContent(file: OpenFile): boolean {
+    return file.scratch !== null && file.dirty && file.path !== null;
+  }
+
+  /**
+   * Inside the caller's transaction: the blob of what `file` holds, its
+   * entry and its event. `final`: the file is being closed for good, so a
+   * large scratch file is linked into the store instead of copied. Returns
+   * what the file learns once the transaction committed.
+   */
+  private putInTxn(file: OpenFile, type: 'put' | 'truncate', final: boolean): () => void {
+    const { fd, file: name } = file.scratch!;
+    const size = file.size();
+    const hash = this.s.blobs.putOpenFile(fd, name, size, final ? 'link' : 'copy', file.contentHash());
+    this.apply({ type, path: file.path!, entry: { kind: 'file', hash, size, ...file.meta } });
+    return () => {
+      file.rebase({ blob: hash }, size);
+      file.dirty = false;
+    };
+  }
+
+  /**
+   * Files no handle holds any more: what they hold is put into the store
+   * and their crash-recovery records removed, all in one transaction (an
+   * idle sweep closes hundreds at once: one transaction each cost more
+   * than everything else of an unpacked file); only then are their scratch
+   * files let go. A killed daemon loses nothing: until that commit each
+   * file has its scratch file and its record. If the transaction fails,
+   * each file is closed alone, so one file's failure (a full disk) holds
+   * back no other; a file that fails keeps its scratch file and record,
+   * which the next start recovers.
+   */
+  private close(files: readonly OpenFile[]): void {
+    for (const f of files) if (f.path !== null && this.files.get(f.path) === f) this.files.delete(f.path);
+    try {
+      this.closeTogether(files);
+    } catch (err) {
+      if (files.length === 1) throw err;
+      let failed: unknown;
+      for (const f of files) {
+        try {
+          this.closeTogether([f]);
+        } catch (e) {
+          failed ??= e;
+        }
+      }
+      if (failed !== undefined) throw failed;
+    }
+  }
+
+  private closeTogether(files: readonly OpenFile[]): void {
+    const learn: (() => void)[] = [];
+    this.ingesting = true;
+    try {
+      const dirty = this.s.store.dbs.dirty;
+      this.transact(() => {
+        for (const f of files) {
+          if (!f.scratch) continue;
+          if (this.holdsNewContent(f)) learn.push(this.putInTxn(f, 'put', true));
+          // Also the record of a file unlinked, or unchanged since an ingest before a commit or rename.
+          dirty.removeSync(baseName(f.scratch.file));
+        }
       });
     } finally {
       this.ingesting = false;
     }
-    file.rebase({ blob: hash }, size);
-    file.dirty = false;
-    return true;
-  }
-
-  private unref(file: OpenFile): void {
-    if (--file.refs > 0) return;
-    if (file.path !== null && this.files.get(file.path) === file) this.files.delete(file.path);
-    // If this throws, the scratch file and its record stay: the next start recovers them.
-    const ingested = this.ingest(file, 'put', true);
-    const size = file.size();
-    const scratch = file.close();
-    if (!scratch) return;
-    // The final ingest removed its record in its own transaction; a file unlinked, or unchanged since an
-    // ingest before a commit or rename, still has one, which must go before its scratch file is reused.
-    if (!ingested) this.s.store.dbs.dirty.removeSync(baseName(scratch.file));
-    this.s.store.scratch.release(scratch, size);
+    for (const l of learn) l();
+    for (const f of files) {
+      const size = f.size();
+      const scratch = f.close();
+      if (scratch) this.s.store.scratch.release(scratch, size);
+    }
   }
 
   /** The file's name is gone (unlink, replaced by a rename); processes holding it keep it. */
@@ -622,18 +680,27 @@ export class AgentTree implements TreeOps {
 
   /** Applies one operation to the layer, persists it and logs it, atomically (`op` may be made inside the transaction). */
   private mutate(op: LayerOp | (() => LayerOp)): void {
+    this.transact(() => this.apply(typeof op === 'function' ? op() : op));
+  }
+
+  /** Inside the caller's transaction: one operation applied to the layer, persisted and logged. */
+  private apply(op: LayerOp): void {
+    this.persist(this.layer.apply(op));
+    this.s.log.append(this.agent, op);
+  }
+
+  /** Runs `fn` as one store transaction; subscribers hear of its events once it committed. */
+  private transact<T>(fn: () => T): T {
     const { store, log } = this.s;
+    let result: T;
     try {
-      store.txn(() => {
-        const o = typeof op === 'function' ? op() : op;
-        this.persist(this.layer.apply(o));
-        log.append(this.agent, o);
-      });
+      result = store.txn(fn);
     } catch (err) {
       log.discardPending();
       throw err;
     }
     log.publish();
+    return result;
   }
 }
 

@@ -84,6 +84,8 @@ export interface TreeOps {
   /** Makes what was written so far durable on the disk (`datasync` ignored); the put event follows at release. */
   fsync(fh: number): void;
   release(fh: number): void;
+  /** Several handles at once (an idle sweep): the puts of the files they close commit together, in this order. */
+  releaseAll(fhs: readonly number[]): void;
 
   truncate(path: string, size: number): void;
   unlink(path: string): void;

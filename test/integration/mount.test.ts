@@ -278,6 +278,21 @@ describe('files written through a mount whose closes the daemon may not hear of'
     for (const p of ['fresh.txt', 'stamped.sh', 'doc.txt']) expect(log).toContain(p);
   });
 
+  it('a kill -9 right after tar -x unpacked 300 files (their puts still waiting for the idle sweep) loses none', async () => {
+    const src = path.join(d.root, 'unpack-src');
+    for (let i = 0; i < 300; i++) writeFile(src, `d${i % 7}/f${i}.txt`, `file ${i}\n`);
+    fs.chmodSync(path.join(src, 'd3/f3.txt'), 0o750);
+    d.sh(`tar -cf ${d.root}/unpack.tar -C ${src} .`, d.root);
+    d.sh(`mkdir unpacked && tar -xf ${d.root}/unpack.tar -C unpacked`, mnt);
+    await d.kill9();
+    await d.start();
+    expect(d.sh('cat unpacked/d*/f*.txt | sort | md5sum; stat -c %a unpacked/d3/f3.txt', mnt))
+      .toBe(d.sh('cat d*/f*.txt | sort | md5sum; stat -c %a d3/f3.txt', src));
+    const puts = new Set((await d.json<{ type: string; path?: string }[]>(['log', 'w']))
+      .filter((e) => e.type === 'put' && e.path?.startsWith('unpacked/')).map((e) => e.path));
+    expect(puts.size).toBe(300);
+  });
+
   it('mmap: a change through a shared writable mapping, msync, close: read back, and in the agent\'s commit', async () => {
     d.sh("printf 'mapped: aaaa\\n' > mapped.txt; printf 'unsynced: aaaa\\n' > unsynced.txt", mnt);
     d.sh([

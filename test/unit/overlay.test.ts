@@ -292,6 +292,65 @@ describe('commits and children', () => {
     expect([readFile(t, 'settled'), readFile(t, 'small1')]).toEqual(['kept', 'con']);
   });
 
+
+  it('releasing many handles at once (an idle sweep): one transaction, each file its own put in order, records gone', async () => {
+    const { ov } = await setup({});
+    ov.createAgent('a', null);
+    const t = ov.tree('a');
+    // Settled (an API request) before its close: put already, nothing new to put at the close.
+    const settled = t.create('settled', 0o644, O_WRONLY, 0, 0);
+    t.write(settled, Buffer.from('kept'), 4, 0);
+    t.settle();
+    const fhs = ['one', 'two', 'three', 'gone', 'big'].map((name) => {
+      const fh = t.create(name, 0o640, O_WRONLY, 0, 0);
+      const data = Buffer.from(name === 'big' ? 'b'.repeat(200_000) : `content of ${name}`);
+      t.write(fh, data, data.length, 0);
+      return fh;
+    });
+    t.unlink('gone');
+    expect([...ov.store.dbs.dirty.getKeys()]).toHaveLength(5); // the unlinked file's went with its name
+    const seen: string[] = [];
+    const off = ov.log.subscribe((ev) => { if (ev.type === 'put') seen.push(ev.path); });
+    const txns = ov.store.dbs.root.transactions;
+    t.releaseAll([...fhs, settled]);
+    off();
+    expect(ov.store.dbs.root.transactions - txns).toBe(1);
+    expect(seen).toEqual(['one', 'two', 'three', 'big']);
+    expect([...ov.store.dbs.dirty.getKeys()]).toEqual([]);
+    expect(t.openCount).toBe(0);
+    for (const name of ['one', 'two', 'three']) expect(readFile(t, name)).toBe(`content of ${name}`);
+    expect(readFile(t, 'big')).toBe('b'.repeat(200_000));
+    expect(readFile(t, 'settled')).toBe('kept');
+    expect(t.getattr('two').mode & 0o777).toBe(0o640);
+    expect(errnoOf(() => t.getattr('gone'))).toBe('ENOENT');
+    // The small files' scratch files are kept empty for reuse; the large one's became its blob.
+    const scratch = path.join(ov.stateDir, 'scratch');
+    expect(fs.readdirSync(scratch).map((f) => fs.statSync(path.join(scratch, f)).size)).toEqual([0, 0, 0, 0, 0]);
+  });
+
+  it('one file failing in a batch of releases holds back no other; it keeps its record for the next start', async () => {
+    const { ov } = await setup({});
+    ov.createAgent('a', null);
+    const t = ov.tree('a');
+    const fhs = ['one', 'big', 'two'].map((name) => {
+      const fh = t.create(name, 0o644, O_WRONLY, 0, 0);
+      const data = Buffer.from(name === 'big' ? 'b'.repeat(200_000) : name);
+      t.write(fh, data, data.length, 0);
+      return fh;
+    });
+    // The large file's scratch name vanishes: linking it into the blob store fails.
+    const scratch = path.join(ov.stateDir, 'scratch');
+    const bigScratch = fs.readdirSync(scratch).find((f) => fs.statSync(path.join(scratch, f)).size === 200_000)!;
+    fs.rmSync(path.join(scratch, bigScratch));
+    const seen: string[] = [];
+    const off = ov.log.subscribe((ev) => { if (ev.type === 'put') seen.push(ev.path); });
+    expect(() => t.releaseAll(fhs)).toThrow(/ENOENT/);
+    off();
+    expect(seen).toEqual(['one', 'two']);
+    expect([...ov.store.dbs.dirty.getKeys()]).toEqual([bigScratch]);
+    expect([readFile(t, 'one'), readFile(t, 'two')]).toEqual(['one', 'two']);
+    expect(ov.log.get(ov.log.head)).toMatchObject({ type: 'put', path: 'two' });
+  });
   it('a chmod, chown or utimens that changes nothing logs nothing', async () => {
     const { ov } = await setup({});
     ov.createAgent('a', null);
