@@ -10,7 +10,7 @@ export interface Scratch {
 }
 
 /** Empty scratch files kept for reuse. */
-const SPARE_MAX = 256;
+const SPARE_MAX = 4096;
 
 /**
  * The scratch files of one state directory. Creating a file on ext4 right
