@@ -183,4 +183,50 @@ describe('MountManager: requests for one agent while a mount or unmount is under
     expect((await end2).unmounted).toBe(true);
     expect(fake.live.size).toBe(0);
   });
+
+  it('mounted; unmount, mount, unmount: the requests take effect in the order asked, the agent ends unmounted and forgotten', async () => {
+    const { ov, fake, mounts, mp } = await setUp();
+    const mounted = mounts.mount('a', mp);
+    await fake.finish(`mount ${mp}`);
+    await mounted;
+    const u1 = mounts.unmount('a', true);
+    const m = mounts.mount('a', mp);
+    const u2 = mounts.unmount('a', true);
+    await fake.finish(`unmount ${mp}`);
+    await u1;
+    await fake.finish(`mount ${mp}`);
+    await m;
+    await fake.finish(`unmount ${mp}`);
+    await u2;
+    expect(fake.calls).toEqual([`mount ${mp}`, `unmount ${mp}`, `mount ${mp}`, `unmount ${mp}`]);
+    expect(mounts.mountpointOf('a')).toBeUndefined();
+    expect(fake.live.size).toBe(0);
+    expect(mounts.pendingFor('a')).toBeUndefined();
+    // A restart does not bring it back.
+    expect(ov.agent('a').mountpoint).toBeNull();
+  });
+
+  it('shutdown while a mount is under way, or waits for an unmount: nothing is left mounted, no mount is made after', async () => {
+    for (const remount of [false, true]) {
+      const { fake, mounts, mp } = await setUp();
+      let asked: Promise<void>[];
+      if (remount) {
+        const mounted = mounts.mount('a', mp);
+        await fake.finish(`mount ${mp}`);
+        await mounted;
+        asked = [mounts.unmount('a', true), mounts.mount('a', mp)];
+      } else {
+        asked = [mounts.mount('a', mp)];
+      }
+      const stopped = mounts.unmountAll();
+      await expect(mounts.mount('a', mp)).rejects.toThrow(/stopping/);
+      if (remount) await fake.finish(`unmount ${mp}`);
+      await fake.finish(`mount ${mp}`);
+      await fake.finish(`unmount ${mp}`);
+      await Promise.all([...asked, stopped]);
+      expect(fake.live.size).toBe(0);
+      expect(mounts.count).toBe(0);
+      expect(mounts.mountpoints).toEqual([]);
+    }
+  });
 });
