@@ -634,7 +634,8 @@ class Libfuse3Session {
 
   /**
    * The node's own handle, for a write. A retired node's unwritten handle kept for its readers
-   * (keepHeld) is let go first: a holder's writes land at their offsets in the file at its path.
+   * (keepHeld) is let go first: a holder's writes go to the file at its path, as whole pages of what
+   * its kernel cached (the holder's old page wins over the change; ARCHITECTURE.md).
    */
   private writeHandle(ino: number): OpenHandle {
     const own = this.byNode.get(ino);
@@ -761,7 +762,7 @@ class Libfuse3Session {
    * FORGET as after an unlink, and keeps reading it (an fd opened before a
    * change reads what it opened, as on a local filesystem); a new lookup
    * after `invalidate` sees the change. A handle written through is left to
-   * `invalidate`: its writer's pages keep landing in the file at the path.
+   * `invalidate`: its writer's pages keep going to the file at the path.
    */
   keepHeld(paths: readonly string[]): void {
     if (!this.session || this.exited) return;
