@@ -131,7 +131,7 @@ interface NodeHandle {
   pinned: boolean;
 }
 
-class Libfuse3Session {
+export class Libfuse3Session {
   readonly nodes = new NodeTable();
   private readonly handles = new Map<number, OpenHandle>();
   private nextFh = 1;
@@ -645,11 +645,15 @@ class Libfuse3Session {
     return h;
   }
 
-  /** Makes a tree handle the node's own; returns its number. */
+  /**
+   * Makes a tree handle the node's own; returns its number. A pinned one evicts nothing: pins come
+   * inside a change's transaction too (keepHeld), where releasing a written handle would put its
+   * file (a transaction and events of its own in the middle); the next unpinned one evicts.
+   */
   private adopt(n: FuseNode, treeFh: number, writable: boolean, pinned: boolean): number {
     const fh = this.addHandle(treeFh, n, writable);
     this.byNode.set(n.id, { fh, used: Date.now(), written: 0, pinned });
-    if (this.byNode.size > NODE_HANDLES_MAX) this.releaseOldest(n.id);
+    if (!pinned && this.byNode.size > NODE_HANDLES_MAX) this.releaseOldest(n.id);
     this.sweeper ??= setInterval(() => this.sweep(), NODE_IDLE_MS).unref();
     return fh;
   }
