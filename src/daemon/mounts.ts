@@ -36,7 +36,9 @@ export class MountManager {
    * What changes an agent's tree without a request through its mount: its
    * own events caused elsewhere (a rebase, a resolve…; the adapter ignores
    * those of its own requests) and any change on disk in the workspace (a
-   * superset: paths the agent overrides only cost a cache miss).
+   * superset: paths the agent overrides only cost a cache miss), and the
+   * paths announced for a change that then failed (what the kernel held
+   * there is let go as after a change).
    */
   private watchChanges(agent: string, listener: (paths: readonly string[]) => void): () => void {
     const offLog = this.overlay.log.subscribe((ev) => {
@@ -45,9 +47,11 @@ export class MountManager {
       if (paths.length > 0) listener(paths);
     });
     const offDisk = this.onDisk.subscribe(listener);
+    const offAbandoned = this.overlay.tree(agent).onAbandonedChange(listener);
     return () => {
       offLog();
       offDisk();
+      offAbandoned();
     };
   }
 
