@@ -9,12 +9,23 @@ import { mountSource } from './protocol.js';
 import { WorkspaceChanges } from './workspace-changes.js';
 import { ApiError } from './errors.js';
 
+/** A mount (its mountpoint given) or an unmount of an agent, asked for and not yet done. */
+interface Request {
+  mountpoint?: string;
+  forRun?: boolean;
+  done: Promise<void>;
+}
+
 /** The agents' FUSE mounts held by this daemon. */
 export class MountManager {
   private readonly live = new Map<string, { mountpoint: string; forRun: boolean; unmount(): Promise<void> }>();
-  /** Mounts being made, and unmounts under way (see `pendingFor`). */
-  private readonly mounting = new Map<string, { mountpoint: string; forRun: boolean; done: Promise<void> }>();
-  private readonly unmounting = new Map<string, Promise<void>>();
+  /**
+   * Per agent, its mounts and unmounts asked for and not yet done, oldest first: each starts once the
+   * one before it settled, so an agent ends as its last request says (see `mount`, `unmount`).
+   */
+  private readonly queues = new Map<string, Request[]>();
+  /** Set by `unmountAll`: a mount asked for after it would be left behind. */
+  private closing = false;
   private readonly onDisk: WorkspaceChanges;
 
   constructor(private readonly overlay: Overlay, private readonly adapter: MountAdapter, private readonly log: Logger) {
@@ -25,7 +36,9 @@ export class MountManager {
    * What changes an agent's tree without a request through its mount: its
    * own events caused elsewhere (a rebase, a resolve…; the adapter ignores
    * those of its own requests) and any change on disk in the workspace (a
-   * superset: paths the agent overrides only cost a cache miss).
+   * superset: paths the agent overrides only cost a cache miss), and the
+   * paths announced for a change that then failed (what the kernel held
+   * there is let go as after a change).
    */
   private watchChanges(agent: string, listener: (paths: readonly string[]) => void): () => void {
     const offLog = this.overlay.log.subscribe((ev) => {
@@ -34,9 +47,11 @@ export class MountManager {
       if (paths.length > 0) listener(paths);
     });
     const offDisk = this.onDisk.subscribe(listener);
+    const offAbandoned = this.overlay.tree(agent).onAbandonedChange(listener);
     return () => {
       offLog();
       offDisk();
+      offAbandoned();
     };
   }
 
@@ -49,9 +64,11 @@ export class MountManager {
     return this.live.get(agent)?.forRun === true;
   }
 
-  /** Every mountpoint in use, those being mounted included (a sandbox hides them all). */
+  /** Every mountpoint in use, those being mounted or waiting to be included (a sandbox hides them all). */
   get mountpoints(): string[] {
-    return [...this.live.values(), ...this.mounting.values()].map((m) => m.mountpoint);
+    const all = new Set([...this.live.values()].map((m) => m.mountpoint));
+    for (const r of [...this.queues.values()].flat()) if (r.mountpoint) all.add(r.mountpoint);
+    return [...all];
   }
 
   get count(): number {
@@ -59,18 +76,30 @@ export class MountManager {
   }
 
   /**
-   * A mount or unmount of the agent under way, if any. Mounting awaits the
-   * adapter, and two requests for one agent would otherwise both pass the
-   * "already mounted?" check and make two FUSE mounts of it: whoever checks an
-   * agent's mount first waits for `idle`, then decides without awaiting.
+   * The agent's last request under way or waiting, if any: whoever decides on an agent's mount (is it
+   * mounted? at what?) waits for `idle` first, then decides without awaiting.
    */
   pendingFor(agent: string): Promise<void> | undefined {
-    return this.mounting.get(agent)?.done ?? this.unmounting.get(agent);
+    return this.queues.get(agent)?.at(-1)?.done;
   }
 
-  /** Resolves once no mount or unmount of the agent is under way (whether they succeeded or not). */
+  /** Resolves once no mount or unmount of the agent is under way or waiting (whether they succeeded or not). */
   async idle(agent: string): Promise<void> {
     for (let p = this.pendingFor(agent); p; p = this.pendingFor(agent)) await p.catch(() => undefined);
+  }
+
+  /** Queues `run` after the agent's requests before it; it is pending from now on. */
+  private enqueue(agent: string, request: Omit<Request, 'done'>, run: () => Promise<void>): Promise<void> {
+    const queue = this.queues.get(agent) ?? [];
+    this.queues.set(agent, queue);
+    const before = queue.at(-1)?.done.catch(() => undefined) ?? Promise.resolve();
+    const entry = { ...request } as Request;
+    entry.done = before.then(run).finally(() => {
+      queue.splice(queue.indexOf(entry), 1);
+      if (queue.length === 0) this.queues.delete(agent);
+    });
+    queue.push(entry);
+    return entry.done;
   }
 
   /**
@@ -78,24 +107,24 @@ export class MountManager {
    * user's mountpoint is refused; it is not remembered, so a restart does not bring it back.
    * A request for a mount under way at the same mountpoint joins it; at another, it is refused.
    */
-  async mount(agent: string, mountpoint: string, opts: { forRun?: boolean } = {}): Promise<void> {
+  mount(agent: string, mountpoint: string, opts: { forRun?: boolean } = {}): Promise<void> {
     const mp = path.resolve(mountpoint);
-    for (let p = this.unmounting.get(agent); p; p = this.unmounting.get(agent)) await p.catch(() => undefined);
-    // From here to `mounting.set`, nothing awaits: no other request can slip in between.
-    const pending = this.mounting.get(agent);
-    if (pending) {
-      if (pending.mountpoint === mp && pending.forRun === (opts.forRun === true)) return pending.done;
-      throw new ApiError('busy', `agent ${agent} is being mounted at ${pending.mountpoint}; unmount it first`);
+    const forRun = opts.forRun === true;
+    if (this.closing) return Promise.reject(new ApiError('busy', 'the daemon is stopping'));
+    const last = this.queues.get(agent)?.at(-1);
+    if (last?.mountpoint !== undefined) {
+      if (last.mountpoint === mp && last.forRun === forRun) return last.done;
+      return Promise.reject(new ApiError('busy', `agent ${agent} is being mounted at ${last.mountpoint}; unmount it first`));
     }
-    const current = this.live.get(agent);
-    if (current) {
-      if (current.mountpoint === mp) return;
-      throw new ApiError('busy', `agent ${agent} is already mounted at ${current.mountpoint}; unmount it first`);
-    }
-    this.checkMountpoint(mp, opts.forRun === true);
-    const done = this.attach(agent, mp, opts.forRun === true).finally(() => this.mounting.delete(agent));
-    this.mounting.set(agent, { mountpoint: mp, forRun: opts.forRun === true, done });
-    return done;
+    return this.enqueue(agent, { mountpoint: mp, forRun }, async () => {
+      const current = this.live.get(agent);
+      if (current) {
+        if (current.mountpoint === mp) return;
+        throw new ApiError('busy', `agent ${agent} is already mounted at ${current.mountpoint}; unmount it first`);
+      }
+      this.checkMountpoint(agent, mp, forRun);
+      await this.attach(agent, mp, forRun);
+    });
   }
 
   private async attach(agent: string, mp: string, forRun: boolean): Promise<void> {
@@ -122,21 +151,14 @@ export class MountManager {
 
   /**
    * `forget`: the agent is not remounted at the next start (an explicit unmount, not a shutdown).
-   * Under way from the moment it is asked for, so a mount asked for meanwhile waits for it (and
-   * does not join a mount it is about to undo); it first waits for a mount of the agent under way
-   * (not to leave it behind unnoticed) and for an earlier unmount (one unmount of each mount).
+   * Takes effect after the agent's requests before it (a mount under way or waiting is mounted, then
+   * undone) and before any after it: a mount asked for meanwhile does not join one it is to undo.
    */
   unmount(agent: string, forget: boolean): Promise<void> {
-    const earlier = [this.mounting.get(agent)?.done, this.unmounting.get(agent)];
-    const done: Promise<void> = this.detach(agent, earlier, forget).finally(() => {
-      if (this.unmounting.get(agent) === done) this.unmounting.delete(agent);
-    });
-    this.unmounting.set(agent, done);
-    return done;
+    return this.enqueue(agent, {}, () => this.detach(agent, forget));
   }
 
-  private async detach(agent: string, earlier: (Promise<void> | undefined)[], forget: boolean): Promise<void> {
-    for (const p of earlier) await p?.catch(() => undefined);
+  private async detach(agent: string, forget: boolean): Promise<void> {
     const m = this.live.get(agent);
     if (m) {
       const open = this.overlay.tree(agent).openCount;
@@ -146,12 +168,14 @@ export class MountManager {
       this.overlay.workspace.unhide(m.mountpoint);
       this.log.info({ agent, mountpoint: m.mountpoint }, 'unmounted');
     }
-    // Before the unmount counts as done: a mount waiting for it remembers its own mountpoint after this.
+    // Before the unmount counts as done: a mount after it remembers its own mountpoint after this.
     if (forget && this.overlay.registry.find(agent)) this.overlay.setMountpoint(agent, null);
   }
 
+  /** At shutdown: every mount goes, those still being made or waiting too (each is unmounted once made). */
   async unmountAll(): Promise<void> {
-    for (const agent of [...this.live.keys()]) {
+    this.closing = true;
+    for (const agent of new Set([...this.live.keys(), ...this.queues.keys()])) {
       try {
         await this.unmount(agent, false);
       } catch (err) {
@@ -179,7 +203,7 @@ export class MountManager {
     }
   }
 
-  private checkMountpoint(mp: string, forRun: boolean): void {
+  private checkMountpoint(agent: string, mp: string, forRun: boolean): void {
     const st = fs.statSync(mp, { throwIfNoEntry: false });
     if (!st) throw new ApiError('not_found', `mountpoint ${mp} does not exist; create it first (mkdir -p ${mp})`);
     if (!st.isDirectory()) throw new ApiError('bad_request', `mountpoint ${mp} is not a directory`);
@@ -189,9 +213,12 @@ export class MountManager {
     const inside = (a: string, b: string) => a === b || a.startsWith(`${b}/`);
     if (inside(ws, mp)) throw new ApiError('bad_request', `mountpoint ${mp} would hide the workspace ${ws}`);
     if (inside(mp, state) && !forRun) throw new ApiError('bad_request', `mountpoint ${mp} is inside the state directory`);
-    for (const [agent, m] of [...this.live, ...this.mounting]) {
-      if (inside(mp, m.mountpoint) || inside(m.mountpoint, mp)) {
-        throw new ApiError('busy', `mountpoint ${mp} overlaps the mount of agent ${agent} at ${m.mountpoint}`);
+    // Other agents' mounts, those waiting their turn too (the agent's own earlier requests are done by now).
+    const others: [string, string][] = [...this.live].map(([a, m]) => [a, m.mountpoint]);
+    for (const [a, queue] of this.queues) if (a !== agent) for (const r of queue) if (r.mountpoint) others.push([a, r.mountpoint]);
+    for (const [other, at] of others) {
+      if (inside(mp, at) || inside(at, mp)) {
+        throw new ApiError('busy', `mountpoint ${mp} overlaps the mount of agent ${other} at ${at}`);
       }
     }
   }

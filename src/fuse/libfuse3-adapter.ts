@@ -131,7 +131,7 @@ interface NodeHandle {
   pinned: boolean;
 }
 
-class Libfuse3Session {
+export class Libfuse3Session {
   readonly nodes = new NodeTable();
   private readonly handles = new Map<number, OpenHandle>();
   private nextFh = 1;
@@ -650,7 +650,8 @@ class Libfuse3Session {
 
   /**
    * The node's own handle, for a write. A retired node's unwritten handle kept for its readers
-   * (keepHeld) is let go first: a holder's writes land at their offsets in the file at its path.
+   * (keepHeld) is let go first: a holder's writes go to the file at its path, as whole pages of what
+   * its kernel cached (the holder's old page wins over the change; ARCHITECTURE.md).
    */
   private writeHandle(ino: number): OpenHandle {
     const own = this.byNode.get(ino);
@@ -660,11 +661,15 @@ class Libfuse3Session {
     return h;
   }
 
-  /** Makes a tree handle the node's own; returns its number. */
+  /**
+   * Makes a tree handle the node's own; returns its number. A pinned one evicts nothing: pins come
+   * inside a change's transaction too (keepHeld), where releasing a written handle would put its
+   * file (a transaction and events of its own in the middle); the next unpinned one evicts.
+   */
   private adopt(n: FuseNode, treeFh: number, writable: boolean, pinned: boolean): number {
     const fh = this.addHandle(treeFh, n, writable);
     this.byNode.set(n.id, { fh, used: Date.now(), written: 0, pinned });
-    if (this.byNode.size > NODE_HANDLES_MAX) this.releaseOldest(n.id);
+    if (!pinned && this.byNode.size > NODE_HANDLES_MAX) this.releaseOldest(n.id);
     this.sweeper ??= setInterval(() => this.sweep(), NODE_IDLE_MS).unref();
     return fh;
   }
@@ -795,7 +800,7 @@ class Libfuse3Session {
    * FORGET as after an unlink, and keeps reading it (an fd opened before a
    * change reads what it opened, as on a local filesystem); a new lookup
    * after `invalidate` sees the change. A handle written through is left to
-   * `invalidate`: its writer's pages keep landing in the file at the path.
+   * `invalidate`: its writer's pages keep going to the file at the path.
    */
   keepHeld(paths: readonly string[]): void {
     if (!this.session || this.exited) return;

@@ -49,6 +49,10 @@ export class AgentTree implements TreeOps {
   private readonly files = new Map<string, OpenFile>();
   /** Told of the paths a change from outside the mounts is about to make (see onBeforeChange). */
   private readonly beforeChange = new Set<(paths: readonly string[]) => void>();
+  /** Told of announced paths whose change then failed (see onAbandonedChange). */
+  private readonly abandoned = new Set<(paths: readonly string[]) => void>();
+  /** The lists announced since the last `endChange` (a change's transaction). */
+  private announced: (readonly string[])[] = [];
   private readonly handles = new Map<number, { file: OpenFile; flags: number }>();
   private nextFh = 1;
 
@@ -84,11 +88,30 @@ export class AgentTree implements TreeOps {
     return () => this.beforeChange.delete(fn);
   }
 
+  /**
+   * Calls `fn` with paths announced (onBeforeChange) for a change whose transaction then failed:
+   * a listener that kept what the kernel held there lets it go as after a change (invalidating
+   * paths that did not change costs a lookup). Returns the unsubscribe function.
+   */
+  onAbandonedChange(fn: (paths: readonly string[]) => void): () => void {
+    this.abandoned.add(fn);
+    return () => this.abandoned.delete(fn);
+  }
+
   /** `paths` is only listed when someone listens (a rebase's can be every path of a commit). */
   private announce(paths: () => readonly string[]): void {
     if (this.beforeChange.size === 0) return;
     const list = paths();
-    if (list.length > 0) for (const fn of this.beforeChange) fn(list);
+    if (list.length === 0) return;
+    this.announced.push(list);
+    for (const fn of this.beforeChange) fn(list);
+  }
+
+  /** The transaction of a change from outside the mounts ended (Overlay.atomically): `committed` or not. */
+  endChange(committed: boolean): void {
+    const lists = this.announced;
+    this.announced = [];
+    if (!committed && lists.length > 0) for (const fn of this.abandoned) fn(lists.flat());
   }
 
   // ---- reads -------------------------------------------------------------

@@ -355,9 +355,11 @@ export class Overlay {
       this.store.txn(fn);
     } catch (err) {
       this.log.discardPending();
+      for (const tree of this.trees.values()) tree.endChange(false);
       throw err;
     }
     committed?.();
+    for (const tree of this.trees.values()) tree.endChange(true);
     this.log.publish();
   }
 

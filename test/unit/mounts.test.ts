@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { MountHandle } from '../../src/fuse/adapter-common.js';
+import type { MountHandle, MountOptions } from '../../src/fuse/adapter-common.js';
 import type { MountAdapter } from '../../src/fuse/adapters.js';
 import type { ApiContext } from '../../src/daemon/api.js';
 import { MountManager } from '../../src/daemon/mounts.js';
@@ -28,9 +28,14 @@ class FakeAdapter implements MountAdapter {
   readonly calls: string[] = [];
   /** The live mounts: mountpoint → the agent's mount source. */
   readonly live = new Map<string, string>();
+  /** Paths the mounts were told are about to change (kept as the kernel holds them), and changed (invalidated). */
+  readonly announced: string[] = [];
+  readonly invalidated: string[] = [];
 
-  mount(mountpoint: string, _tree: unknown, opts: { fsname?: string }): Promise<MountHandle> {
+  mount(mountpoint: string, _tree: unknown, opts: MountOptions): Promise<MountHandle> {
     this.calls.push(`mount ${mountpoint}`);
+    opts.watchBeforeChange?.((paths) => this.announced.push(...paths));
+    opts.watchChanges?.((paths) => this.invalidated.push(...paths));
     return new Promise((resolve) => this.pending.push({
       what: `mount ${mountpoint}`,
       finish: () => {
@@ -182,5 +187,73 @@ describe('MountManager: requests for one agent while a mount or unmount is under
     await fake.finish(`unmount ${runMp}`);
     expect((await end2).unmounted).toBe(true);
     expect(fake.live.size).toBe(0);
+  });
+
+  it('mounted; unmount, mount, unmount: the requests take effect in the order asked, the agent ends unmounted and forgotten', async () => {
+    const { ov, fake, mounts, mp } = await setUp();
+    const mounted = mounts.mount('a', mp);
+    await fake.finish(`mount ${mp}`);
+    await mounted;
+    const u1 = mounts.unmount('a', true);
+    const m = mounts.mount('a', mp);
+    const u2 = mounts.unmount('a', true);
+    await fake.finish(`unmount ${mp}`);
+    await u1;
+    await fake.finish(`mount ${mp}`);
+    await m;
+    await fake.finish(`unmount ${mp}`);
+    await u2;
+    expect(fake.calls).toEqual([`mount ${mp}`, `unmount ${mp}`, `mount ${mp}`, `unmount ${mp}`]);
+    expect(mounts.mountpointOf('a')).toBeUndefined();
+    expect(fake.live.size).toBe(0);
+    expect(mounts.pendingFor('a')).toBeUndefined();
+    // A restart does not bring it back.
+    expect(ov.agent('a').mountpoint).toBeNull();
+  });
+
+  it('shutdown while a mount is under way, or waits for an unmount: nothing is left mounted, no mount is made after', async () => {
+    for (const remount of [false, true]) {
+      const { fake, mounts, mp } = await setUp();
+      let asked: Promise<void>[];
+      if (remount) {
+        const mounted = mounts.mount('a', mp);
+        await fake.finish(`mount ${mp}`);
+        await mounted;
+        asked = [mounts.unmount('a', true), mounts.mount('a', mp)];
+      } else {
+        asked = [mounts.mount('a', mp)];
+      }
+      const stopped = mounts.unmountAll();
+      await expect(mounts.mount('a', mp)).rejects.toThrow(/stopping/);
+      if (remount) await fake.finish(`unmount ${mp}`);
+      await fake.finish(`mount ${mp}`);
+      await fake.finish(`unmount ${mp}`);
+      await Promise.all([...asked, stopped]);
+      expect(fake.live.size).toBe(0);
+      expect(mounts.count).toBe(0);
+      expect(mounts.mountpoints).toEqual([]);
+    }
+  });
+});
+
+describe('MountManager: what a mount is told of changes from outside it', () => {
+  it('a rebase whose transaction fails after announcing its paths: the mount is told to drop what it kept there', async () => {
+    const { ov, fake, mounts, mp } = await setUp();
+    const mounted = mounts.mount('a', mp);
+    await fake.finish(`mount ${mp}`);
+    await mounted;
+    expect(() => ov.applyRebase('a', {
+      base: null, changes: [['a.txt', undefined]], headChanges: [], merged: [], refined: [], conflicts: [],
+      also: () => { throw new Error('MDB_MAP_FULL'); },
+    })).toThrow('MDB_MAP_FULL');
+    expect(fake.announced).toEqual(['a.txt']);
+    expect(fake.invalidated).toContain('a.txt');
+    // A change that commits is not invalidated twice for its announcement (its event does it once).
+    fake.invalidated.length = 0;
+    ov.applyRebase('a', { base: null, changes: [['a.txt', undefined]], headChanges: [], merged: [], refined: [], conflicts: [] });
+    expect(fake.invalidated.filter((p) => p === 'a.txt')).toHaveLength(1);
+    const unmounted = mounts.unmount('a', true);
+    await fake.finish(`unmount ${mp}`);
+    await unmounted;
   });
 });

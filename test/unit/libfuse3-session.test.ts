@@ -1,0 +1,60 @@
+/**
+ * The libfuse 3 adapter's session without a kernel: requests are dispatched by the test, replies go
+ * to a binding that answers nothing. For what is decided in JavaScript alone (which handles it keeps).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { Libfuse3Session } from '../../src/fuse/libfuse3-adapter.js';
+import { Op, type Binding, type Native } from '../../src/fuse/libfuse3-binding.js';
+import type { Overlay } from '../../src/overlay/overlay.js';
+import { openOverlay, removeTempDirs } from '../helpers/core.js';
+
+/** Every reply and notification is a no-op that succeeded. */
+const silentBinding = new Proxy({}, { get: () => () => 0 }) as Binding;
+const silentLog = { error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined };
+
+const opened: Overlay[] = [];
+afterEach(async () => {
+  for (const ov of opened.splice(0)) await ov.close();
+  removeTempDirs();
+});
+
+describe('libfuse 3 session: the handles kept for files the kernel holds', () => {
+  it('files held at paths a change announces get pinned handles inside its transaction without putting any written file there', async () => {
+    const n = 4100; // > NODE_HANDLES_MAX (4096)
+    const files: Record<string, string> = { 'w.txt': 'w\n' };
+    for (let i = 0; i < n; i++) files[`f${i}`] = `${i}\n`;
+    const { ov } = await openOverlay(files);
+    opened.push(ov);
+    ov.createAgent('a', null);
+    const tree = ov.tree('a');
+    const s = new Libfuse3Session(silentBinding, tree, silentLog as never, 1);
+    s.session = {} as Native;
+    // A file written through the mount: its handle is the oldest, and unpinned (its put comes when idle).
+    const w = s.nodes.lookup('w.txt', false);
+    s.dispatch(Op.WRITE, {} as Native, w.id, undefined, undefined, Buffer.from('written\n'), 0, 0, 0, 0, 0, 0, 0, 0);
+    const held = Object.keys(files).filter((p) => p !== 'w.txt');
+    for (const p of held) s.nodes.lookup(p, false);
+
+    const duringTxn: string[] = [];
+    let inTxn = false;
+    const off = ov.log.subscribe((ev) => { if (inTxn) duringTxn.push(`${ev.type} ${'path' in ev ? ev.path : ''}`); });
+    try {
+      ov.store.txn(() => {
+        inTxn = true;
+        try {
+          s.keepHeld(held);
+        } finally {
+          inTxn = false;
+        }
+      });
+    } finally {
+      off();
+    }
+    expect(duringTxn).toEqual([]);
+    expect(s.openHandles).toBe(n + 1);
+    // Once the written handle goes (here: every unpinned one), its file is put as usual.
+    s.releaseNodeHandles(false);
+    expect(ov.tree('a').layer.get('w.txt')).toMatchObject({ kind: 'file', size: 8 });
+    s.releaseNodeHandles(true); // as at the session's end: the idle sweep stops
+  });
+});
