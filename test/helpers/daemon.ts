@@ -49,10 +49,10 @@ export class TestDaemon {
     });
     fs.closeSync(log);
     const sock = path.join(this.stateDir, 'daemon.sock');
-    for (let i = 0; i < 200; i++) {
+    // A deadline, not a count of tries: a start that remounts agents takes seconds on a loaded machine.
+    for (const end = Date.now() + 60_000; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) {
       if (this.proc.exitCode !== null) break;
       if (fs.existsSync(sock) && (await this.cli(['status'])).code === 0) return;
-      await new Promise((r) => setTimeout(r, 50));
     }
     throw new Error(`daemon did not start:\n${fs.readFileSync(path.join(this.root, 'daemon.out'), 'utf8')}`);
   }
@@ -102,7 +102,7 @@ export class TestDaemon {
     clearTimeout(timer);
   }
 
-  /** kill -9 of the daemon: its mounts are left behind, dead. */
+  /** kill -9 of the daemon, sent at the call (resolves once it exited): its mounts are left behind, dead. */
   async kill9(): Promise<void> {
     const p = this.proc;
     if (!p || p.exitCode !== null) return;

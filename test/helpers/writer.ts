@@ -40,7 +40,7 @@ export function holdForWriting(cwd: string, file: string, mode: 'w' | 'a' = 'w')
   const send = async (line: string): Promise<void> => {
     p.stdin!.write(`${line}\n`);
     answered++;
-    for (const end = Date.now() + 10_000; out.split('done\n').length - 1 < answered; await new Promise((r) => setTimeout(r, 10))) {
+    for (const end = Date.now() + 30_000; out.split('done\n').length - 1 < answered; await new Promise((r) => setTimeout(r, 10))) {
       if (Date.now() > end || p.exitCode !== null) throw new Error(`the writer of ${file} did not answer "${line}": ${err}`);
     }
   };
