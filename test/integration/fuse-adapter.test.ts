@@ -395,7 +395,7 @@ describe('mounts never outlive their tests', () => {
     const s = await startPassthroughServer(src, mp);
     let holder: ChildProcess | undefined;
     try {
-      holder = spawn('bash', ['-c', 'exec 3<f; sleep 60'], { cwd: mp, stdio: 'ignore' });
+      holder = spawn('bash', ['-c', 'exec 3<f; exec sleep 60'], { cwd: mp, stdio: 'ignore' });
       await new Promise((r) => setTimeout(r, 300));
       await s.stop();
       expect(fuseMountsUnder(mp)).toEqual([]);
