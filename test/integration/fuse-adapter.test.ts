@@ -397,7 +397,9 @@ describe('mounts never outlive their tests', () => {
     let holder: ChildProcess | undefined;
     try {
       holder = spawn('bash', ['-c', 'exec 3<f; exec sleep 60'], { cwd: mp, stdio: 'ignore' });
-      await new Promise((r) => setTimeout(r, 300));
+      const fd3 = `/proc/${holder.pid}/fd/3`;
+      // Busy for sure: the file is open (bash starts late on a loaded machine).
+      await waitFor(() => { try { return fs.readlinkSync(fd3) === path.join(mp, 'f'); } catch { return false; } }, 30_000);
       await s.stop();
       expect(fuseMountsUnder(mp)).toEqual([]);
     } finally {
