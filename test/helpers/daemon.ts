@@ -121,6 +121,17 @@ export class TestDaemon {
     }
   }
 
+  /**
+   * Polls `cowfs ls` until the daemon knows of no file open in `agent` (libfuse 3 hears a close only
+   * as its handle's idleness, late on a loaded machine), for up to 30 s; resolves to how many are left.
+   */
+  async untilNoOpenFiles(agent: string): Promise<number> {
+    const open = async () => (await this.json<{ name: string; openFiles: number }[]>(['ls'])).find((a) => a.name === agent)!.openFiles;
+    let n = await open();
+    for (const end = Date.now() + 30_000; n > 0 && Date.now() < end; await new Promise((r) => setTimeout(r, 200))) n = await open();
+    return n;
+  }
+
   daemonLog(): string {
     return fs.readFileSync(path.join(this.root, 'daemon.out'), 'utf8');
   }

@@ -163,12 +163,7 @@ describe('what an agent sees changes at once through a warm kernel cache', () =>
   const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
   let holder: ReturnType<typeof spawn> | undefined;
   /** Until the daemon heard that every file opened in the child was closed (libfuse 3: its handles idle and swept). */
-  const childClosedAll = async () => {
-    const open = async () => (await d.json<{ name: string; openFiles: number }[]>(['ls'])).find((a) => a.name === 'c')!.openFiles;
-    let n = await open();
-    for (const end = Date.now() + 30_000; n > 0 && Date.now() < end; await wait(200)) n = await open();
-    expect(n).toBe(0);
-  };
+  const childClosedAll = async () => expect(await d.untilNoOpenFiles('c')).toBe(0);
 
   beforeAll(async () => {
     d = TestDaemon.create((ws) => {

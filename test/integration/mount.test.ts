@@ -232,12 +232,7 @@ describe('files written through a mount whose closes the daemon may not hear of'
   let mnt: string;
   const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-  const openFiles = async () => (await d.json<{ name: string; openFiles: number }[]>(['ls'])).find((a) => a.name === 'w')!.openFiles;
-  async function untilNoOpenFiles(): Promise<number> {
-    let n = await openFiles();
-    for (const end = Date.now() + 30_000; n > 0 && Date.now() < end; await wait(200)) n = await openFiles();
-    return n;
-  }
+  const untilNoOpenFiles = () => d.untilNoOpenFiles('w');
 
   beforeAll(async () => {
     d = TestDaemon.create((ws) => writeFile(ws, 'doc.txt', 'line 1\nline 2\nline 3\n'));
