@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { abortConnection, connectionOf, ensureFusectl, fuseMountsUnder, waitingOn } from '../src/fuse/mount-table.js';
 import { cleanupStaleMounts } from './helpers/mounts.js';
 
 /**
@@ -12,6 +13,7 @@ import { cleanupStaleMounts } from './helpers/mounts.js';
  * another test run on the same machine (each test file stops its own
  * servers and daemons in its teardown). After the suite, daemons whose
  * test file did not stop them are ended first, so their mounts go too.
+ * During the suite, a mount whose server is stuck is aborted (watchForHungMounts).
  */
 const PREFIX = path.join(os.tmpdir(), 'cowfs-test-');
 
@@ -56,11 +58,49 @@ async function endLeftoverDaemons(): Promise<void> {
   signal('SIGKILL');
 }
 
+/** Requests waiting this long without a pause on a test mount mean its server is stuck (no test does I/O that long). */
+const HUNG_MS = 90_000;
+
+/**
+ * While the suite runs, from this (the main) process: aborts the FUSE
+ * connection of a test mount on which requests have waited for HUNG_MS in
+ * every sample. A server stuck on a request to itself never answers, and a
+ * test process blocked in a system call on its mount cannot time out: the
+ * run would stall until CI's limit. Aborted, the calls fail and the test
+ * fails, with the mount named on stderr.
+ */
+function watchForHungMounts(): () => void {
+  const waitingSince = new Map<string, number>();
+  const timer = setInterval(() => {
+    const now = Date.now();
+    const waiting = new Set<string>();
+    for (const m of fuseMountsUnder(PREFIX)) {
+      const n = connectionOf(m);
+      if ((waitingOn(n) ?? 0) === 0) continue;
+      waiting.add(m.device);
+      const since = waitingSince.get(m.device) ?? now;
+      waitingSince.set(m.device, since);
+      if (now - since < HUNG_MS) continue;
+      process.stderr.write(`global watch: aborting the hung FUSE mount ${m.mountpoint} (requests waiting for ${Math.round((now - since) / 1000)} s)\n`);
+      void abortConnection(n);
+      waitingSince.delete(m.device);
+    }
+    for (const device of [...waitingSince.keys()]) if (!waiting.has(device)) waitingSince.delete(device);
+  }, 5000);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+let stopWatching = (): void => undefined;
+
 export async function setup(): Promise<void> {
   await sweep('setup');
+  await ensureFusectl();
+  stopWatching = watchForHungMounts();
 }
 
 export async function teardown(): Promise<void> {
+  stopWatching();
   await endLeftoverDaemons();
   await sweep('teardown');
 }
