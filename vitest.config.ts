@@ -1,8 +1,10 @@
 import { defineConfig } from 'vitest/config';
 
 const shared = {
-  testTimeout: 60_000,
-  hookTimeout: 60_000,
+  // Generous: the slowest tests take ~25 s on a loaded 2-core machine, and a slow CI box must not fail a
+  // test that is only slow. A hung CLI call still ends at 60 s (test/helpers/daemon.ts), with its output.
+  testTimeout: 120_000,
+  hookTimeout: 120_000,
   globalSetup: ['test/global-setup.ts'],
 };
 

@@ -11,12 +11,18 @@ command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
 # The native libfuse 3 adapter (native/) builds against Debian's libfuse3-dev.
 [ -e /usr/include/fuse3/fuse_lowlevel.h ] || need_apt+=(libfuse3-dev)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+# What the tests drive mounts with, besides coreutils and util-linux.
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+command -v git >/dev/null 2>&1 || need_apt+=(git)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian" >&2
+  apt=(apt-get -qq -o Acquire::Retries=3)
+  apt_install() { DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y "${need_apt[@]}" >/dev/null; }
   if [ ! -f /var/lib/cowfs-apt-updated ]; then
-    apt-get update -qq && touch /var/lib/cowfs-apt-updated 2>/dev/null || true
+    "${apt[@]}" update && touch /var/lib/cowfs-apt-updated 2>/dev/null || true
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  # Lists updated long ago may name versions the mirror no longer has: update once more and retry.
+  apt_install || { "${apt[@]}" update && apt_install; }
 fi
 
 # npm ci only when the lockfile changed since the last install.

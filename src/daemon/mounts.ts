@@ -203,10 +203,12 @@ export class MountManager {
     }
   }
 
+  /**
+   * The path is stat'ed last, once it is known not to be in one of our own mounts: the daemon
+   * reading its own mount deadlocks (libfuse 2 answers in this very thread) as soon as the
+   * kernel's cached attributes of it have expired, which a slow machine made happen.
+   */
   private checkMountpoint(agent: string, mp: string, forRun: boolean): void {
-    const st = fs.statSync(mp, { throwIfNoEntry: false });
-    if (!st) throw new ApiError('not_found', `mountpoint ${mp} does not exist; create it first (mkdir -p ${mp})`);
-    if (!st.isDirectory()) throw new ApiError('bad_request', `mountpoint ${mp} is not a directory`);
     if (fuseMountsAt(mp).length > 0) throw new ApiError('busy', `mountpoint ${mp} is busy: something is already mounted there`);
     const ws = this.overlay.workspace.root;
     const state = this.overlay.stateDir;
@@ -221,5 +223,8 @@ export class MountManager {
         throw new ApiError('busy', `mountpoint ${mp} overlaps the mount of agent ${other} at ${at}`);
       }
     }
+    const st = fs.statSync(mp, { throwIfNoEntry: false });
+    if (!st) throw new ApiError('not_found', `mountpoint ${mp} does not exist; create it first (mkdir -p ${mp})`);
+    if (!st.isDirectory()) throw new ApiError('bad_request', `mountpoint ${mp} is not a directory`);
   }
 }

@@ -43,8 +43,12 @@ export class WorkspaceChanges {
     return rel !== '' && this.workspace.isHidden(rel);
   }
 
-  /** Watches `rel` and every real directory below it (asynchronously: the daemon keeps answering). */
-  private async watchTree(rel: string): Promise<void> {
+  /**
+   * Watches `rel` and every real directory below it (asynchronously: the daemon keeps answering).
+   * `appeared`: a directory made after the watching started. What was written in it before its
+   * watch was set is reported as changed, since no inotify event told of it.
+   */
+  private async watchTree(rel: string, appeared = false): Promise<void> {
     if (this.closed || this.watchers.has(rel) || this.hidden(rel)) return;
     const abs = this.workspace.realPath(rel);
     try {
@@ -63,7 +67,11 @@ export class WorkspaceChanges {
     } catch {
       return;
     }
-    for (const e of entries) if (e.isDirectory()) await this.watchTree(join(rel, e.name));
+    if (appeared && entries.length > 0) {
+      const paths = entries.map((e) => join(rel, e.name)).filter((p) => !this.hidden(p));
+      for (const fn of this.listeners) fn(paths);
+    }
+    for (const e of entries) if (e.isDirectory()) await this.watchTree(join(rel, e.name), appeared);
   }
 
   private unwatch(rel: string): void {
@@ -84,7 +92,7 @@ export class WorkspaceChanges {
     if (name === null) return;
     fs.lstat(this.workspace.realPath(rel), (err, st) => {
       if (err) this.unwatch(rel);
-      else if (st.isDirectory()) void this.watchTree(rel);
+      else if (st.isDirectory()) void this.watchTree(rel, true);
     });
   }
 }

@@ -49,10 +49,10 @@ export class TestDaemon {
     });
     fs.closeSync(log);
     const sock = path.join(this.stateDir, 'daemon.sock');
-    for (let i = 0; i < 200; i++) {
+    // A deadline, not a count of tries: a start that remounts agents takes seconds on a loaded machine.
+    for (const end = Date.now() + 60_000; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) {
       if (this.proc.exitCode !== null) break;
       if (fs.existsSync(sock) && (await this.cli(['status'])).code === 0) return;
-      await new Promise((r) => setTimeout(r, 50));
     }
     throw new Error(`daemon did not start:\n${fs.readFileSync(path.join(this.root, 'daemon.out'), 'utf8')}`);
   }
@@ -103,7 +103,7 @@ export class TestDaemon {
     clearTimeout(timer);
   }
 
-  /** kill -9 of the daemon: its mounts are left behind, dead. */
+  /** kill -9 of the daemon, sent at the call (resolves once it exited): its mounts are left behind, dead. */
   async kill9(): Promise<void> {
     const p = this.proc;
     if (!p || p.exitCode !== null) return;
@@ -120,6 +120,21 @@ export class TestDaemon {
       await cleanupStaleMounts(`${this.root}/`);
       fs.rmSync(this.root, { recursive: true, force: true });
     }
+  }
+
+  /** How many files the daemon knows open in `agent` (asking settles them: puts what they hold). */
+  async openFiles(agent: string): Promise<number> {
+    return (await this.json<{ name: string; openFiles: number }[]>(['ls'])).find((a) => a.name === agent)!.openFiles;
+  }
+
+  /**
+   * Polls `cowfs ls` until the daemon knows of no file open in `agent` (libfuse 3 hears a close only
+   * as its handle's idleness, late on a loaded machine), for up to 30 s; resolves to how many are left.
+   */
+  async untilNoOpenFiles(agent: string): Promise<number> {
+    let n = await this.openFiles(agent);
+    for (const end = Date.now() + 30_000; n > 0 && Date.now() < end; await new Promise((r) => setTimeout(r, 200))) n = await this.openFiles(agent);
+    return n;
   }
 
   daemonLog(): string {

@@ -96,6 +96,8 @@ export interface MountServer {
   stderr(): string;
   /** Sends a signal to the server process (by its pid), e.g. SIGKILL or SIGSTOP in tests of cleanup. */
   signal(sig: NodeJS.Signals): void;
+  /** Resolves once the server process has exited (its end of the FUSE connection is closed then). */
+  readonly exited: Promise<void>;
   /** Unmounts and ends the server; never leaves the mount behind, whatever state the server is in. */
   stop(): Promise<void>;
 }
@@ -143,6 +145,7 @@ export async function startMountServer(opts: StartOptions): Promise<MountServer>
     device: info.device,
     options: info.options,
     stderr: () => err,
+    exited,
     signal: (sig) => {
       if (alive()) child.kill(sig);
     },

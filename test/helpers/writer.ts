@@ -50,7 +50,7 @@ export function holdFile(cwd: string, file: string, mode: 'r' | 'w' | 'a'): Held
   /** The answer to the `asked`-th request (the open is the first), once it came: its value. */
   const answer = async (what: string): Promise<string> => {
     const n = ++asked;
-    for (const end = Date.now() + 10_000; answers().length < n; await new Promise((r) => setTimeout(r, 10))) {
+    for (const end = Date.now() + 30_000; answers().length < n; await new Promise((r) => setTimeout(r, 10))) {
       if (Date.now() > end || p.exitCode !== null) throw new Error(`the holder of ${file} did not answer "${what}": ${err}`);
     }
     return answers()[n - 1]!.slice('done '.length);

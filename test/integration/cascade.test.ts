@@ -20,6 +20,13 @@ const FUSE = process.env.COWFS_TEST_FUSE ?? 'libfuse3';
  */
 const cacheWindow = () => (FUSE === 'libfuse2' ? new Promise((r) => setTimeout(r, 1100)) : Promise.resolve());
 
+/** Reads with `look` until `done` says so or 30 s pass (what the daemon does on its own comes late on a loaded machine); the last reading. */
+async function poll(look: () => string, done: (seen: string) => boolean): Promise<string> {
+  let seen = look();
+  for (const end = Date.now() + 30_000; !done(seen) && Date.now() < end; seen = look()) await new Promise((r) => setTimeout(r, 50));
+  return seen;
+}
+
 describe('cascade through real mounts: 3 levels, 10 children', () => {
   let d: TestDaemon;
   const read = (agent: string, p: string) => fs.readFileSync(path.join(d.mnt(agent), p), 'utf8');
@@ -120,11 +127,7 @@ describe('cascade through real mounts: 3 levels, 10 children', () => {
     const onDisk = fs.readFileSync(real, 'utf8').replace('line 58\n', 'human line 58\n');
     fs.writeFileSync(`${real}.tmp`, onDisk);
     fs.renameSync(`${real}.tmp`, real);
-    let root = '';
-    for (let i = 0; i < 50 && !root.includes('human line 58'); i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      root = d.sh('cat app.txt', d.mnt('root'));
-    }
+    const root = await poll(() => d.sh('cat app.txt', d.mnt('root')), (s) => s.includes('human line 58'));
     expect(root).toContain('human line 58');
     expect(root).toContain('root line 3');
     await cacheWindow();
@@ -159,6 +162,8 @@ describe('what an agent sees changes at once through a warm kernel cache', () =>
   let d: TestDaemon;
   const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
   let holder: ReturnType<typeof spawn> | undefined;
+  /** Until the daemon heard that every file opened in the child was closed (libfuse 3: its handles idle and swept). */
+  const childClosedAll = async () => expect(await d.untilNoOpenFiles('c')).toBe(0);
 
   beforeAll(async () => {
     d = TestDaemon.create((ws) => {
@@ -188,18 +193,34 @@ describe('what an agent sees changes at once through a warm kernel cache', () =>
     const c = d.mnt('c');
     // Warm every cache, twice, and keep held.txt open in another process (its inode stays in use).
     expect(look()).toBe(look());
-    holder = spawn('sh', ['-c', 'exec 3< held.txt; sleep 60'], { cwd: c, stdio: 'ignore' });
-    d.sh([
-      "printf 'one\\ntwo, longer\\n' > notes.txt", "printf 'longer than before\\n' > held.txt",
-      'echo new > dir/new.txt', 'rm dir/a.txt',
-    ].join(' && '), d.mnt('p'));
-    const r = await d.json(['commit', 'p', '-m', 'p changes']);
-    expect(r.cascade.rebased).toContain('c');
-    await cacheWindow();
-    expect(look()).toBe([
-      'one', 'two, longer', 'longer than before', 'new.txt',
-      'notes.txt 16', 'held.txt 19', 'new', '',
-    ].join('\n'));
+    holder = spawn('sh', ['-c', 'exec 3< held.txt; exec sleep 60'], { cwd: c, stdio: 'ignore' });
+    const held = holder;
+    try {
+      // Open before the rebase comes (the shell starts late on a loaded machine).
+      const holds = () => {
+        try {
+          return fs.readlinkSync(`/proc/${held.pid}/fd/3`) === path.join(c, 'held.txt');
+        } catch {
+          return false;
+        }
+      };
+      for (const end = Date.now() + 30_000; !holds() && Date.now() < end;) await wait(20);
+      expect(holds()).toBe(true);
+      d.sh([
+        "printf 'one\\ntwo, longer\\n' > notes.txt", "printf 'longer than before\\n' > held.txt",
+        'echo new > dir/new.txt', 'rm dir/a.txt',
+      ].join(' && '), d.mnt('p'));
+      const r = await d.json(['commit', 'p', '-m', 'p changes']);
+      expect(r.cascade.rebased).toContain('c');
+      await cacheWindow();
+      expect(look()).toBe([
+        'one', 'two, longer', 'longer than before', 'new.txt',
+        'notes.txt 16', 'held.txt 19', 'new', '',
+      ].join('\n'));
+    } finally {
+      // Closed before the next tests, which wait until the child has no file open.
+      if (held.exitCode === null) held.kill('SIGKILL');
+    }
   });
 
   it('a resolve: the chosen side shows at once where the markers were', async () => {
@@ -250,7 +271,8 @@ describe('what an agent sees changes at once through a warm kernel cache', () =>
     const merged = ten.map((l) => (l === 'row 2' ? 'parent 2' : l === 'row 9' ? 'child 9' : l)).join('\n');
     expect(d.sh('cat rows.txt', c)).toBe(`${merged}\n`);
     // And it stays merged once the child's handle is released (no late put of the pre-merge content).
-    await new Promise((res) => setTimeout(res, 1000));
+    await childClosedAll();
+    await cacheWindow();
     expect(d.sh('cat rows.txt', c)).toBe(`${merged}\n`);
     expect((await d.cli(['diff', 'c', '--', 'rows.txt'])).stdout).toContain('+child 9');
     expect((await d.cli(['diff', 'c', '--', 'rows.txt'])).stdout).not.toContain('parent 2');
@@ -280,7 +302,8 @@ describe('what an agent sees changes at once through a warm kernel cache', () =>
       for (const w of [journal, saved]) w.kill();
     }
     // libfuse 3: the writer's close is heard as its handle's idleness (500 ms, swept every 500 ms).
-    await wait(FUSE === 'libfuse3' ? 1500 : 1100);
+    await childClosedAll();
+    await cacheWindow();
     expect(d.sh('ls', c)).not.toMatch(/^journal.txt$/m);
     // Where the later writes go in the merged content depends on the adapter (libfuse 2: the writer's
     // content wins at its close; libfuse 3: the kernel writes at the offsets its own cache knows).
@@ -324,28 +347,18 @@ describe('what an agent sees changes at once through a warm kernel cache', () =>
     const p = d.mnt('p');
     expect(d.sh('cat untouched.txt', p)).toBe('on disk\n');
     fs.writeFileSync(path.join(d.workspace, 'untouched.txt'), 'changed on disk, longer\n');
-    let seen = '';
-    // The change reaches the daemon through inotify: poll briefly, as an editor's user would see it.
-    for (let i = 0; i < 50 && !seen.startsWith('changed'); i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      seen = d.sh('cat untouched.txt; stat -c %s untouched.txt', p);
-    }
+    // The change reaches the daemon through inotify: poll, as an editor's user would see it.
+    let seen = await poll(() => d.sh('cat untouched.txt; stat -c %s untouched.txt', p), (s) => s.startsWith('changed'));
     expect(seen).toBe('changed on disk, longer\n24\n');
     // A directory made on disk after the mount is watched too.
     expect(d.sh('ls', p)).not.toContain('made-later');
     fs.mkdirSync(path.join(d.workspace, 'made-later'));
     fs.writeFileSync(path.join(d.workspace, 'made-later/f.txt'), 'v1\n');
-    for (let i = 0; i < 50 && !seen.startsWith('v1'); i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      seen = d.sh('cat made-later/f.txt 2>/dev/null || true', p);
-    }
+    seen = await poll(() => d.sh('cat made-later/f.txt 2>/dev/null || true', p), (s) => s.startsWith('v1'));
     expect(seen).toBe('v1\n');
-    await new Promise((r) => setTimeout(r, 200)); // the new directory's watch is set up asynchronously
+    // At once: a change made before the daemon watched the new directory shows too.
     fs.writeFileSync(path.join(d.workspace, 'made-later/f.txt'), 'v2, longer\n');
-    for (let i = 0; i < 50 && !seen.startsWith('v2'); i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      seen = d.sh('cat made-later/f.txt; stat -c %s made-later/f.txt', p);
-    }
+    seen = await poll(() => d.sh('cat made-later/f.txt; stat -c %s made-later/f.txt', p), (s) => s.startsWith('v2'));
     expect(seen).toBe('v2, longer\n11\n');
   });
 });

@@ -51,21 +51,29 @@ describe('the CLI around the daemon', () => {
   });
 
   it('events --follow streams events as they happen', async () => {
+    const until = async (cond: () => boolean, step: () => Promise<unknown> = async () => undefined) => {
+      for (const end = Date.now() + 30_000; !cond() && Date.now() < end; await new Promise((r) => setTimeout(r, 100))) await step();
+    };
+    // The follower says nothing once it listens: commits of another agent until one shows tell the test it does.
+    await d.json(['mount', 'probe', d.mnt('probe')]);
+    await d.json(['unmount', 'probe']);
     const follower = spawn(process.execPath, [CLI, 'events', '--follow', '--json'], { cwd: d.workspace });
     let out = '';
     follower.stdout.on('data', (b) => { out += String(b); });
     try {
-      await new Promise((r) => setTimeout(r, 500));
+      await until(() => out.includes('"agent":"probe"'), () => d.json(['commit', 'probe', '-m', 'are you listening']));
+      expect(out).toContain('"agent":"probe"');
       await d.json(['mount', 'f', d.mnt('f')]);
       d.sh('echo hi > new.txt', d.mnt('f'));
-      for (let i = 0; i < 50 && !out.includes('"new.txt"'); i++) await new Promise((r) => setTimeout(r, 100));
-      const events = out.trim().split('\n').map((l) => JSON.parse(l) as { type: string; agent: string; path?: string; files?: unknown[] });
+      await until(() => out.includes('"new.txt"'));
+      const events = out.trim().split('\n').map((l) => JSON.parse(l) as { type: string; agent: string; path?: string; files?: unknown[] })
+        .filter((e) => e.agent !== 'probe');
       expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(['AGENT_CREATED', 'put']));
       expect(events.every((e) => e.agent === 'f')).toBe(true);
       // A small text file travels inside the event, for a subscriber on another machine.
       expect(events.find((e) => e.path === 'new.txt')?.files).toEqual([expect.objectContaining({ path: 'new.txt', content: 'hi\n' })]);
       d.sh("sed -i 's/a/A/' a.txt", d.mnt('f'));
-      for (let i = 0; i < 50 && !out.includes('"patch"'); i++) await new Promise((r) => setTimeout(r, 100));
+      await until(() => out.includes('"patch"'));
       expect(out).toContain('"patch":"@@ -1,2 +1,2 @@\\n-a\\n+A\\n');
     } finally {
       follower.kill('SIGTERM');

@@ -257,7 +257,8 @@ describe(`the ${FUSE} adapter over a passthrough tree, served by a child process
   it('the kernel caches attributes, names and misses for the timeout instead of asking again', async () => {
     sh('stat hello.txt >/dev/null; stat no-such-name >/dev/null 2>&1 || true', mnt);
     const before = (await server!.stats()).ops.getattr!;
-    sh('for i in $(seq 50); do stat -c %s hello.txt; stat no-such-name 2>/dev/null || true; done >/dev/null', mnt);
+    // 50 of each from one process apiece: within the 1 s timeouts however slowly processes start.
+    sh('{ stat -c %s $(printf "hello.txt %.0s" $(seq 50)); stat $(printf "no-such-name %.0s" $(seq 50)) 2>/dev/null || true; } >/dev/null', mnt);
     const after = (await server!.stats()).ops.getattr!;
     expect(after - before).toBeLessThan(10); // 100 lookups without the caches
   });
@@ -496,8 +497,10 @@ describe('mounts never outlive their tests', () => {
     const s = await startPassthroughServer(src, mp);
     let holder: ChildProcess | undefined;
     try {
-      holder = spawn('bash', ['-c', 'exec 3<f; sleep 60'], { cwd: mp, stdio: 'ignore' });
-      await new Promise((r) => setTimeout(r, 300));
+      holder = spawn('bash', ['-c', 'exec 3<f; exec sleep 60'], { cwd: mp, stdio: 'ignore' });
+      const fd3 = `/proc/${holder.pid}/fd/3`;
+      // Busy for sure: the file is open (bash starts late on a loaded machine).
+      await waitFor(() => { try { return fs.readlinkSync(fd3) === path.join(mp, 'f'); } catch { return false; } }, 30_000);
       await s.stop();
       expect(fuseMountsUnder(mp)).toEqual([]);
     } finally {
@@ -539,7 +542,7 @@ describe('mounts never outlive their tests', () => {
       expect(await cleanupStaleMounts(root, { onlyDead: true })).toEqual([]);
       expect(fuseMountsUnder(mp)).toHaveLength(1);
       s.signal('SIGKILL');
-      await new Promise((r) => setTimeout(r, 300));
+      await s.exited;
       if (fuseMountsUnder(mp).length > 0) expect(await probeMount(mp)).toBe('dead'); // left behind, dead
       await cleanupStaleMounts(root, { onlyDead: true });
       expect(fuseMountsUnder(mp)).toEqual([]);

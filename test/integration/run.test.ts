@@ -20,7 +20,8 @@ function prepareProject(ws: string): void {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
+/** Polls for `cond` (what other processes do comes late on a loaded machine). */
+async function until(what: string, cond: () => boolean, ms = 30_000): Promise<void> {
   for (const end = Date.now() + ms; !cond(); await sleep(50)) if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
 }
 
@@ -281,7 +282,7 @@ describe('cowfs run: a sandboxed program that sees only its agent\'s tree', () =
       expect(s.output()).toMatch(/^\[after listed\]$/m);
       expect(s.output()).toMatch(/secret2\.txt: No such file or directory/);
       expect(await readAgent('sib1', 'secret.txt')).toBe('sib1');
-    }, 30_000);
+    });
 
     it('cowfs inside works for its own agent alone: rm, commit, log, show, events of another are refused', async () => {
       await d.json(['mount', 'other', d.mnt('other')]);
@@ -329,7 +330,7 @@ describe('cowfs run: a sandboxed program that sees only its agent\'s tree', () =
     expect(fs.readFileSync(path.join(shared, 'alpha-saw'), 'utf8')).toBe('alpha\n1\n');
     expect(fs.readFileSync(path.join(shared, 'beta-saw'), 'utf8')).toBe('beta\n1\n');
     expect(treeChecksum(ws)).toBe(wsSum);
-  }, 30_000);
+  });
 
   describe('signals and cleanup', () => {
     it('SIGTERM and SIGINT sent to cowfs run reach the command', async () => {
@@ -370,7 +371,13 @@ describe('cowfs run: a sandboxed program that sees only its agent\'s tree', () =
       try {
         await until('ticks', () => ticks() > 2);
         proc.stdin.write('\x1a');
-        await sleep(500);
+        // Stopped: no tick for a second (the ticks already on their way through script's pipe arrive first).
+        let seen = ticks();
+        let since = Date.now();
+        await until('the ticks to stop', () => {
+          if (ticks() !== seen) [seen, since] = [ticks(), Date.now()];
+          return Date.now() - since >= 1000;
+        });
         const stopped = ticks();
         await sleep(600);
         expect(ticks()).toBe(stopped);
@@ -391,13 +398,15 @@ describe('cowfs run: a sandboxed program that sees only its agent\'s tree', () =
       const marker = `marker-${process.pid}-${Date.now()}`;
       // The command leaves a background process behind; SIGKILL of the command.
       const s = spawnRun('killed', '(exec -a "$M-bg" sleep 300) & echo ready; exec -a "$M-fg" sleep 300', [], { M: marker });
-      await until('ready', () => processesWith(`${marker}-fg`).length > 0);
+      // Both started: the background one is a subshell that execs sleep when it gets to run.
+      await until('ready', () => processesWith(`${marker}-fg`).length > 0 && processesWith(`${marker}-bg`).length > 0);
       expect(runMounts(d)).toEqual([path.join(d.stateDir, 'mnt', 'killed')]);
       expect(processesWith(`${marker}-bg`)).toHaveLength(1);
       process.kill(processesWith(`${marker}-fg`)[0]!, 'SIGKILL');
       expect(await s.exit).toBe(137);
       expect(runMounts(d)).toEqual([]);
-      expect(processesWith(marker)).toEqual([]);
+      // Killed with the sandbox's pid namespace: gone once the kernel has run their exits.
+      await until('the background process to end', () => processesWith(marker).length === 0);
 
       // SIGKILL of cowfs run: the sandbox dies with it, the daemon ends the run when its connection drops.
       const t = spawnRun('killed', 'echo ready; exec -a "$M-orphan" sleep 300', [], { M: marker });
