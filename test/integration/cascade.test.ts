@@ -506,12 +506,7 @@ describe('files a process in the child holds open while a parent commit deletes 
     expect((await d.cli(['diff', 'c', '--name-only'])).stdout.split('\n').filter(Boolean).sort()).toEqual(['draft.txt', 'own.txt']);
     // What was kept for the holders goes once the kernel lets the files go (at once here; a kernel
     // keeping the inodes cached lets them go when they are evicted).
-    const openFiles = async () => (await d.json<{ name: string; openFiles: number }[]>(['ls'])).find((a) => a.name === 'c')!.openFiles;
-    const untilNone = async () => {
-      let n = await openFiles();
-      for (const end = Date.now() + 5000; n > 0 && Date.now() < end; await new Promise((res) => setTimeout(res, 200))) n = await openFiles();
-      return n;
-    };
+    const untilNone = () => d.untilNoOpenFiles('c');
     if ((await untilNone()) > 0 && process.getuid?.() === 0) d.sh('sync; echo 2 > /proc/sys/vm/drop_caches', d.workspace);
     expect(await untilNone()).toBe(0);
   });
