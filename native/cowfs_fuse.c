@@ -74,6 +74,8 @@ typedef struct msg {
   char *name2;
   char *data;
   size_t datalen;
+  /* A read buffer of libfuse's that `data` points into, taken over (ll_write); else NULL. */
+  void *block;
 } msg_t;
 
 typedef struct note {
@@ -106,6 +108,9 @@ typedef struct session {
   note_t *head, *tail;
   int stopping;
   int closed;
+  /* The loop thread's read buffer and how much of it the request being processed fills (serve, ll_write). */
+  char *rbuf;
+  size_t rlen;
   /* Attributes of files and directories JavaScript told us (cacheAttr), to answer GETATTR here; under amu. */
   pthread_mutex_t amu;
   struct cached_attr *attrs;
@@ -339,6 +344,9 @@ static void dirs_free(session_t *s) {
 
 /* ------------------------------------------------------------ requests */
 
+/* Write data at least this long reaches JavaScript without a copy (ll_write, data_buffer); shorter is cheaper to copy. */
+#define EXTERNAL_MIN (64 << 10)
+
 static msg_t *msg_new(int op, fuse_req_t req, fuse_ino_t ino, const char *name1, const char *name2,
                       const char *data, size_t datalen) {
   size_t l1 = name1 ? strlen(name1) + 1 : 0;
@@ -354,6 +362,11 @@ static msg_t *msg_new(int op, fuse_req_t req, fuse_ino_t ino, const char *name1,
   if (name2) { memcpy(p, name2, l2); m->name2 = p; p += l2; }
   if (data) { memcpy(p, data, datalen); m->data = p; m->datalen = datalen; }
   return m;
+}
+
+static void msg_free(msg_t *m) {
+  free(m->block);
+  free(m);
 }
 
 /* Sessions woken whose requests JavaScript has not started draining: a drain's spin gives way to them. */
@@ -402,7 +415,7 @@ static msg_t *take(session_t *s, int done) {
 static void fail_queued(session_t *s) {
   for (msg_t *m; (m = take(s, 0));) {
     if (m->req) fuse_reply_err(m->req, EIO);
-    free(m);
+    msg_free(m);
   }
   pthread_mutex_lock(&s->qmu);
   if (s->state == WOKEN) __atomic_sub_fetch(&woken_sessions, 1, __ATOMIC_RELAXED);
@@ -591,12 +604,25 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   post(sess(req), m);
 }
 
+/*
+ * Large write data is not copied either: the message takes libfuse's read
+ * buffer it lies in, and serve gives libfuse a new one for the next request
+ * (malloc reuses the blocks JavaScript is done with: keep_heap).
+ */
 static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi) {
-  msg_t *m = msg_new(OP_WRITE, req, ino, NULL, NULL, buf, size);
+  session_t *s = sess(req);
+  int take = size >= EXTERNAL_MIN && s->rbuf && buf >= s->rbuf && buf + size <= s->rbuf + s->rlen;
+  msg_t *m = msg_new(OP_WRITE, req, ino, NULL, NULL, take ? NULL : buf, size);
   if (!m) { enomem(req); return; }
+  if (take) {
+    m->data = (char *)buf;
+    m->datalen = size;
+    m->block = s->rbuf;
+    s->rbuf = NULL;
+  }
   m->n[2] = (double)off;
-  post(sess(req), m);
+  post(s, m);
 }
 
 /* Only handles CREATE made are released (files opened without OPEN have handle 0 and no RELEASE). */
@@ -692,6 +718,29 @@ static void call_wake(napi_env env, napi_value fn, void *context, void *data) {
   napi_call_function(env, global, fn, 0, NULL, NULL);
 }
 
+/* Frees a message whose data a Buffer held, once that Buffer let go of it (on the JS thread). */
+static void free_msg(napi_env env, void *data, void *msg) { msg_free(msg); }
+
+/*
+ * Large write data becomes a Buffer over the message's own bytes, not a
+ * copy: copying 1 MiB per WRITE cost ~9% of a 1 GiB dd's daemon time. V8
+ * counts every new Buffer's bytes as external memory and ran a full
+ * collection every 64 MiB written (~25% of the daemon's time, copies or
+ * not), so once dispatch returned its ArrayBuffer is detached: that takes
+ * the bytes off V8's count, and the message is freed on the next turn of
+ * the event loop rather than at some later collection. JavaScript may not
+ * keep `data` past dispatch (a kept one reads as empty). A build that
+ * allows no external buffers (V8 sandbox) gets the copy. Returns the
+ * ArrayBuffer to detach after dispatch, which then owns `m`; else NULL.
+ */
+static napi_value data_buffer(napi_env env, msg_t *m, napi_value *out) {
+  napi_value ab;
+  if (m->datalen >= EXTERNAL_MIN && napi_create_external_buffer(env, m->datalen, m->data, free_msg, m, out) == napi_ok &&
+      napi_get_typedarray_info(env, *out, NULL, NULL, NULL, &ab, NULL) == napi_ok) return ab;
+  napi_create_buffer_copy(env, m->datalen, m->data, NULL, out);
+  return NULL;
+}
+
 /* Hands one request to JavaScript's dispatch and frees it; 0 when dispatch threw (pending exception). */
 static int dispatch_msg(napi_env env, napi_value fn, msg_t *m) {
   napi_value argv[6 + NUMS], undef;
@@ -704,13 +753,16 @@ static int dispatch_msg(napi_env env, napi_value fn, msg_t *m) {
   else argv[3] = undef;
   if (m->name2) napi_create_string_utf8(env, m->name2, NAPI_AUTO_LENGTH, &argv[4]);
   else argv[4] = undef;
-  if (m->data) napi_create_buffer_copy(env, m->datalen, m->data, NULL, &argv[5]);
+  napi_value handed = NULL;
+  if (m->data) handed = data_buffer(env, m, &argv[5]);
   else argv[5] = undef;
   for (int i = 0; i < NUMS; i++) napi_create_double(env, m->n[i], &argv[6 + i]);
-  free(m);
+  if (!handed) msg_free(m);
   napi_value global;
   napi_get_global(env, &global);
-  return napi_call_function(env, global, fn, 6 + NUMS, argv, NULL) == napi_ok;
+  int ok = napi_call_function(env, global, fn, 6 + NUMS, argv, NULL) == napi_ok;
+  if (handed) napi_detach_arraybuffer(env, handed);
+  return ok;
 }
 
 /* ------------------------------------------------------------ threads */
@@ -751,7 +803,11 @@ static void serve(session_t *s) {
       continue;
     }
     if (res <= 0) break;
+    s->rbuf = buf.mem;
+    s->rlen = buf.size;
     fuse_session_process_buf(s->se, &buf);
+    if (!s->rbuf) buf.mem = NULL; /* a WRITE's message took it: libfuse allocates the next */
+    s->rbuf = NULL;
     last = now_us();
   }
   free(buf.mem);
@@ -1314,7 +1370,8 @@ static napi_value js_sync_file_range(napi_env env, napi_callback_info info) {
 }
 
 /*
- * Every WRITE's data (up to 1 MiB) is malloc'ed here and freed once JavaScript copied it: above
+ * Every WRITE's data (up to 1 MiB) is in a block malloc'ed here and freed once JavaScript is done with
+ * it (a message's, or libfuse's read buffer, ll_write): above
  * glibc's mmap threshold each one would be a fresh mmap, and under balloon free-page reporting
  * every page touched anew is a host fault (14% of the daemon's time in a 1 GiB dd). Fixing the
  * thresholds keeps those buffers in the heap and the heap from being trimmed back.

@@ -27,7 +27,8 @@ export type Native = { readonly __native: unique symbol };
 /**
  * Called on the JS thread (from drain) for every request: `req` is undefined for those
  * that need no answer (INIT, EXIT, FORGET). `n` holds the request's numbers;
- * what each means depends on `op` (see native/cowfs_fuse.c).
+ * what each means depends on `op` (see native/cowfs_fuse.c). `data` (a WRITE's) is valid only
+ * until dispatch returns: a large one is the addon's own memory, detached afterwards (it reads as empty).
  */
 export type Dispatch = (
   op: number, req: Native | undefined, ino: number, name1: string | undefined, name2: string | undefined,
