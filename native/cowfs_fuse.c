@@ -613,7 +613,7 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
                      struct fuse_file_info *fi) {
   session_t *s = sess(req);
   int take = size >= EXTERNAL_MIN && s->rbuf && buf >= s->rbuf && buf + size <= s->rbuf + s->rlen;
-  msg_t *m = msg_new(OP_WRITE, req, ino, NULL, NULL, take ? NULL : buf, size);
+  msg_t *m = msg_new(OP_WRITE, req, ino, NULL, NULL, take ? NULL : buf, take ? 0 : size); /* taken: no room for a copy */
   if (!m) { enomem(req); return; }
   if (take) {
     m->data = (char *)buf;

@@ -835,7 +835,14 @@ export class Libfuse3Session {
           // tree keeps a file being written over a rebase, for its writer; the kernel never says
           // whether anyone still has it open). Releasing logs what it holds first: nothing is lost,
           // and a writer's later pages land at their offsets in the new content.
-          else this.releaseNodeHandle(m.id);
+          else {
+            try {
+              this.releaseNodeHandle(m.id);
+            } catch (err) {
+              // The rest of the invalidation must still happen, or the kernel keeps a stale view.
+              this.log.error({ path: p, err }, 'cowfs: could not release a handle at an invalidation');
+            }
+          }
         }
         this.b.invalidate(this.session, n.id);
         // With the writeback cache the kernel trusts its own size and mtime of a file it keeps in
@@ -851,6 +858,10 @@ export class Libfuse3Session {
         const dir = slash < 0 ? '' : child.slice(0, slash);
         const d = this.nodes.at(dir);
         if (d) {
+          // The addon must stop answering for the directory before the kernel asks again: a LOOKUP
+          // answered "no such name" from a name set not yet forgotten would be cached for the ttl.
+          this.forgetNames(d.id);
+          this.dropAttr(d.id);
           this.b.invalidate(this.session, d.id, child.slice(slash + 1));
           dirs.add(d.id);
           break;
@@ -860,8 +871,6 @@ export class Libfuse3Session {
     }
     for (const id of dirs) {
       // Names may have come into it (or gone), its links and mtime changed.
-      this.forgetNames(id);
-      this.dropAttr(id);
       this.listings.delete(id);
       this.b.invalidate(this.session, id);
     }
