@@ -48,6 +48,11 @@ describe('the CLI around the daemon', () => {
     const again = await d.cli(['daemon']);
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/already running/);
+    // Detached too: the running daemon answering on the socket is not taken for the new one.
+    const detached = await d.cli(['daemon', '--detach']);
+    expect(detached.code).toBe(1);
+    expect(detached.stderr).toMatch(new RegExp(`a cowfs daemon \\(pid ${r.pid}\\) is already running`));
+    expect(Number(fs.readFileSync(path.join(d.stateDir, 'daemon.pid'), 'utf8'))).toBe(r.pid);
   });
 
   it('events --follow streams events as they happen', async () => {

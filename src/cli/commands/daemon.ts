@@ -2,19 +2,25 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { LOG_NAME } from '../../daemon/protocol.js';
+import { LOG_NAME, PID_NAME } from '../../daemon/protocol.js';
 import { Client } from '../client.js';
 import { globals } from '../context.js';
 import { CliError, emit } from '../output.js';
 
 interface DaemonOpts { detach?: boolean; fuse: string }
 
-/** Waits until the daemon answers on its socket, or its process ends. */
-async function waitReady(stateDir: string, child: { exitCode: number | null }): Promise<void> {
+/**
+ * Waits until the daemon just started answers on its socket (its pid in the pid file: a daemon
+ * already running for the workspace answers too, and the new one exits), or its process ends.
+ */
+async function waitReady(stateDir: string, child: { pid?: number; exitCode: number | null }): Promise<void> {
   const socket = path.join(stateDir, 'daemon.sock');
+  const pidFile = path.join(stateDir, PID_NAME);
   for (let i = 0; i < 300; i++) {
     if (child.exitCode !== null) break;
+    const owner = Number((fs.existsSync(pidFile) ? fs.readFileSync(pidFile, 'utf8') : '').trim());
     try {
+      if (owner !== child.pid) throw new Error('not ours yet');
       (await Client.connect({ stateDir, socket })).close();
       return;
     } catch {
@@ -22,8 +28,11 @@ async function waitReady(stateDir: string, child: { exitCode: number | null }): 
     }
   }
   const log = path.join(stateDir, LOG_NAME);
-  const tail = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').trim().split('\n').slice(-5).join('\n') : '';
-  throw new CliError(`the daemon did not start; the end of ${log}:\n${tail}`);
+  const lines = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').trim().split('\n') : [];
+  // The daemon's own last words (a plain "cowfs: ..." line on stderr) say it best.
+  const said = lines.slice(-5).reverse().find((l) => l.startsWith('cowfs: '));
+  if (said) throw new CliError(said.slice('cowfs: '.length));
+  throw new CliError(`the daemon did not start; the end of ${log}:\n${lines.slice(-5).join('\n')}`);
 }
 
 export function register(program: Command): void {
