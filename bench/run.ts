@@ -148,7 +148,8 @@ async function machineInfo(): Promise<Record<string, string>> {
     fio: await out('fio --version'),
     git: await out('git --version'),
     cowfs: await out(`cd ${q(ROOT)} && echo "$(git rev-parse --short HEAD)$(git status --porcelain -- src | grep -q . && echo ' + uncommitted changes in src/')"`),
-    'cowfs adapter': 'cowfs: libfuse3 (native/, Debian libfuse 3.14), the daemon\'s default; cowfs-libfuse2: fuse-native 2.2.6',
+    'cowfs adapter': 'cowfs: libfuse3 (native/, Debian libfuse 3.14), the daemon\'s default, no writeback cache; '
+      + 'cowfs-wcache: the same with `cowfs config writeCache on`; cowfs-libfuse2: fuse-native 2.2.6',
     'load average at start': os.loadavg().map((x) => x.toFixed(2)).join(' '),
   };
 }
@@ -231,7 +232,7 @@ class Bench {
   readonly results: Results;
   private readonly providers: Provider[];
 
-  constructor(readonly ws: Workspace, readonly daemon: CowfsDaemon, libfuse2: CowfsDaemon, machine: Record<string, string>) {
+  constructor(readonly ws: Workspace, readonly daemon: CowfsDaemon, wcache: CowfsDaemon, libfuse2: CowfsDaemon, machine: Record<string, string>) {
     const { smallTar: _s, ...wsInfo } = ws;
     this.results = {
       mode: OPTS.quick ? 'quick' : 'full', runs: OPTS.runs, sizes: SIZES, startedAt: new Date().toISOString(), durationS: 0,
@@ -240,6 +241,7 @@ class Bench {
     this.providers = [
       nativeProvider(ws.dir, RUN),
       cowfsProvider(daemon, path.join(RUN, 'cowfs-mnt')),
+      cowfsProvider(wcache, path.join(RUN, 'cowfs-wcache-mnt'), 'cowfs-wcache'),
       cowfsProvider(libfuse2, path.join(RUN, 'cowfs-libfuse2-mnt'), 'cowfs-libfuse2'),
       overlayProvider('overlayfs', ws.dir, path.join(RUN, 'overlayfs')),
       overlayProvider('fuse-overlayfs', ws.dir, path.join(RUN, 'fuse-overlayfs')),
@@ -696,13 +698,17 @@ async function main(): Promise<void> {
   log(`workspace ${ws.dir}: ${ws.files} files, node_modules ${ws.nodeModulesFiles} files, ${fmtBytes(ws.bytes)}`);
   const machine = await machineInfo();
   const daemon = new CowfsDaemon(ws.dir, path.join(RUN, 'cowfs-state'), path.join(RUN, 'cowfs-daemon.log'));
-  // The same workspace through the other adapter, in a daemon of its own (its own state directory).
+  // The same workspace with the kernel's writeback cache, and through the other adapter, each in a
+  // daemon of its own (its own state directory).
+  const wcache = new CowfsDaemon(ws.dir, path.join(RUN, 'cowfs-wcache-state'), path.join(RUN, 'cowfs-wcache-daemon.log'));
   const libfuse2 = new CowfsDaemon(ws.dir, path.join(RUN, 'cowfs-libfuse2-state'), path.join(RUN, 'cowfs-libfuse2-daemon.log'));
   let bench: Bench | undefined;
   try {
     await daemon.start({ fuse: 'libfuse3' });
+    await wcache.start({ fuse: 'libfuse3' });
+    await wcache.call('config', { key: 'writeCache', value: 'on' });
     await libfuse2.start({ fuse: 'libfuse2' });
-    bench = new Bench(ws, daemon, libfuse2, machine);
+    bench = new Bench(ws, daemon, wcache, libfuse2, machine);
     bench.results.memory.idle = daemon.memory().rss;
     if (wants('create')) await bench.create();
     if (wants('read')) await bench.read();

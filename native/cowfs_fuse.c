@@ -48,7 +48,7 @@
 #endif
 
 /* Bumped whenever the request numbers or the calls change: src/fuse/libfuse3-binding.ts checks it. */
-#define COWFS_FUSE_ABI 4
+#define COWFS_FUSE_ABI 5
 
 /* Request kinds, as JavaScript sees them (src/fuse/libfuse3-binding.ts mirrors these). */
 enum {
@@ -106,6 +106,8 @@ typedef struct session {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   note_t *head, *tail;
+  /* Notifications queued and not yet written to the kernel (notesPending); under mu. */
+  long notes_pending;
   int stopping;
   int closed;
   /* The loop thread's read buffer and how much of it the request being processed fills (serve, ll_write). */
@@ -837,6 +839,9 @@ static void *notifier_main(void *arg) {
     else fuse_lowlevel_notify_inval_inode(s->se, n->ino, 0, 0);
     free(n->name);
     free(n);
+    pthread_mutex_lock(&s->mu);
+    s->notes_pending--;
+    pthread_mutex_unlock(&s->mu);
   }
 }
 
@@ -985,6 +990,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   s->stopping = 1;
   while (s->head) { note_t *n = s->head; s->head = n->next; free(n->name); free(n); }
   s->tail = NULL;
+  s->notes_pending = 0; /* unmounted: nothing is left to see them */
   pthread_cond_signal(&s->cv);
   pthread_mutex_unlock(&s->mu);
   if (s->notifier_started) pthread_join(s->notifier, NULL);
@@ -1069,9 +1075,26 @@ static napi_value js_invalidate(napi_env env, napi_callback_info info) {
   if (s->tail) s->tail->next = n;
   else s->head = n;
   s->tail = n;
+  s->notes_pending++;
   pthread_cond_signal(&s->cv);
   pthread_mutex_unlock(&s->mu);
   return NULL;
+}
+
+/*
+ * notesPending(session) → how many invalidations are queued or being written to the kernel:
+ * the daemon answers a request that changed what an agent sees once they are all written, so
+ * the next process of the caller never meets the old view.
+ */
+static napi_value js_notes_pending(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out;
+  session_t *s = open_session(env, info, 1, argv);
+  if (!s) return NULL;
+  pthread_mutex_lock(&s->mu);
+  long n = s->notes_pending;
+  pthread_mutex_unlock(&s->mu);
+  CHECK(napi_create_int64(env, n, &out));
+  return out;
 }
 
 static napi_value js_reply_err(napi_env env, napi_callback_info info) {
@@ -1385,6 +1408,7 @@ static napi_value init_module(napi_env env, napi_value exports) {
   keep_heap();
   struct { const char *name; napi_callback fn; } fns[] = {
     { "mount", js_mount }, { "exit", js_exit }, { "close", js_close }, { "invalidate", js_invalidate },
+    { "notesPending", js_notes_pending },
     { "drain", js_drain }, { "cacheAttr", js_cache_attr },
     { "knowNames", js_know_names }, { "addName", js_add_name }, { "forgetNames", js_forget_names }, { "dropAttr", js_drop_attr },
     { "replyErr", js_reply_err }, { "replyEntry", js_reply_entry }, { "replyCreate", js_reply_create },

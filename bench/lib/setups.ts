@@ -9,8 +9,11 @@ import path from 'node:path';
 import type { CowfsDaemon } from './cowfs.js';
 import { OverlayPool } from './peers.js';
 
-/** `cowfs` is the daemon's default adapter (libfuse 3, native/); `cowfs-libfuse2` the fuse-native one. */
-export const SETUPS = ['native', 'cowfs', 'cowfs-libfuse2', 'overlayfs', 'fuse-overlayfs'] as const;
+/**
+ * `cowfs` is the daemon's default (libfuse 3, native/, no writeback cache); `cowfs-wcache` the same with
+ * `cowfs config writeCache on`; `cowfs-libfuse2` the fuse-native adapter.
+ */
+export const SETUPS = ['native', 'cowfs', 'cowfs-wcache', 'cowfs-libfuse2', 'overlayfs', 'fuse-overlayfs'] as const;
 export type SetupName = typeof SETUPS[number];
 
 export interface Views {
@@ -40,7 +43,7 @@ export function nativeProvider(workspace: string, scratchRoot: string): Provider
   };
 }
 
-export function cowfsProvider(daemon: CowfsDaemon, mountRoot: string, name: 'cowfs' | 'cowfs-libfuse2' = 'cowfs'): Provider {
+export function cowfsProvider(daemon: CowfsDaemon, mountRoot: string, name: 'cowfs' | 'cowfs-wcache' | 'cowfs-libfuse2' = 'cowfs'): Provider {
   return {
     name,
     async open(names) {

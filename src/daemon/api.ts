@@ -73,7 +73,7 @@ export function agentInfo(ctx: ApiContext, name: string): AgentInfo {
   const mp = ctx.mounts.mountpointOf(name);
   return {
     name: a.name, parent: a.parent, head: a.head, base: a.base,
-    mountpoint: mp ?? a.mountpoint, mounted: mp !== undefined,
+    mountpoint: mp ?? a.mountpoint, mounted: mp !== undefined, writeCache: ctx.mounts.writeCacheOf(name) ?? null,
     ...ctx.overlay.usage(name), openFiles: ctx.overlay.tree(name).openCount,
   };
 }

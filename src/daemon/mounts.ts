@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { MountAdapter } from '../fuse/adapters.js';
+import type { MountHandle } from '../fuse/adapter-common.js';
 import type { Overlay } from '../overlay/overlay.js';
 import { abortConnection, connectionOf, fuseMountsAt, lazyUnmount } from '../fuse/mount-table.js';
 import { changedPaths } from './changed-paths.js';
@@ -18,7 +19,7 @@ interface Request {
 
 /** The agents' FUSE mounts held by this daemon. */
 export class MountManager {
-  private readonly live = new Map<string, { mountpoint: string; forRun: boolean; unmount(): Promise<void> }>();
+  private readonly live = new Map<string, { mountpoint: string; forRun: boolean; writeback: boolean; handle: MountHandle }>();
   /**
    * Per agent, its mounts and unmounts asked for and not yet done, oldest first: each starts once the
    * one before it settled, so an agent ends as its last request says (see `mount`, `unmount`).
@@ -57,6 +58,16 @@ export class MountManager {
 
   mountpointOf(agent: string): string | undefined {
     return this.live.get(agent)?.mountpoint;
+  }
+
+  /** Whether the agent's mount uses the kernel's writeback cache (undefined: not mounted). */
+  writeCacheOf(agent: string): boolean | undefined {
+    return this.live.get(agent)?.writeback;
+  }
+
+  /** Resolves once every mount's kernel has been told of the changes announced so far (MountHandle.notified). */
+  async notified(): Promise<void> {
+    await Promise.all([...this.live.values()].map((m) => m.handle.notified()));
   }
 
   /** Is the agent's mount one that `cowfs run` made (not remembered across restarts)? */
@@ -136,11 +147,12 @@ export class MountManager {
       const handle = await this.adapter.mount(mp, tree, {
         fsname: source,
         allowOther: true,
+        writeback: this.overlay.settings.all().writeCache,
         logger: this.log,
         watchChanges: (listener) => this.watchChanges(agent, listener),
         watchBeforeChange: (listener) => tree.onBeforeChange(listener),
       });
-      this.live.set(agent, { mountpoint: mp, forRun, unmount: () => handle.unmount() });
+      this.live.set(agent, { mountpoint: mp, forRun, writeback: handle.writeback, handle });
     } catch (err) {
       this.overlay.workspace.unhide(mp);
       throw new ApiError('internal', `cannot mount ${agent} at ${mp}: ${(err as Error).message}`);
@@ -163,7 +175,7 @@ export class MountManager {
     if (m) {
       const open = this.overlay.tree(agent).openCount;
       if (open > 0) this.log.warn({ agent, open }, 'unmounting with files still open');
-      await m.unmount();
+      await m.handle.unmount();
       this.live.delete(agent);
       this.overlay.workspace.unhide(m.mountpoint);
       this.log.info({ agent, mountpoint: m.mountpoint }, 'unmounted');

@@ -39,6 +39,8 @@ export interface AgentInfo {
   base: number | null;
   mountpoint: string | null;
   mounted: boolean;
+  /** Whether its mount uses the kernel's writeback cache (`cowfs config writeCache`); null when not mounted. */
+  writeCache: boolean | null;
   changed: number;
   bytes: number;
   openFiles: number;

@@ -14,6 +14,12 @@ export interface MountOptions {
   /** libfuse's debug mode: every request printed to stderr. */
   debug?: boolean;
   /**
+   * The kernel's writeback cache: write() returns once in the page cache and the pages reach the
+   * adapter later, in large writes. libfuse 3 only (libfuse 2's high-level API cannot ask for it);
+   * on unless told (the daemon passes its workspace setting, off by default).
+   */
+  writeback?: boolean;
+  /**
    * Seconds the kernel may trust attributes, names and "no such name"
    * answers without asking again (attr_timeout, entry_timeout,
    * negative_timeout). Default 1 s each, not the 3600 s that FUSE-NOTES
@@ -92,7 +98,15 @@ export interface MountHandle {
   readonly options: string;
   /** The mount's `major:minor` (the minor is its FUSE connection number). */
   readonly device: string;
+  /** Whether the mount asked the kernel for its writeback cache (MountOptions.writeback). */
+  readonly writeback: boolean;
   stats(): AdapterStats;
+  /**
+   * Resolves once the kernel has been told of every change announced so far through
+   * `watchChanges` (invalidations are written by another thread). The daemon answers a request
+   * after it, so what the caller runs next sees the new view.
+   */
+  notified(): Promise<void>;
   /**
    * Unmounts, also when the mount is busy (a lazy unmount: the name is gone
    * at once, processes keep what they hold open until they close it), and

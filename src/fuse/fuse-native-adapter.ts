@@ -746,7 +746,9 @@ export async function mountTree(mountpoint: string, tree: TreeOps, opts: MountOp
     mountpoint: mp,
     options: optionString,
     device: fuse.device,
+    writeback: false,
     stats: () => fuse.stats(),
+    notified: () => Promise.resolve(), // it cannot tell the kernel anything: its caches time out
     unmount(): Promise<void> {
       unmounting ??= new Promise<void>((resolve, reject) => {
         fuse.unmount((err) => (err ? reject(err) : resolve()));

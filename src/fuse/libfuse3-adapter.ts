@@ -49,8 +49,6 @@ import { join } from '../overlay/paths.js';
 export interface Libfuse3Options extends MountOptions {
   /** Seconds the kernel may trust names, attributes and "no such name" answers (default a day: changes are invalidated). */
   cacheTimeout?: number;
-  /** The kernel's writeback cache: write() returns once in the page cache; pages reach us in large writes. */
-  writeback?: boolean;
   /** READDIRPLUS: listings bring each entry's node and attributes (default on). */
   readdirplus?: boolean;
   /** Largest write the kernel may send (default 1 MiB, libfuse 3.14's limit). */
@@ -66,6 +64,8 @@ const SET = { MODE: 1, UID: 2, GID: 4, SIZE: 8, ATIME: 16, MTIME: 32, ATIME_NOW:
  * written file's put event comes then, as at a close (the kernel tells nothing of closes)…
  */
 const NODE_IDLE_MS = 500;
+/** How long an answer that changed an agent's view waits for the kernel to be told (Libfuse3Session.notified). */
+const NOTIFY_WAIT_MS = 2_000;
 /** …or when this many are open (each may hold a descriptor; the limit is 20,000). */
 const NODE_HANDLES_MAX = 4096;
 
@@ -222,6 +222,23 @@ export class Libfuse3Session {
   private init(): void {
     this.onInit?.(null);
     this.onInit = null;
+  }
+
+  /**
+   * Resolves once the kernel has been told of every invalidation asked for so far (the addon's
+   * thread writes them: usually within microseconds, later on a loaded machine). Gives up after
+   * NOTIFY_WAIT_MS: a notification can wait for an inode lock that a request holds, and requests
+   * are served meanwhile (this awaits), so it only comes late, never never.
+   */
+  async notified(): Promise<void> {
+    const end = Date.now() + NOTIFY_WAIT_MS;
+    while (this.session && !this.exited && (this.b.notesPending(this.session) ?? 0) > 0) {
+      if (Date.now() > end) {
+        this.log.warn({ pending: this.b.notesPending(this.session) }, 'cowfs: kernel invalidations still pending');
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 1));
+    }
   }
 
   private exit(): void {
@@ -948,7 +965,9 @@ export async function mountTree(mountpoint: string, tree: TreeOps, opts: Libfuse
     mountpoint: mp,
     options,
     device,
+    writeback: (features & Feature.WRITEBACK) !== 0,
     stats: () => s.stats(),
+    notified: () => s.notified(),
     unmount(): Promise<void> {
       unmounting ??= (async () => {
         for (const off of unwatch) off?.();

@@ -39,7 +39,7 @@ export type Dispatch = (
 type AttrArgs = [number, number, number, number, number, number, number, number, number];
 
 /** COWFS_FUSE_ABI of native/cowfs_fuse.c this file speaks. */
-const ABI = 4;
+const ABI = 5;
 
 export interface Binding {
   /** The addon's COWFS_FUSE_ABI. */
@@ -59,6 +59,8 @@ export interface Binding {
   close(session: Native): void;
   /** Drops the kernel's cache of a node (no name) or of the name `name` in directory `ino`. Never blocks. */
   invalidate(session: Native, ino: number, name?: string): void;
+  /** How many invalidations are queued or being written to the kernel (undefined once the session is closed). */
+  notesPending(session: Native): number | undefined;
   /** GETATTR of `ino` is answered in C with these attributes until dropAttr. */
   cacheAttr(session: Native, ino: number, ...rest: [...AttrArgs, number]): void;
   dropAttr(session: Native, ino: number): void;

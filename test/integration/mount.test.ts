@@ -232,8 +232,13 @@ describe('cowfs mount: a real copy-on-write FUSE mount per agent', () => {
  * open files). libfuse 2 hears every close; the same behavior is expected
  * of both, except where a test says otherwise.
  */
-describe('files written through a mount whose closes the daemon may not hear of', () => {
-  const FUSE = process.env.COWFS_TEST_FUSE ?? 'libfuse3';
+const FUSE_UNDER_TEST = process.env.COWFS_TEST_FUSE ?? 'libfuse3';
+// The kernel's writeback cache (off by default, `cowfs config writeCache on`) changes when written
+// pages reach the daemon: every case below runs with and without it where the adapter has one.
+const WRITE_CACHES = FUSE_UNDER_TEST === 'libfuse2' ? [false] : [false, true];
+
+describe.each(WRITE_CACHES)('files written through a mount whose closes the daemon may not hear of (write cache %s)', (writeCache) => {
+  const FUSE = FUSE_UNDER_TEST;
   let d: TestDaemon;
   let mnt: string;
   const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -244,8 +249,11 @@ describe('files written through a mount whose closes the daemon may not hear of'
   beforeAll(async () => {
     d = TestDaemon.create((ws) => writeFile(ws, 'doc.txt', 'line 1\nline 2\nline 3\n'));
     await d.start();
+    if (writeCache) await d.json(['config', 'writeCache', 'on']);
     mnt = d.mnt('w');
     await d.json(['mount', 'w', mnt]);
+    const [w] = await d.json<{ name: string; writeCache: boolean | null }[]>(['ls']);
+    expect(w).toMatchObject({ name: 'w', writeCache });
   });
 
   afterAll(async () => {

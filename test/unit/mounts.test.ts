@@ -48,7 +48,7 @@ class FakeAdapter implements MountAdapter {
 
   private handle(mountpoint: string): MountHandle {
     return {
-      mountpoint, options: '', device: '',
+      mountpoint, options: '', device: '', writeback: false, notified: () => Promise.resolve(),
       stats: () => ({ ops: {}, maxWrite: 0, maxRead: 0, eio: 0, openHandles: 0, nodes: 0 }),
       unmount: () => {
         this.calls.push(`unmount ${mountpoint}`);
