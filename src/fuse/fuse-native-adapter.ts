@@ -59,6 +59,7 @@
  * the directory handle itself), mknod, link (the contract has no hard links;
  * `ln` reports "Function not implemented", git falls back to rename).
  */
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import {
@@ -105,10 +106,12 @@ const require = createRequire(import.meta.url);
  * through node-gyp-build's override of where a package's build is.
  */
 const ownBuild = path.join(packageRoot(), 'native', 'fuse2');
+const ownAddon = path.join(ownBuild, 'build', 'Release', 'fuse_native.node');
+if (!fs.existsSync(ownAddon)) throw new Error(`${ownAddon} is not built (run scripts/setup.sh)`);
 const Fuse = withEnv('FUSE_NATIVE_PREBUILD', ownBuild, () => require('fuse-native') as FuseClass);
 // The same addon fuse-native loaded (require caches it by path); needed to
 // release the native mount state after we unmounted ourselves.
-const binding = require(path.join(ownBuild, 'build', 'Release', 'fuse_native.node')) as FuseBinding;
+const binding = require(ownAddon) as FuseBinding;
 
 function withEnv<T>(name: string, value: string, fn: () => T): T {
   const before = process.env[name];
