@@ -33,15 +33,18 @@ if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   cp package-lock.json "$stamp"
 fi
 
-# The native addon, from source with the node-gyp npm bundles, against Node's own headers.
-addon=native/build/Release/cowfs_fuse.node
-if [ ! -f "$addon" ] || [ -n "$(find native -maxdepth 1 -newer "$addon" -type f -print -quit)" ]; then
-  echo "setup: building native/ (libfuse 3 adapter)" >&2
-  gyp="$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")/node_modules/node-gyp/bin/node-gyp.js"
-  nodedir="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
-  [ -f "$nodedir/include/node/node_api.h" ] || nodedir="$(npm config get nodedir 2>/dev/null || true)"
-  (cd native && node "$gyp" rebuild --nodedir="$nodedir" --loglevel=error >/dev/null)
-fi
+# The native addons, from source with the node-gyp npm bundles, against Node's own headers:
+# native/ (the libfuse 3 adapter) and native/fuse2/ (fuse-native's addon for the libfuse 2 adapter).
+gyp="$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")/node_modules/node-gyp/bin/node-gyp.js"
+nodedir="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
+[ -f "$nodedir/include/node/node_api.h" ] || nodedir="$(npm config get nodedir 2>/dev/null || true)"
+for addon in native/build/Release/cowfs_fuse.node native/fuse2/build/Release/fuse_native.node; do
+  dir="${addon%%/build/*}"
+  if [ ! -f "$addon" ] || [ -n "$(find "$dir" -maxdepth 1 -newer "$addon" -type f -print -quit)" ]; then
+    echo "setup: building $dir" >&2
+    (cd "$dir" && node "$gyp" rebuild --nodedir="$nodedir" --loglevel=error >/dev/null)
+  fi
+done
 
 # Build when any source is newer than the last build.
 if [ ! -f dist/.built ] || [ -n "$(find src bench tsconfig.json -newer dist/.built -print -quit 2>/dev/null)" ]; then

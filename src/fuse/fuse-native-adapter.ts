@@ -32,9 +32,11 @@
  *   agent working in a user's workspace creates files of that user, which is
  *   what an unprivileged agent needs to write them again).
  * - `create` does not get the open flags: it is called with O_CREAT|O_RDWR.
- * - utimens is only called when both times are set (libfuse's UTIME_OMIT
- *   path needs flag_utime_omit_ok): `touch -m` or `touch -a` alone succeed
- *   without reaching the tree.
+ * - utimens of one time only (tar's futimens(fd, {UTIME_OMIT, mtime}) of
+ *   every file it unpacks, `touch -m`): libfuse 2 drops them, answering
+ *   success, unless the filesystem sets flag_utime_omit_ok, which
+ *   fuse-native does not. We load fuse-native's addon as native/fuse2/
+ *   builds it from fuse-native's source with the flag set.
  * - rename flags: libfuse 2 has no rename2; the kernel itself answers EINVAL
  *   to renameat2 with flags (RENAME_NOREPLACE, RENAME_EXCHANGE), and tools
  *   fall back. `rename` is always called with flags 0.
@@ -57,6 +59,7 @@
  * the directory handle itself), mknod, link (the contract has no hard links;
  * `ln` reports "Function not implemented", git falls back to rename).
  */
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import {
@@ -67,6 +70,7 @@ import {
   defaultLogger, ERRNO, escapeOption, isFsError, unmountKernel,
   type AdapterLogger, type AdapterStats, type MountHandle, type MountOptions,
 } from './adapter-common.js';
+import { packageRoot } from '../package-root.js';
 import { fuseMountsAt, lazyUnmount } from './mount-table.js';
 
 export type { AdapterStats, MountHandle, MountOptions } from './adapter-common.js';
@@ -96,11 +100,29 @@ interface FuseBinding {
 }
 
 const require = createRequire(import.meta.url);
-const Fuse = require('fuse-native') as FuseClass;
+/**
+ * fuse-native's addon as native/fuse2/ builds it from fuse-native's source,
+ * with libfuse's utime_omit flag set (see there): fuse-native loads it
+ * through node-gyp-build's override of where a package's build is.
+ */
+const ownBuild = path.join(packageRoot(), 'native', 'fuse2');
+const ownAddon = path.join(ownBuild, 'build', 'Release', 'fuse_native.node');
+if (!fs.existsSync(ownAddon)) throw new Error(`${ownAddon} is not built (run scripts/setup.sh)`);
+const Fuse = withEnv('FUSE_NATIVE_PREBUILD', ownBuild, () => require('fuse-native') as FuseClass);
 // The same addon fuse-native loaded (require caches it by path); needed to
 // release the native mount state after we unmounted ourselves.
-const fuseDir = path.dirname(require.resolve('fuse-native/package.json'));
-const binding = createRequire(path.join(fuseDir, 'index.js'))('node-gyp-build')(fuseDir) as FuseBinding;
+const binding = require(ownAddon) as FuseBinding;
+
+function withEnv<T>(name: string, value: string, fn: () => T): T {
+  const before = process.env[name];
+  process.env[name] = value;
+  try {
+    return fn();
+  } finally {
+    if (before === undefined) delete process.env[name];
+    else process.env[name] = before;
+  }
+}
 
 const EIO = -5;
 const EBADF = -9;
@@ -113,8 +135,11 @@ const IMPLEMENTED = [
 ] as const;
 
 const TWO32 = 4294967296;
-/** timespec_to_uint64() of UTIME_NOW (tv_sec 0, tv_nsec 2^30-1): 1073 ms. */
-const UTIME_SENTINEL_MS = 1073;
+/**
+ * timespec_to_uint64() of UTIME_OMIT (tv_sec 0, tv_nsec 2^30-2): 1073 ms. UTIME_NOW would read the
+ * same; native/fuse2/ replaces it with the time itself before it reaches fuse-native.
+ */
+const UTIME_OMIT_MS = 1073;
 /** Offsets of `atime` and `mtime` (size_t, ms) in fuse-native's fuse_thread_locals_t on 64-bit Linux. */
 const LOCALS_ATIME = 104;
 const LOCALS_MTIME = 112;
@@ -426,16 +451,15 @@ class CowFuse extends (Fuse as unknown as new (mnt: string, ops: Record<string, 
     }
   }
 
-  /** Only ever called with both times (see the file comment). */
+  /** A time left alone (UTIME_OMIT: tar sets only the mtime, `touch -a` only the atime) arrives as 1073 ms. */
   _op_utimens(signal: Signal, p: string, atimeLow: number, atimeHigh: number): void {
     this.counts.utimens!++;
     const r = rel(p);
     try {
       const atime = atimeLow + atimeHigh * TWO32;
       const mtime = this.utimensMtime(atime);
-      // Should a UTIME_NOW ever slip through, it arrives as 1073 ms (tv_sec 0, tv_nsec 2^30-1).
-      const now = Date.now();
-      this.tree.utimens(r, atime === UTIME_SENTINEL_MS ? now : atime, mtime === UTIME_SENTINEL_MS ? now : mtime);
+      // The tree keeps no atime of its own (it answers the mtime): only a new mtime changes anything.
+      if (mtime !== UTIME_OMIT_MS) this.tree.utimens(r, atime === UTIME_OMIT_MS ? mtime : atime, mtime);
       signal(0);
     } catch (err) {
       signal(this.fail(err, 'utimens', r));

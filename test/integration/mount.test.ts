@@ -441,4 +441,36 @@ print(len(bad))
     if (FUSE === 'libfuse2') await wait(1100);
     expect(d.sh('cat g.txt', mnt)).toBe('a\n');
   });
+
+  it('tar -x keeps the archive\'s mtimes (it sets only the mtime, by futimens), also once put and remounted; touch -d, touch -m, touch -a, cp -p', async () => {
+    const src = path.join(d.root, 'mtime-src');
+    const day = 86_400;
+    const files = Array.from({ length: 12 }, (_, i) => `d${i % 3}/f${i}.txt`);
+    files.forEach((f, i) => writeFile(src, f, `file ${i}\n`));
+    files.forEach((f, i) => fs.utimesSync(path.join(src, f), 981173106 + i * day, 981173106 + i * day));
+    ['d0', 'd1', 'd2'].forEach((dir, i) => fs.utimesSync(path.join(src, dir), 950000000 + i * day, 950000000 + i * day));
+    d.sh(`tar -cf ${d.root}/mtimes.tar -C ${src} d0 d1 d2`, d.root);
+    const expected = d.sh('stat -c "%n %Y" d0 d1 d2 d*/f*.txt', src);
+
+    d.sh(`mkdir mtimes && tar -xf ${d.root}/mtimes.tar -C mtimes`, mnt);
+    d.sh([
+      "echo x > touched && touch -d '2001-01-01 00:00:00 UTC' touched",
+      "echo y > mtime-only && touch -m -d '2002-01-01 00:00:00 UTC' mtime-only",
+      "echo z > atime-only && touch -d '2003-01-01 00:00:00 UTC' atime-only && touch -a atime-only",
+      'cp -p touched copied',
+    ].join(' && '), mnt);
+    const expectedTouched = 'touched 978307200\nmtime-only 1009843200\natime-only 1041379200\ncopied 978307200\n';
+    const look = () => {
+      // tar -d exits 1 and names each file whose mtime (or anything else) differs.
+      expect(d.sh(`tar -df ${d.root}/mtimes.tar -C mtimes 2>&1 || true`, mnt)).toBe('');
+      expect(d.sh('cd mtimes && stat -c "%n %Y" d0 d1 d2 d*/f*.txt', mnt)).toBe(expected);
+      expect(d.sh('stat -c "%n %Y" touched mtime-only atime-only copied', mnt)).toBe(expectedTouched);
+    };
+    look();
+    // Once the daemon put the files (their handles released), and from a fresh kernel cache.
+    expect(await untilNoOpenFiles()).toBe(0);
+    await d.json(['unmount', 'w']);
+    await d.json(['mount', 'w', mnt]);
+    look();
+  });
 });
