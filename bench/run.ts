@@ -563,12 +563,13 @@ function workTable(res: Results): string {
   for (const r of res.rows) {
     if (r.group !== group) {
       group = r.group;
-      rows.push([`**${group}**`, '', '', '', '', '']);
+      rows.push([`**${group}**`, ...rows[0]!.slice(1).map(() => '')]);
     }
     const noise = Math.max(...SETUPS.map((s) => spread(r.samples[s] ?? [])));
     rows.push([r.label, nativeCell(r), ...SETUPS.filter((s) => s !== 'native').map((s) => fmtRatio(rowRatio(r, s))), `±${Math.round(noise * 50)}%`]);
   }
-  return mdTable(rows, [false, true, true, true, true, true]);
+  // Every column right-aligned but the workload's name and the noise.
+  return mdTable(rows, rows[0]!.map((_, i) => i > 0 && i < rows[0]!.length - 1));
 }
 
 function createTable(res: Results): string {
