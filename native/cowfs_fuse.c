@@ -433,6 +433,44 @@ static void ctx_ids(fuse_req_t req, msg_t *m, int uid_slot) {
   m->n[uid_slot + 2] = c->umask;
 }
 
+/*
+ * Names and symlink targets reach JavaScript as strings, and the whole tree
+ * (overlay, store, event log) holds them as strings: only valid UTF-8 comes
+ * through unchanged. Any other bytes (a lone 0xE9) would turn into U+FFFD,
+ * so two names would become one, a file would be made under a name nobody
+ * asked for, and the name sets here (which hold what JavaScript gives back)
+ * would miss it. Such a name is refused before JavaScript sees it: nothing
+ * of that name can exist (LOOKUP, UNLINK, RMDIR, a RENAME's source: ENOENT)
+ * nor be made (CREATE, MKDIR, SYMLINK and its target, a RENAME's target:
+ * EILSEQ, as filesystems that only hold UTF-8 names answer).
+ */
+static int utf8_valid(const char *s) {
+  for (const unsigned char *p = (const unsigned char *)s; *p;) {
+    unsigned c = *p, cp, min;
+    int more;
+    if (c < 0x80) { p++; continue; }
+    if ((c & 0xE0) == 0xC0) { more = 1; cp = c & 0x1F; min = 0x80; }
+    else if ((c & 0xF0) == 0xE0) { more = 2; cp = c & 0x0F; min = 0x800; }
+    else if ((c & 0xF8) == 0xF0) { more = 3; cp = c & 0x07; min = 0x10000; }
+    else return 0;
+    for (int i = 1; i <= more; i++) {
+      if ((p[i] & 0xC0) != 0x80) return 0; /* the terminating NUL included */
+      cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    /* Overlong forms, UTF-16 surrogates and code points past Unicode's last are not UTF-8 either. */
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    p += more + 1;
+  }
+  return 1;
+}
+
+/* Answers `err` for a name JavaScript could not hold (utf8_valid); 1 if it did. */
+static int refused(fuse_req_t req, const char *name, int err) {
+  if (utf8_valid(name)) return 0;
+  fuse_reply_err(req, err);
+  return 1;
+}
+
 static msg_t *enomem(fuse_req_t req) {
   fuse_reply_err(req, ENOMEM);
   return NULL;
@@ -455,6 +493,7 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
 
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
   session_t *s = sess(req);
+  if (refused(req, name, ENOENT)) return;
   pthread_mutex_lock(&s->amu);
   dir_names_t *d = dir_find(s, parent);
   int missing = d && !*name_slot(d, name);
@@ -552,6 +591,7 @@ static void ll_readlink(fuse_req_t req, fuse_ino_t ino) {
 }
 
 static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
+  if (refused(req, name, EILSEQ)) return;
   msg_t *m = msg_new(OP_MKDIR, req, parent, name, NULL, NULL, 0);
   if (!m) { enomem(req); return; }
   m->n[0] = mode;
@@ -560,14 +600,17 @@ static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 }
 
 static void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  if (refused(req, name, ENOENT)) return;
   post(sess(req), msg_new(OP_UNLINK, req, parent, name, NULL, NULL, 0) ?: enomem(req));
 }
 
 static void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  if (refused(req, name, ENOENT)) return;
   post(sess(req), msg_new(OP_RMDIR, req, parent, name, NULL, NULL, 0) ?: enomem(req));
 }
 
 static void ll_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name) {
+  if (refused(req, name, EILSEQ) || refused(req, target, EILSEQ)) return;
   msg_t *m = msg_new(OP_SYMLINK, req, parent, name, target, NULL, 0);
   if (!m) { enomem(req); return; }
   ctx_ids(req, m, 1);
@@ -576,6 +619,7 @@ static void ll_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, co
 
 static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                       const char *newname, unsigned int flags) {
+  if (refused(req, name, ENOENT) || refused(req, newname, EILSEQ)) return;
   msg_t *m = msg_new(OP_RENAME, req, parent, name, newname, NULL, 0);
   if (!m) { enomem(req); return; }
   m->n[0] = (double)newparent;
@@ -671,6 +715,7 @@ static void ll_statfs(fuse_req_t req, fuse_ino_t ino) {
 }
 
 static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
+  if (refused(req, name, EILSEQ)) return;
   msg_t *m = msg_new(OP_CREATE, req, parent, name, NULL, NULL, 0);
   if (!m) { enomem(req); return; }
   m->n[0] = mode;
