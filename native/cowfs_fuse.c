@@ -763,33 +763,58 @@ static void call_wake(napi_env env, napi_value fn, void *context, void *data) {
   napi_call_function(env, global, fn, 0, NULL, NULL);
 }
 
-/* Frees a message whose data a Buffer held, once that Buffer let go of it (on the JS thread). */
-static void free_msg(napi_env env, void *data, void *msg) { msg_free(msg); }
-
 /*
  * Large write data becomes a Buffer over the message's own bytes, not a
  * copy: copying 1 MiB per WRITE cost ~9% of a 1 GiB dd's daemon time. V8
  * counts every new Buffer's bytes as external memory and ran a full
  * collection every 64 MiB written (~25% of the daemon's time, copies or
- * not), so once dispatch returned its ArrayBuffer is detached: that takes
- * the bytes off V8's count, and the message is freed on the next turn of
- * the event loop rather than at some later collection. JavaScript may not
- * keep `data` past dispatch (a kept one reads as empty). A build that
- * allows no external buffers (V8 sandbox) gets the copy. Returns the
- * ArrayBuffer to detach after dispatch, which then owns `m`; else NULL.
+ * not), so once dispatch returned its ArrayBuffer is detached (that takes
+ * the bytes off V8's count) and the message freed here (JavaScript may not
+ * keep `data` past dispatch: a kept one reads as empty). The Buffer has no
+ * finalizer: the message stays ours whatever happens. (With one, a failed
+ * napi_create_external_buffer may have freed it or left it to a later
+ * collection, or not, depending on where it failed.) A build that allows no
+ * external buffers (V8 sandbox), or any failure, gets a copy. Returns the
+ * ArrayBuffer to detach after dispatch, NULL for a copy; *out is NULL when
+ * neither could be made.
  */
 static napi_value data_buffer(napi_env env, msg_t *m, napi_value *out) {
   napi_value ab;
-  if (m->datalen >= EXTERNAL_MIN && napi_create_external_buffer(env, m->datalen, m->data, free_msg, m, out) == napi_ok &&
+  if (m->datalen >= EXTERNAL_MIN && napi_create_external_buffer(env, m->datalen, m->data, NULL, NULL, out) == napi_ok &&
       napi_get_typedarray_info(env, *out, NULL, NULL, NULL, &ab, NULL) == napi_ok) return ab;
-  napi_create_buffer_copy(env, m->datalen, m->data, NULL, out);
+  /* An external Buffer made whose ArrayBuffer was not found is left to the collector: nothing reaches it, it frees nothing. */
+  if (napi_create_buffer_copy(env, m->datalen, m->data, NULL, out) != napi_ok) *out = NULL;
   return NULL;
+}
+
+/* Frees a message whose data an ArrayBuffer that could not be detached still shows (on the JS thread). */
+static void free_msg(napi_env env, void *msg, void *hint) { msg_free(msg); }
+
+/* After dispatch: JavaScript can no longer reach the message's data, which goes with it. */
+static void take_back(napi_env env, napi_value ab, msg_t *m) {
+  if (napi_detach_arraybuffer(env, ab) == napi_ok) msg_free(m);
+  /* Not detachable (never so far): freed once collected. Should even that fail, it is leaked rather than freed under JavaScript. */
+  else napi_add_finalizer(env, ab, m, free_msg, NULL, NULL);
 }
 
 /* Hands one request to JavaScript's dispatch and frees it; 0 when dispatch threw (pending exception). */
 static int dispatch_msg(napi_env env, napi_value fn, msg_t *m) {
   napi_value argv[6 + NUMS], undef;
   napi_get_undefined(env, &undef);
+  napi_value handed = NULL;
+  if (m->data) {
+    handed = data_buffer(env, m, &argv[5]);
+    if (!argv[5]) {
+      /* No Buffer for the data at all: the WRITE is answered here rather than never. */
+      fuse_reply_err(m->req, EIO);
+      msg_free(m);
+      bool pending = false;
+      napi_is_exception_pending(env, &pending);
+      return !pending;
+    }
+  } else {
+    argv[5] = undef;
+  }
   napi_create_int32(env, m->op, &argv[0]);
   if (m->req) napi_create_external(env, m->req, NULL, NULL, &argv[1]);
   else argv[1] = undef;
@@ -798,15 +823,12 @@ static int dispatch_msg(napi_env env, napi_value fn, msg_t *m) {
   else argv[3] = undef;
   if (m->name2) napi_create_string_utf8(env, m->name2, NAPI_AUTO_LENGTH, &argv[4]);
   else argv[4] = undef;
-  napi_value handed = NULL;
-  if (m->data) handed = data_buffer(env, m, &argv[5]);
-  else argv[5] = undef;
   for (int i = 0; i < NUMS; i++) napi_create_double(env, m->n[i], &argv[6 + i]);
   if (!handed) msg_free(m);
   napi_value global;
   napi_get_global(env, &global);
   int ok = napi_call_function(env, global, fn, 6 + NUMS, argv, NULL) == napi_ok;
-  if (handed) napi_detach_arraybuffer(env, handed);
+  if (handed) take_back(env, handed, m);
   return ok;
 }
 
