@@ -435,6 +435,44 @@ static void ctx_ids(fuse_req_t req, msg_t *m, int uid_slot) {
   m->n[uid_slot + 2] = c->umask;
 }
 
+/*
+ * Names and symlink targets reach JavaScript as strings, and the whole tree
+ * (overlay, store, event log) holds them as strings: only valid UTF-8 comes
+ * through unchanged. Any other bytes (a lone 0xE9) would turn into U+FFFD,
+ * so two names would become one, a file would be made under a name nobody
+ * asked for, and the name sets here (which hold what JavaScript gives back)
+ * would miss it. Such a name is refused before JavaScript sees it: nothing
+ * of that name can exist (LOOKUP, UNLINK, RMDIR, a RENAME's source: ENOENT)
+ * nor be made (CREATE, MKDIR, SYMLINK and its target, a RENAME's target:
+ * EILSEQ, as filesystems that only hold UTF-8 names answer).
+ */
+static int utf8_valid(const char *s) {
+  for (const unsigned char *p = (const unsigned char *)s; *p;) {
+    unsigned c = *p, cp, min;
+    int more;
+    if (c < 0x80) { p++; continue; }
+    if ((c & 0xE0) == 0xC0) { more = 1; cp = c & 0x1F; min = 0x80; }
+    else if ((c & 0xF0) == 0xE0) { more = 2; cp = c & 0x0F; min = 0x800; }
+    else if ((c & 0xF8) == 0xF0) { more = 3; cp = c & 0x07; min = 0x10000; }
+    else return 0;
+    for (int i = 1; i <= more; i++) {
+      if ((p[i] & 0xC0) != 0x80) return 0; /* the terminating NUL included */
+      cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    /* Overlong forms, UTF-16 surrogates and code points past Unicode's last are not UTF-8 either. */
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    p += more + 1;
+  }
+  return 1;
+}
+
+/* Answers `err` for a name JavaScript could not hold (utf8_valid); 1 if it did. */
+static int refused(fuse_req_t req, const char *name, int err) {
+  if (utf8_valid(name)) return 0;
+  fuse_reply_err(req, err);
+  return 1;
+}
+
 static msg_t *enomem(fuse_req_t req) {
   fuse_reply_err(req, ENOMEM);
   return NULL;
@@ -457,6 +495,7 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
 
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
   session_t *s = sess(req);
+  if (refused(req, name, ENOENT)) return;
   pthread_mutex_lock(&s->amu);
   dir_names_t *d = dir_find(s, parent);
   int missing = d && !*name_slot(d, name);
@@ -554,6 +593,7 @@ static void ll_readlink(fuse_req_t req, fuse_ino_t ino) {
 }
 
 static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
+  if (refused(req, name, EILSEQ)) return;
   msg_t *m = msg_new(OP_MKDIR, req, parent, name, NULL, NULL, 0);
   if (!m) { enomem(req); return; }
   m->n[0] = mode;
@@ -562,14 +602,17 @@ static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 }
 
 static void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  if (refused(req, name, ENOENT)) return;
   post(sess(req), msg_new(OP_UNLINK, req, parent, name, NULL, NULL, 0) ?: enomem(req));
 }
 
 static void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  if (refused(req, name, ENOENT)) return;
   post(sess(req), msg_new(OP_RMDIR, req, parent, name, NULL, NULL, 0) ?: enomem(req));
 }
 
 static void ll_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name) {
+  if (refused(req, name, EILSEQ) || refused(req, target, EILSEQ)) return;
   msg_t *m = msg_new(OP_SYMLINK, req, parent, name, target, NULL, 0);
   if (!m) { enomem(req); return; }
   ctx_ids(req, m, 1);
@@ -578,6 +621,7 @@ static void ll_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, co
 
 static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                       const char *newname, unsigned int flags) {
+  if (refused(req, name, ENOENT) || refused(req, newname, EILSEQ)) return;
   msg_t *m = msg_new(OP_RENAME, req, parent, name, newname, NULL, 0);
   if (!m) { enomem(req); return; }
   m->n[0] = (double)newparent;
@@ -673,6 +717,7 @@ static void ll_statfs(fuse_req_t req, fuse_ino_t ino) {
 }
 
 static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
+  if (refused(req, name, EILSEQ)) return;
   msg_t *m = msg_new(OP_CREATE, req, parent, name, NULL, NULL, 0);
   if (!m) { enomem(req); return; }
   m->n[0] = mode;
@@ -720,33 +765,58 @@ static void call_wake(napi_env env, napi_value fn, void *context, void *data) {
   napi_call_function(env, global, fn, 0, NULL, NULL);
 }
 
-/* Frees a message whose data a Buffer held, once that Buffer let go of it (on the JS thread). */
-static void free_msg(napi_env env, void *data, void *msg) { msg_free(msg); }
-
 /*
  * Large write data becomes a Buffer over the message's own bytes, not a
  * copy: copying 1 MiB per WRITE cost ~9% of a 1 GiB dd's daemon time. V8
  * counts every new Buffer's bytes as external memory and ran a full
  * collection every 64 MiB written (~25% of the daemon's time, copies or
- * not), so once dispatch returned its ArrayBuffer is detached: that takes
- * the bytes off V8's count, and the message is freed on the next turn of
- * the event loop rather than at some later collection. JavaScript may not
- * keep `data` past dispatch (a kept one reads as empty). A build that
- * allows no external buffers (V8 sandbox) gets the copy. Returns the
- * ArrayBuffer to detach after dispatch, which then owns `m`; else NULL.
+ * not), so once dispatch returned its ArrayBuffer is detached (that takes
+ * the bytes off V8's count) and the message freed here (JavaScript may not
+ * keep `data` past dispatch: a kept one reads as empty). The Buffer has no
+ * finalizer: the message stays ours whatever happens. (With one, a failed
+ * napi_create_external_buffer may have freed it or left it to a later
+ * collection, or not, depending on where it failed.) A build that allows no
+ * external buffers (V8 sandbox), or any failure, gets a copy. Returns the
+ * ArrayBuffer to detach after dispatch, NULL for a copy; *out is NULL when
+ * neither could be made.
  */
 static napi_value data_buffer(napi_env env, msg_t *m, napi_value *out) {
   napi_value ab;
-  if (m->datalen >= EXTERNAL_MIN && napi_create_external_buffer(env, m->datalen, m->data, free_msg, m, out) == napi_ok &&
+  if (m->datalen >= EXTERNAL_MIN && napi_create_external_buffer(env, m->datalen, m->data, NULL, NULL, out) == napi_ok &&
       napi_get_typedarray_info(env, *out, NULL, NULL, NULL, &ab, NULL) == napi_ok) return ab;
-  napi_create_buffer_copy(env, m->datalen, m->data, NULL, out);
+  /* An external Buffer made whose ArrayBuffer was not found is left to the collector: nothing reaches it, it frees nothing. */
+  if (napi_create_buffer_copy(env, m->datalen, m->data, NULL, out) != napi_ok) *out = NULL;
   return NULL;
+}
+
+/* Frees a message whose data an ArrayBuffer that could not be detached still shows (on the JS thread). */
+static void free_msg(napi_env env, void *msg, void *hint) { msg_free(msg); }
+
+/* After dispatch: JavaScript can no longer reach the message's data, which goes with it. */
+static void take_back(napi_env env, napi_value ab, msg_t *m) {
+  if (napi_detach_arraybuffer(env, ab) == napi_ok) msg_free(m);
+  /* Not detachable (never so far): freed once collected. Should even that fail, it is leaked rather than freed under JavaScript. */
+  else napi_add_finalizer(env, ab, m, free_msg, NULL, NULL);
 }
 
 /* Hands one request to JavaScript's dispatch and frees it; 0 when dispatch threw (pending exception). */
 static int dispatch_msg(napi_env env, napi_value fn, msg_t *m) {
   napi_value argv[6 + NUMS], undef;
   napi_get_undefined(env, &undef);
+  napi_value handed = NULL;
+  if (m->data) {
+    handed = data_buffer(env, m, &argv[5]);
+    if (!argv[5]) {
+      /* No Buffer for the data at all: the WRITE is answered here rather than never. */
+      fuse_reply_err(m->req, EIO);
+      msg_free(m);
+      bool pending = false;
+      napi_is_exception_pending(env, &pending);
+      return !pending;
+    }
+  } else {
+    argv[5] = undef;
+  }
   napi_create_int32(env, m->op, &argv[0]);
   if (m->req) napi_create_external(env, m->req, NULL, NULL, &argv[1]);
   else argv[1] = undef;
@@ -755,15 +825,12 @@ static int dispatch_msg(napi_env env, napi_value fn, msg_t *m) {
   else argv[3] = undef;
   if (m->name2) napi_create_string_utf8(env, m->name2, NAPI_AUTO_LENGTH, &argv[4]);
   else argv[4] = undef;
-  napi_value handed = NULL;
-  if (m->data) handed = data_buffer(env, m, &argv[5]);
-  else argv[5] = undef;
   for (int i = 0; i < NUMS; i++) napi_create_double(env, m->n[i], &argv[6 + i]);
   if (!handed) msg_free(m);
   napi_value global;
   napi_get_global(env, &global);
   int ok = napi_call_function(env, global, fn, 6 + NUMS, argv, NULL) == napi_ok;
-  if (handed) napi_detach_arraybuffer(env, handed);
+  if (handed) take_back(env, handed, m);
   return ok;
 }
 

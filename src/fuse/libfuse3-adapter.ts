@@ -241,13 +241,20 @@ export class Libfuse3Session {
     }
   }
 
+  /** The session's end: whatever the release of the handles left open throws, the session is closed. */
   private exit(): void {
     this.exited = true;
-    this.releaseNodeHandles(true);
-    if (this.session) this.b.close(this.session);
-    this.onInit?.(new Error('the session ended before the kernel sent INIT'));
-    this.onInit = null;
-    this.onExit?.();
+    try {
+      this.releaseNodeHandles(true);
+    } catch (err) {
+      this.log.error({ err }, 'cowfs: could not release the files left open at the end of the session');
+    } finally {
+      this.stopSweeper();
+      if (this.session) this.b.close(this.session);
+      this.onInit?.(new Error('the session ended before the kernel sent INIT'));
+      this.onInit = null;
+      this.onExit?.();
+    }
   }
 
   // --------------------------------------------------------------- replies
@@ -748,7 +755,10 @@ export class Libfuse3Session {
   }
 
   private stopSweeperWhenIdle(): void {
-    if (this.byNode.size > 0) return;
+    if (this.byNode.size === 0) this.stopSweeper();
+  }
+
+  private stopSweeper(): void {
     clearInterval(this.sweeper);
     this.sweeper = undefined;
   }

@@ -401,6 +401,37 @@ describe(`the ${FUSE} adapter over a passthrough tree, served by a child process
     }
   });
 
+  it('libfuse 3: a name that is not UTF-8 is refused, never made under another; UTF-8 names are found, also once the kernel forgot them', () => {
+    if (FUSE !== 'libfuse3') return; // fuse-native hands names over as strings: such a name arrives as U+FFFD already
+    sh('mkdir enc', mnt); // made through the mount: the addon answers its missing names itself
+    const dir = path.join(mnt, 'enc');
+    const ILSEQ = /Invalid or incomplete multibyte or wide character/;
+    // 0xE9 alone is Latin-1's é; 0xEA differs only in the invalid byte; EF BF BD is U+FFFD, what a string would make of both.
+    sh("printf utf8 > é; printf fffd > $'\\xef\\xbf\\xbd'; touch movable", dir);
+    for (const make of [
+      "touch $'\\xe9'", "printf x > $'\\xea'", "mkdir $'\\xe9'", "ln -s t $'\\xe9'", "ln -s $'\\xe9' link", "mv movable $'\\xea'",
+    ]) expect(shFails(make, dir)).toMatch(ILSEQ);
+    const names = () => sh('ls', dir);
+    const look = () => sh([
+      "for n in $'\\xe9' $'\\xea' link; do test -e $n -o -L $n && echo \"$n is there\"; done",
+      "stat -c %s é $'\\xef\\xbf\\xbd' movable; cat é; cat $'\\xef\\xbf\\xbd'",
+    ].join('; '), dir);
+    const expected = '4\n4\n0\nutf8fffd';
+    expect(names()).toBe('movable\né\n\ufffd\n');
+    expect(look()).toBe(expected);
+    expect(fs.readdirSync(path.join(src, 'enc')).sort()).toEqual(['movable', 'é', '\ufffd']);
+    expect(shFails("rm $'\\xe9'", dir)).toMatch(/No such file/);
+    if (process.getuid?.() !== 0) return; // only root can make the kernel forget its names
+    const holder = spawn('sleep', ['60'], { cwd: dir, stdio: 'ignore' });
+    try {
+      sh('sync; echo 3 > /proc/sys/vm/drop_caches', root);
+      expect(look()).toBe(expected);
+      expect(names()).toBe('movable\né\n\ufffd\n');
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  });
+
   it('libfuse 3: tar -x keeps modes, owners and mtimes, as on disk', () => {
     // Owners need root. The libfuse 2 adapter shows tar's files with the time of their unpacking (not looked into).
     if (process.getuid?.() !== 0 || FUSE === 'libfuse2') return;

@@ -404,19 +404,38 @@ print(len(bad))
     d.sh('cat doc.txt >/dev/null', mnt); // the kernel has learnt that OPEN is not implemented: no RELEASE follows
     expect(await untilNoOpenFiles()).toBe(0);
     const since = (await d.json<{ lastSeq: number }>(['status'])).lastSeq + 1;
-    // 200 MiB written: kept ~4 s once idle; the small file's handle goes after 0.5 s.
-    d.sh('dd if=/dev/zero of=long.log bs=1M count=200 status=none; echo small > small.txt', mnt);
-    // Polling through the API settles open files (puts what they hold) but releases none.
+    // 500 MiB written through one handle, the same MiB over and over, each write straight to the daemon
+    // (O_DIRECT, past the page cache): kept ~10 s once idle, far longer than the polls below take on a
+    // loaded machine; small.txt's goes after 0.5 s.
+    const MiB = 1024 * 1024;
+    const rewrite = [
+      "const fs = require('fs');",
+      "const fd = fs.openSync('long.log', fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_DIRECT);",
+      `const b = Buffer.alloc(${MiB}, 120);`,
+      'for (let i = 0; i < 500; i++) fs.writeSync(fd, b, 0, b.length, 0);',
+      'fs.closeSync(fd);',
+    ].join('\n');
+    d.sh(`node -e "${rewrite}"; echo small > small.txt`, mnt);
+    // The written file's scratch file (what its open handle writes to), by name: a release turns it into
+    // the stored blob and the next write copies the file up into a new one.
+    const scratchDir = path.join(d.stateDir, 'scratch');
+    const large = () => fs.readdirSync(scratchDir).filter((f) => fs.statSync(path.join(scratchDir, f)).size >= MiB);
+    const held = large();
+    expect(held).toHaveLength(1);
+    // A pause long enough for an ordinary handle to go: small.txt's (polling through the API settles open
+    // files, puts what they hold, but releases none).
     let n = await openFiles();
-    for (const end = Date.now() + 10_000; n > 1 && Date.now() < end; await wait(100)) n = await openFiles();
+    for (const end = Date.now() + 30_000; n > 1 && Date.now() < end; await wait(100)) n = await openFiles();
     expect(n).toBe(1);
     d.sh('echo line >> long.log', mnt);
-    expect(await untilNoOpenFiles()).toBe(0);
-    expect(d.sh('tail -c 5 long.log; stat -c %s long.log', mnt)).toBe(`line\n${200 * 1024 * 1024 + 5}\n`);
+    expect(large()).toEqual(held);
+    expect(fs.statSync(path.join(scratchDir, held[0]!)).size).toBe(MiB + 5);
+    expect(d.sh('tail -c 5 long.log; stat -c %s long.log', mnt)).toBe(`line\n${MiB + 5}\n`);
     const puts = (await d.json<{ type: string; path?: string; entry?: { size: number } }[]>(['log', 'w', '--since', String(since)]))
       .filter((e) => e.path === 'long.log');
-    expect(puts.at(-1)?.entry?.size).toBe(200 * 1024 * 1024 + 5);
+    expect(puts.at(-1)?.entry?.size).toBe(MiB + 5);
     d.sh('rm long.log small.txt', mnt);
+    expect(await untilNoOpenFiles()).toBe(0);
   });
 
   it('echo a > f; echo b >> f; undo: the file as it was before the last event', async () => {

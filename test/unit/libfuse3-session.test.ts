@@ -58,3 +58,32 @@ describe('libfuse 3 session: the handles kept for files the kernel holds', () =>
     s.releaseNodeHandles(true); // as at the session's end: the idle sweep stops
   });
 });
+
+describe('libfuse 3 session: its end', () => {
+  it('closes the session and reports its end even when releasing the files left open throws, and logs why', async () => {
+    const { ov } = await openOverlay({ 'w.txt': 'w\n' });
+    opened.push(ov);
+    ov.createAgent('a', null);
+    const real = ov.tree('a');
+    const tree = new Proxy(real, {
+      get: (t, k) => (k === 'releaseAll' ? () => { throw new Error('disk gone'); } : Reflect.get(t, k, t)),
+    });
+    const calls: string[] = [];
+    const binding = new Proxy({}, { get: (_, k) => () => { calls.push(String(k)); return 0; } }) as Binding;
+    const errors: unknown[] = [];
+    const log = { ...silentLog, error: (o: unknown) => { errors.push(o); } };
+    const s = new Libfuse3Session(binding, tree, log as never, 1);
+    s.session = {} as Native;
+    let ended = false;
+    s.onExit = () => { ended = true; };
+    const w = s.nodes.lookup('w.txt', false);
+    s.dispatch(Op.WRITE, {} as Native, w.id, undefined, undefined, Buffer.from('written\n'), 0, 0, 0, 0, 0, 0, 0, 0);
+    expect(s.openHandles).toBe(1);
+
+    s.dispatch(Op.EXIT, undefined, 0, undefined, undefined, undefined, 0, 0, 0, 0, 0, 0, 0, 0);
+    expect(calls).toContain('close');
+    expect(ended).toBe(true);
+    expect(JSON.stringify(errors.map((e) => String((e as { err: unknown }).err)))).toContain('disk gone');
+    expect(s.exited).toBe(true);
+  });
+});
