@@ -871,7 +871,6 @@ export class Libfuse3Session {
             }
           }
         }
-        this.b.invalidate(this.session, n.id);
         // With the writeback cache the kernel trusts its own size and mtime of a file it keeps in
         // memory over ours: a changed path gets a new node id, so the kernel's next lookup makes a
         // fresh inode (readers keep the old one); a path now gone detaches its nodes, as an unlink
@@ -895,6 +894,11 @@ export class Libfuse3Session {
         }
         child = dir;
       }
+      // The name first, then the node: the addon's thread writes them in order, and a process
+      // opening the path in between then looks it up afresh (the new node, all new). The other way
+      // round, a reader in between went through the old entry to the old inode, half invalidated:
+      // once, under load, it read the new bytes cut at the old size.
+      if (n) this.b.invalidate(this.session, n.id);
     }
     for (const id of dirs) {
       // Names may have come into it (or gone), its links and mtime changed.
