@@ -106,8 +106,8 @@ typedef struct session {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   note_t *head, *tail;
-  /* Notifications queued and not yet written to the kernel (notesPending); under mu. */
-  long notes_pending;
+  /* Notifications ever queued, and ever written to the kernel (notes); under mu. */
+  double notes_queued, notes_written;
   int stopping;
   int closed;
   /* The loop thread's read buffer and how much of it the request being processed fills (serve, ll_write). */
@@ -907,7 +907,7 @@ static void *notifier_main(void *arg) {
     free(n->name);
     free(n);
     pthread_mutex_lock(&s->mu);
-    s->notes_pending--;
+    s->notes_written++;
     pthread_mutex_unlock(&s->mu);
   }
 }
@@ -1057,7 +1057,6 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   s->stopping = 1;
   while (s->head) { note_t *n = s->head; s->head = n->next; free(n->name); free(n); }
   s->tail = NULL;
-  s->notes_pending = 0; /* unmounted: nothing is left to see them */
   pthread_cond_signal(&s->cv);
   pthread_mutex_unlock(&s->mu);
   if (s->notifier_started) pthread_join(s->notifier, NULL);
@@ -1142,25 +1141,31 @@ static napi_value js_invalidate(napi_env env, napi_callback_info info) {
   if (s->tail) s->tail->next = n;
   else s->head = n;
   s->tail = n;
-  s->notes_pending++;
+  s->notes_queued++;
   pthread_cond_signal(&s->cv);
   pthread_mutex_unlock(&s->mu);
   return NULL;
 }
 
 /*
- * notesPending(session) → how many invalidations are queued or being written to the kernel:
- * the daemon answers a request that changed what an agent sees once they are all written, so
- * the next process of the caller never meets the old view.
+ * notes(session) → [queued, written]: how many invalidations were ever queued, and how many of
+ * them the notification thread wrote to the kernel (in order). The daemon answers a request that
+ * changed what an agent sees once `written` reached the `queued` it read then, so the caller's
+ * next process never meets the old view; later notes do not hold it up. Without the thread
+ * (it failed to start) nothing is written: every note counts as written.
  */
-static napi_value js_notes_pending(napi_env env, napi_callback_info info) {
-  napi_value argv[1], out;
+static napi_value js_notes(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out, q, w;
   session_t *s = open_session(env, info, 1, argv);
   if (!s) return NULL;
   pthread_mutex_lock(&s->mu);
-  long n = s->notes_pending;
+  double queued = s->notes_queued, written = s->notifier_started ? s->notes_written : s->notes_queued;
   pthread_mutex_unlock(&s->mu);
-  CHECK(napi_create_int64(env, n, &out));
+  CHECK(napi_create_array_with_length(env, 2, &out));
+  CHECK(napi_create_double(env, queued, &q));
+  CHECK(napi_create_double(env, written, &w));
+  CHECK(napi_set_element(env, out, 0, q));
+  CHECK(napi_set_element(env, out, 1, w));
   return out;
 }
 
@@ -1475,7 +1480,7 @@ static napi_value init_module(napi_env env, napi_value exports) {
   keep_heap();
   struct { const char *name; napi_callback fn; } fns[] = {
     { "mount", js_mount }, { "exit", js_exit }, { "close", js_close }, { "invalidate", js_invalidate },
-    { "notesPending", js_notes_pending },
+    { "notes", js_notes },
     { "drain", js_drain }, { "cacheAttr", js_cache_attr },
     { "knowNames", js_know_names }, { "addName", js_add_name }, { "forgetNames", js_forget_names }, { "dropAttr", js_drop_attr },
     { "replyErr", js_reply_err }, { "replyEntry", js_reply_entry }, { "replyCreate", js_reply_create },

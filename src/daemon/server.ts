@@ -95,9 +95,14 @@ export class ApiServer {
           // the agent it names, or every agent.
           const named = typeof params.agent === 'string' ? params.agent : undefined;
           this.ctx.overlay.settleAll((agent, err) => this.log.error({ agent, err }, 'settling open files failed'), named);
-          const result = await handler(this.ctx, params, progress, caller);
-          // What the caller runs next must see what this request changed (a commit's cascade, an undo).
-          await this.ctx.mounts.notified();
+          let result: unknown;
+          try {
+            result = await handler(this.ctx, params, progress, caller);
+          } finally {
+            // What the caller runs next must see what this request changed (a commit's cascade, an
+            // undo), also when it failed part way.
+            await this.ctx.mounts.notified();
+          }
           res = { id: req.id, result: scopeResult(scope, req.method, result) };
         }
       } catch (err) {

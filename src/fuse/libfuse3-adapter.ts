@@ -147,6 +147,10 @@ export class Libfuse3Session {
   onInit: ((err: Error | null) => void) | null = null;
   onExit: (() => void) | null = null;
   exited = false;
+  /** Whether the kernel's writeback cache is on (the mount's features). */
+  writeback = true;
+  /** Sizes of the files at paths about to change under the kernel (keepHeld), for their nodes' tails (invalidate). */
+  private readonly sizesBefore = new Map<string, number>();
 
   /** Nodes whose attributes the addon holds (cacheAttr, not dropped since). */
   private readonly inC = new Set<number>();
@@ -226,15 +230,19 @@ export class Libfuse3Session {
 
   /**
    * Resolves once the kernel has been told of every invalidation asked for so far (the addon's
-   * thread writes them: usually within microseconds, later on a loaded machine). Gives up after
-   * NOTIFY_WAIT_MS: a notification can wait for an inode lock that a request holds, and requests
-   * are served meanwhile (this awaits), so it only comes late, never never.
+   * thread writes them in order: usually within microseconds, later on a loaded machine); later
+   * ones do not hold it up. Gives up after NOTIFY_WAIT_MS: a notification can wait for an inode
+   * lock that a request holds, and requests are served meanwhile (this awaits), so it comes late.
    */
   async notified(): Promise<void> {
+    const target = this.session && !this.exited ? this.b.notes(this.session)?.[0] : undefined;
+    if (target === undefined) return;
     const end = Date.now() + NOTIFY_WAIT_MS;
-    while (this.session && !this.exited && (this.b.notesPending(this.session) ?? 0) > 0) {
+    for (;;) {
+      const written = this.session && !this.exited ? this.b.notes(this.session)?.[1] : undefined;
+      if (written === undefined || written >= target) return;
       if (Date.now() > end) {
-        this.log.warn({ pending: this.b.notesPending(this.session) }, 'cowfs: kernel invalidations still pending');
+        this.log.warn({ waiting: target - written }, 'cowfs: kernel invalidations still unwritten');
         return;
       }
       await new Promise((r) => setTimeout(r, 1));
@@ -603,8 +611,12 @@ export class Libfuse3Session {
   private read(req: Native, ino: number, size: number, offset: number): void {
     if (size > this.maxRead) this.maxRead = size;
     if (this.readBuf.length < size) this.readBuf = Buffer.allocUnsafe(Math.max(size, 131072));
+    const h = this.nodeHandle(ino);
+    // Its own tail where it wrote one (a pinned handle on what it held before reads as it was).
+    const tail = h.writable ? this.nodes.node(ino).tail : undefined;
+    if (tail && offset >= tail.from) offset += tail.shift;
     // The reply is written to the kernel before replyBuf returns: one buffer serves every read.
-    const n = this.tree.read(this.nodeHandle(ino).treeFh, this.readBuf, size, offset);
+    const n = this.tree.read(h.treeFh, this.readBuf, size, offset);
     this.b.replyBuf(req, this.readBuf, n);
   }
 
@@ -614,6 +626,8 @@ export class Libfuse3Session {
     const own = this.byNode.get(ino);
     if (own) own.written += data.length;
     this.dropAttr(ino); // before the size and mtime change
+    const tail = this.nodes.node(ino).tail;
+    if (tail && offset >= tail.from) offset += tail.shift;
     this.b.replyWrite(req, this.tree.write(h.treeFh, data, data.length, offset));
   }
 
@@ -832,7 +846,11 @@ export class Libfuse3Session {
   keepHeld(paths: readonly string[]): void {
     if (!this.session || this.exited) return;
     try {
-      for (const p of paths) this.pin(p, false);
+      for (const p of paths) {
+        const a = this.writeback ? undefined : this.entryAttr(p);
+        if (a && (a.mode & S_IFMT) === S_IFREG) this.sizesBefore.set(p, a.size);
+        this.pin(p, false);
+      }
     } catch (err) {
       this.errno(err, 'keepHeld', 0);
     }
@@ -849,11 +867,15 @@ export class Libfuse3Session {
     const dirs = new Set<number>();
     for (const p of paths) {
       const n = this.nodes.at(p);
+      const before = this.sizesBefore.get(p);
+      this.sizesBefore.delete(p);
       if (n) {
-        const gone = this.entryAttr(p) === undefined;
+        const now = this.entryAttr(p);
+        const gone = now === undefined;
         for (const m of this.nodes.allAt(p)) {
           this.dropAttr(m.id);
           this.forgetNames(m.id);
+          if (!gone && before !== undefined && !m.isDir) shiftTail(m, before, now.size);
           const own = this.byNode.get(m.id);
           if (!own || own.pinned) continue;
           // Gone from the tree: whoever holds the file keeps reading what it held, until FORGET.
@@ -915,6 +937,20 @@ export class Libfuse3Session {
   }
 }
 
+/**
+ * A change of a file the kernel may hold took its content from `before` bytes to `after`. Without the
+ * writeback cache the kernel places an O_APPEND write at the size it believes, never asking ours,
+ * so a holder's next line landed at the old end: past a shorter new content, a run of NULs before it
+ * ("new\n\0\0…late\n"); inside a longer one, over its end. From the kernel's end on, its writes now
+ * follow the new end. The kernel's size is what the file had before, less what an earlier change
+ * already shifted.
+ */
+function shiftTail(n: FuseNode, before: number, after: number): void {
+  const kernelSize = before - (n.tail?.shift ?? 0);
+  if (after === kernelSize) delete n.tail;
+  else n.tail = { from: kernelSize, shift: after - kernelSize };
+}
+
 export function libfuse3Options(opts: MountOptions): string {
   const o = [
     `fsname=${escapeOption(opts.fsname ?? 'cowfs')}`,
@@ -943,6 +979,7 @@ export async function mountTree(mountpoint: string, tree: TreeOps, opts: Libfuse
   const newMount = () => fuseMountsAt(mp).filter((m) => !before.has(m.device)).pop();
   const features = (opts.writeback ?? true ? Feature.WRITEBACK : 0) | (opts.readdirplus ?? true ? Feature.READDIRPLUS : 0)
     | (opts.debug ? Feature.DEBUG : 0);
+  s.writeback = (features & Feature.WRITEBACK) !== 0;
   try {
     await new Promise<void>((resolve, reject) => {
       const timeoutMs = opts.initTimeoutMs ?? 15_000;

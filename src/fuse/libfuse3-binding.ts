@@ -59,8 +59,8 @@ export interface Binding {
   close(session: Native): void;
   /** Drops the kernel's cache of a node (no name) or of the name `name` in directory `ino`. Never blocks. */
   invalidate(session: Native, ino: number, name?: string): void;
-  /** How many invalidations are queued or being written to the kernel (undefined once the session is closed). */
-  notesPending(session: Native): number | undefined;
+  /** [ever queued, ever written to the kernel] invalidations (undefined once the session is closed). */
+  notes(session: Native): [number, number] | undefined;
   /** GETATTR of `ino` is answered in C with these attributes until dropAttr. */
   cacheAttr(session: Native, ino: number, ...rest: [...AttrArgs, number]): void;
   dropAttr(session: Native, ino: number): void;

@@ -19,6 +19,12 @@ export interface FuseNode {
   isDir: boolean;
   /** The adapter's handles open on it (used to stat a detached file). */
   open: Set<number>;
+  /**
+   * Set on a file node the kernel may hold across a change of its content (libfuse 3 without the
+   * writeback cache): the kernel still believes the old size, so what it writes from `from` on (an
+   * O_APPEND writer's lines) is placed `shift` bytes further, after the new content's end.
+   */
+  tail?: { from: number; shift: number };
 }
 
 export class NodeTable {

@@ -311,6 +311,37 @@ describe('what an agent sees changes at once through a warm kernel cache', () =>
     expect(d.sh('cat saved.txt', c)).toBe('editor\n');
   });
 
+  it('an O_APPEND writer holding a file across a rebase that shortens or lengthens it: its lines follow the new end', async () => {
+    // Without the writeback cache the kernel appends at the size it believed before the rebase: past a
+    // shorter new content that left NULs before the line, inside a longer one it overwrote its end.
+    if (FUSE === 'libfuse2') return; // there O_APPEND reaches the tree at the open
+    // Agents of their own: what earlier tests left open may pause c's rebases.
+    await d.json(['mount', 'pa', d.mnt('pa')]);
+    await d.json(['mount', 'ca', d.mnt('ca'), '--parent', 'pa']);
+    const c = d.mnt('ca');
+    d.sh("printf 'an old line that is long\\n' > shrinks.txt; printf 'short\\n' > grows.txt", d.mnt('pa'));
+    await d.json(['commit', 'pa', '-m', 'logs']);
+    expect(d.sh('cat shrinks.txt grows.txt', c)).toBe('an old line that is long\nshort\n');
+    const shrinks = holdFile(c, 'shrinks.txt', 'a');
+    const grows = holdFile(c, 'grows.txt', 'a');
+    try {
+      await Promise.all([shrinks.opened, grows.opened]);
+      d.sh("printf 'new\\n' > shrinks.txt; printf 'a much longer line from the parent\\n' > grows.txt", d.mnt('pa'));
+      const r = await d.json<{ cascade: { rebased: string[] } }>(['commit', 'pa', '-m', 'rewritten']);
+      expect(r.cascade.rebased).toContain('ca');
+      await shrinks.write('late\n');
+      await grows.write('late\n');
+      await shrinks.write('later\n');
+      for (const w of [shrinks, grows]) expect(await w.close()).toEqual({ code: 0, stderr: '' });
+    } finally {
+      for (const w of [shrinks, grows]) w.kill();
+    }
+    expect(d.sh('cat shrinks.txt', c)).toBe('new\nlate\nlater\n');
+    expect(d.sh('cat grows.txt', c)).toBe('a much longer line from the parent\nlate\n');
+    expect(await d.untilNoOpenFiles('ca')).toBe(0);
+    expect(d.sh('cat shrinks.txt grows.txt', c)).toBe('new\nlate\nlater\na much longer line from the parent\nlate\n');
+  });
+
   it('names a rebase brings into directories the child made (whose missing names are answered in C) show at once', async () => {
     // Agents of their own: what earlier tests left open may pause c's rebases (libfuse 2 hears closes late).
     await d.json(['mount', 'p2', d.mnt('p2')]);
