@@ -38,9 +38,12 @@ fi
 gyp="$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")/node_modules/node-gyp/bin/node-gyp.js"
 nodedir="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
 [ -f "$nodedir/include/node/node_api.h" ] || nodedir="$(npm config get nodedir 2>/dev/null || true)"
+# fuse2 compiles node_modules' fuse-native.c, whose files npm dates 1985: the npm ci stamp stands for them.
 for addon in native/build/Release/cowfs_fuse.node native/fuse2/build/Release/fuse_native.node; do
   dir="${addon%%/build/*}"
-  if [ ! -f "$addon" ] || [ -n "$(find "$dir" -maxdepth 1 -newer "$addon" -type f -print -quit)" ]; then
+  deps="$dir"; [ "$dir" = native/fuse2 ] && deps="$dir $stamp"
+  # shellcheck disable=SC2086 # $deps is a list of paths
+  if [ ! -f "$addon" ] || [ -n "$(find $deps -maxdepth 1 -newer "$addon" -type f -print -quit)" ]; then
     echo "setup: building $dir" >&2
     (cd "$dir" && node "$gyp" rebuild --nodedir="$nodedir" --loglevel=error >/dev/null)
   fi

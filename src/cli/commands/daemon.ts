@@ -13,11 +13,13 @@ interface DaemonOpts { detach?: boolean; fuse: string }
  * Waits until the daemon just started answers on its socket (its pid in the pid file: a daemon
  * already running for the workspace answers too, and the new one exits), or its process ends.
  */
-async function waitReady(stateDir: string, child: { pid?: number; exitCode: number | null }): Promise<void> {
+async function waitReady(
+  stateDir: string, child: { pid?: number; exitCode: number | null; signalCode: NodeJS.Signals | null }, logFrom: number,
+): Promise<void> {
   const socket = path.join(stateDir, 'daemon.sock');
   const pidFile = path.join(stateDir, PID_NAME);
   for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) break;
+    if (child.exitCode !== null || child.signalCode !== null) break;
     const owner = Number((fs.existsSync(pidFile) ? fs.readFileSync(pidFile, 'utf8') : '').trim());
     try {
       if (owner !== child.pid) throw new Error('not ours yet');
@@ -27,11 +29,12 @@ async function waitReady(stateDir: string, child: { pid?: number; exitCode: numb
       await new Promise((r) => setTimeout(r, 50));
     }
   }
+  // What this daemon wrote (the log is appended to by every start): its last line, when it is the
+  // plain "cowfs: ..." of a refused start, says it best.
   const log = path.join(stateDir, LOG_NAME);
-  const lines = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').trim().split('\n') : [];
-  // The daemon's own last words (a plain "cowfs: ..." line on stderr) say it best.
-  const said = lines.slice(-5).reverse().find((l) => l.startsWith('cowfs: '));
-  if (said) throw new CliError(said.slice('cowfs: '.length));
+  const lines = fs.existsSync(log) ? fs.readFileSync(log).subarray(logFrom).toString('utf8').trim().split('\n') : [];
+  const last = lines.at(-1) ?? '';
+  if (child.exitCode !== null && last.startsWith('cowfs: ')) throw new CliError(last.slice('cowfs: '.length));
   throw new CliError(`the daemon did not start; the end of ${log}:\n${lines.slice(-5).join('\n')}`);
 }
 
@@ -60,11 +63,13 @@ export function register(program: Command): void {
       }
       if (o.detach) {
         fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-        const out = fs.openSync(path.join(stateDir, LOG_NAME), 'a');
+        const logFile = path.join(stateDir, LOG_NAME);
+        const logFrom = fs.existsSync(logFile) ? fs.statSync(logFile).size : 0;
+        const out = fs.openSync(logFile, 'a');
         const args = [process.argv[1]!, 'daemon', '--workspace', workspace, '--state-dir', stateDir, '--fuse', o.fuse];
         const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out] });
         child.unref();
-        await waitReady(stateDir, child);
+        await waitReady(stateDir, child, logFrom);
         emit(g, { pid: child.pid, workspace, stateDir }, () => `cowfs daemon started (pid ${child.pid}) for ${workspace}`);
         return;
       }
