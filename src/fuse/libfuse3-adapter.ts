@@ -847,7 +847,8 @@ export class Libfuse3Session {
     if (!this.session || this.exited) return;
     try {
       for (const p of paths) {
-        const a = this.writeback ? undefined : this.entryAttr(p);
+        // Only where the kernel knows the path (a rebase announces every path it may touch).
+        const a = this.writeback || !this.nodes.at(p) ? undefined : this.entryAttr(p);
         if (a && (a.mode & S_IFMT) === S_IFREG) this.sizesBefore.set(p, a.size);
         this.pin(p, false);
       }
