@@ -11,7 +11,7 @@ import { OverlayPool } from './peers.js';
 
 /**
  * `cowfs` is the daemon's default (libfuse 3, native/, no writeback cache); `cowfs-wcache` the same with
- * `cowfs config writeCache on`; `cowfs-libfuse2` the fuse-native adapter.
+ * `cowfs config writeCache on` (full runs only); `cowfs-libfuse2` the fuse-native adapter.
  */
 export const SETUPS = ['native', 'cowfs', 'cowfs-wcache', 'cowfs-libfuse2', 'overlayfs', 'fuse-overlayfs'] as const;
 export type SetupName = typeof SETUPS[number];
