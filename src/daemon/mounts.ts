@@ -19,7 +19,7 @@ interface Request {
 
 /** The agents' FUSE mounts held by this daemon. */
 export class MountManager {
-  private readonly live = new Map<string, { mountpoint: string; forRun: boolean; writeback: boolean; handle: MountHandle }>();
+  private readonly live = new Map<string, { mountpoint: string; forRun: boolean; handle: MountHandle }>();
   /**
    * Per agent, its mounts and unmounts asked for and not yet done, oldest first: each starts once the
    * one before it settled, so an agent ends as its last request says (see `mount`, `unmount`).
@@ -62,7 +62,7 @@ export class MountManager {
 
   /** Whether the agent's mount uses the kernel's writeback cache (undefined: not mounted). */
   writeCacheOf(agent: string): boolean | undefined {
-    return this.live.get(agent)?.writeback;
+    return this.live.get(agent)?.handle.writeback;
   }
 
   /** Resolves once every mount's kernel has been told of the changes announced so far (MountHandle.notified). */
@@ -152,7 +152,7 @@ export class MountManager {
         watchChanges: (listener) => this.watchChanges(agent, listener),
         watchBeforeChange: (listener) => tree.onBeforeChange(listener),
       });
-      this.live.set(agent, { mountpoint: mp, forRun, writeback: handle.writeback, handle });
+      this.live.set(agent, { mountpoint: mp, forRun, handle });
     } catch (err) {
       this.overlay.workspace.unhide(mp);
       throw new ApiError('internal', `cannot mount ${agent} at ${mp}: ${(err as Error).message}`);

@@ -235,11 +235,11 @@ export class Libfuse3Session {
    * lock that a request holds, and requests are served meanwhile (this awaits), so it comes late.
    */
   async notified(): Promise<void> {
-    const target = this.session && !this.exited ? this.b.notes(this.session)?.[0] : undefined;
+    const target = this.notes()?.[0];
     if (target === undefined) return;
     const end = Date.now() + NOTIFY_WAIT_MS;
     for (;;) {
-      const written = this.session && !this.exited ? this.b.notes(this.session)?.[1] : undefined;
+      const written = this.notes()?.[1];
       if (written === undefined || written >= target) return;
       if (Date.now() > end) {
         this.log.warn({ waiting: target - written }, 'cowfs: kernel invalidations still unwritten');
@@ -247,6 +247,11 @@ export class Libfuse3Session {
       }
       await new Promise((r) => setTimeout(r, 1));
     }
+  }
+
+  /** [queued, written] invalidations of a live session; undefined once it ended. */
+  private notes(): [number, number] | undefined {
+    return this.session && !this.exited ? this.b.notes(this.session) : undefined;
   }
 
   /** The session's end: whatever the release of the handles left open throws, the session is closed. */
