@@ -24,7 +24,8 @@
  * notification written from the JavaScript thread could deadlock.
  *
  * Nothing here holds a file descriptor per inode: node ids are numbers the
- * JavaScript side hands out and takes back at FORGET.
+ * JavaScript side hands out and takes back at FORGET (its handles, which
+ * may hold descriptors, are kept to one budget per daemon).
  */
 #define FUSE_USE_VERSION 34
 #define _GNU_SOURCE

@@ -5,7 +5,7 @@
  *
  * - Node ids ↔ paths live in a NodeTable: lookups count up, FORGET counts
  *   down, renames move subtrees, unlinks detach (open files keep working by
- *   handle). No descriptor is held per node.
+ *   handle). A node holds no descriptor; only the handles below do.
  * - The kernel caches names, attributes, pages and directory listings for a
  *   long time (`cacheTimeout`), because whatever changes the tree without a
  *   request through this mount (a rebase, a resolve, an undo) is reported
@@ -21,8 +21,10 @@
  *   every file is opened with handle 0 and its page cache kept. READ,
  *   WRITE, SETATTR and FSYNC work through one tree handle of our own per
  *   node (nodeHandle; CREATE's is the node's from the start), released once
- *   idle (a written file's put event comes then, as at a close), at FORGET
- *   or at unmount. The kernel's handles are ignored.
+ *   idle (a written file's put event comes then, as at a close), at FORGET,
+ *   at unmount, or when the daemon's mounts hold more than their budget
+ *   (handle-budget.ts: each may hold a descriptor or two). The kernel's
+ *   handles are ignored.
  * - FLUSH, xattrs, link, mknod and access are left unimplemented, so
  *   libfuse answers ENOSYS in C and the kernel stops sending them
  *   (default_permissions: the kernel checks modes itself).
@@ -44,6 +46,7 @@ import { Feature, loadBinding, Op, OpenReply, type Binding, type Native } from '
 import { raiseDirtyShare, raiseReadahead } from './bdi.js';
 import { fuseMountsAt, lazyUnmount } from './mount-table.js';
 import { NodeTable, type FuseNode } from './node-table.js';
+import { daemonHandles, type HandleBudget, type HandleHolder } from './handle-budget.js';
 import { join } from '../overlay/paths.js';
 
 export interface Libfuse3Options extends MountOptions {
@@ -61,13 +64,12 @@ const EIO = -ERRNO.EIO;
 const SET = { MODE: 1, UID: 2, GID: 4, SIZE: 8, ATIME: 16, MTIME: 32, ATIME_NOW: 128, MTIME_NOW: 256 } as const;
 /**
  * A node's own tree handle (files opened without OPEN) is released after this long unused: a
- * written file's put event comes then, as at a close (the kernel tells nothing of closes)…
+ * written file's put event comes then, as at a close (the kernel tells nothing of closes); or
+ * sooner, when the daemon's mounts hold more than their budget (handle-budget.ts).
  */
 const NODE_IDLE_MS = 500;
 /** How long an answer that changed an agent's view waits for the kernel to be told (Libfuse3Session.notified). */
 const NOTIFY_WAIT_MS = 2_000;
-/** …or when this many are open (each may hold a descriptor; the limit is 20,000). */
-const NODE_HANDLES_MAX = 4096;
 
 /**
  * A handle that wrote much is kept longer once idle: 1 ms per 50 KB written through it, up to a
@@ -131,7 +133,7 @@ interface NodeHandle {
   pinned: boolean;
 }
 
-export class Libfuse3Session {
+export class Libfuse3Session implements HandleHolder {
   readonly nodes = new NodeTable();
   private readonly handles = new Map<number, OpenHandle>();
   private nextFh = 1;
@@ -163,7 +165,7 @@ export class Libfuse3Session {
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly b: Binding, private readonly tree: TreeOps, private readonly log: AdapterLogger,
-    private readonly ttl: number) {}
+    private readonly ttl: number, private readonly budget: HandleBudget = daemonHandles) {}
 
   /** Drains the requests waiting in C; again after the event loop ran while some remain. */
   pump = (): void => {
@@ -263,6 +265,7 @@ export class Libfuse3Session {
       this.log.error({ err }, 'cowfs: could not release the files left open at the end of the session');
     } finally {
       this.stopSweeper();
+      this.budget.emptied(this);
       if (this.session) this.b.close(this.session);
       this.onInit?.(new Error('the session ended before the kernel sent INIT'));
       this.onInit = null;
@@ -712,7 +715,7 @@ export class Libfuse3Session {
   private adopt(n: FuseNode, treeFh: number, writable: boolean, pinned: boolean): number {
     const fh = this.addHandle(treeFh, n, writable);
     this.byNode.set(n.id, { fh, used: Date.now(), written: 0, pinned });
-    if (!pinned && this.byNode.size > NODE_HANDLES_MAX) this.releaseOldest(n.id);
+    if (!pinned) this.budget.took(this, n.id);
     this.sweeper ??= setInterval(() => this.sweep(), NODE_IDLE_MS).unref();
     return fh;
   }
@@ -748,13 +751,19 @@ export class Libfuse3Session {
   }
 
   /** The least recently used handle but `keep`'s (byNode is kept in order of use). */
-  private releaseOldest(keep: number): void {
+  releaseOldest(keep: number): boolean {
     for (const [ino, own] of this.byNode) {
       if (!own.pinned && ino !== keep) {
         this.releaseNodeHandle(ino);
-        return;
+        this.stopSweeperWhenIdle();
+        return true;
       }
     }
+    return false;
+  }
+
+  get heldHandles(): number {
+    return this.byNode.size;
   }
 
   private sweep(): void {
@@ -774,7 +783,9 @@ export class Libfuse3Session {
   }
 
   private stopSweeperWhenIdle(): void {
-    if (this.byNode.size === 0) this.stopSweeper();
+    if (this.byNode.size > 0) return;
+    this.stopSweeper();
+    this.budget.emptied(this);
   }
 
   private stopSweeper(): void {
