@@ -17,7 +17,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { cleanupAll, installHandlers, interrupted, mountsUnder, onCleanup, setMountRoot, unmountAllUnder } from './lib/cleanup.js';
+import { cleanupAll, endLeftDaemons, installHandlers, interrupted, mountsUnder, onCleanup, setMountRoot, unmountAllUnder } from './lib/cleanup.js';
 import { CowfsDaemon, ROOT } from './lib/cowfs.js';
 import { copyLine, diskKiB, OverlayPool, removeCopies, type CopyKind } from './lib/peers.js';
 import { hotSpots } from './lib/profile.js';
@@ -190,6 +190,8 @@ async function preflight(): Promise<void> {
   // previous run that was killed hard left behind.
   setMountRoot(RUN);
   if (fs.existsSync(RUN)) {
+    const daemons = await endLeftDaemons(RUN);
+    if (daemons.length) log(`ended the cowfs daemons a killed run left: ${daemons.join(' ')}`);
     const left = unmountAllUnder(RUN);
     if (left.length) throw new Error(`cannot free old mounts under ${RUN}: ${left.map((m) => m.mountpoint).join(' ')}`);
     await sh(`rm -rf ${q(RUN)}`, { timeoutMs: 600_000 });
@@ -699,6 +701,8 @@ async function main(): Promise<void> {
   log(`cowfs bench (${OPTS.quick ? 'quick' : 'full'}, ${OPTS.runs} rounds)`);
   await preflight();
   const ws = await prepareWorkspace(CACHE, OPTS.quick, log);
+  // A killed run's worktrees are gone with its run directory, but still registered: `worktree add` would refuse their paths.
+  await sh(`git -C ${q(ws.dir)} worktree prune`);
   log(`workspace ${ws.dir}: ${ws.files} files, node_modules ${ws.nodeModulesFiles} files, ${fmtBytes(ws.bytes)}`);
   const machine = await machineInfo();
   const daemon = new CowfsDaemon(ws.dir, path.join(RUN, 'cowfs-state'), path.join(RUN, 'cowfs-daemon.log'));

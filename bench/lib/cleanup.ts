@@ -12,8 +12,10 @@
  * mount) — then every tracked process still alive (SIGTERM, then SIGKILL).
  */
 import { alive } from '../../src/daemon/daemon.js';
+import { PID_NAME } from '../../src/daemon/protocol.js';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 
 interface Tracked { what: string; group: boolean }
 
@@ -102,6 +104,31 @@ export function unmountAllUnder(root: string, log = true): Mount[] {
     run('umount', ['-l', m.mountpoint]);
   }
   return mountsUnder(root);
+}
+
+/**
+ * The cowfs daemons of a run killed with SIGKILL (nothing could end them): found by the pid files
+ * in their state directories under `root`, ended (SIGTERM: they unmount their agents) if that pid
+ * is still a cowfs daemon. Returns their pids.
+ */
+export async function endLeftDaemons(root: string): Promise<number[]> {
+  const left: number[] = [];
+  for (const dir of fs.existsSync(root) ? fs.readdirSync(root) : []) {
+    let pid: number;
+    try {
+      pid = Number(fs.readFileSync(path.join(root, dir, PID_NAME), 'utf8').trim());
+    } catch {
+      continue;
+    }
+    let cmdline = '';
+    try { cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8'); } catch { continue; }
+    if (!/cowfs|counting-daemon/.test(cmdline) || !cmdline.includes('daemon')) continue;
+    process.kill(pid, 'SIGTERM');
+    left.push(pid);
+  }
+  for (let i = 0; i < 50 && left.some(alive); i++) await sleep(100);
+  for (const pid of left.filter(alive)) process.kill(pid, 'SIGKILL');
+  return left;
 }
 
 function killTracked(sig: NodeJS.Signals): void {
