@@ -9,6 +9,7 @@ import { changedPaths } from './changed-paths.js';
 import { mountSource } from './protocol.js';
 import { WorkspaceChanges } from './workspace-changes.js';
 import { ApiError } from './errors.js';
+import { CHECK_MS, DAEMON_KERNEL_NODES, mountsToDrop } from './kernel-cache-budget.js';
 
 /** A mount (its mountpoint given) or an unmount of an agent, asked for and not yet done. */
 interface Request {
@@ -19,7 +20,8 @@ interface Request {
 
 /** The agents' FUSE mounts held by this daemon. */
 export class MountManager {
-  private readonly live = new Map<string, { mountpoint: string; forRun: boolean; handle: MountHandle }>();
+  /** `droppedAt`: when it was last asked to drop its kernel cache (keepKernelCacheBudget). */
+  private readonly live = new Map<string, { mountpoint: string; forRun: boolean; handle: MountHandle; droppedAt: number }>();
   /**
    * Per agent, its mounts and unmounts asked for and not yet done, oldest first: each starts once the
    * one before it settled, so an agent ends as its last request says (see `mount`, `unmount`).
@@ -28,9 +30,26 @@ export class MountManager {
   /** Set by `unmountAll`: a mount asked for after it would be left behind. */
   private closing = false;
   private readonly onDisk: WorkspaceChanges;
+  private readonly budgetTimer: NodeJS.Timeout;
 
   constructor(private readonly overlay: Overlay, private readonly adapter: MountAdapter, private readonly log: Logger) {
     this.onDisk = new WorkspaceChanges(overlay.workspace, log);
+    this.budgetTimer = setInterval(() => this.keepKernelCacheBudget(), CHECK_MS).unref();
+  }
+
+  /** The idlest mounts drop their kernel caches while the daemon holds more node ids than `max` (kernel-cache-budget.ts). */
+  keepKernelCacheBudget(max = DAEMON_KERNEL_NODES, now = Date.now()): string[] {
+    const mounts = [...this.live].filter(([, m]) => m.handle.dropKernelCache).map(([agent, m]) => {
+      const st = m.handle.stats();
+      return { agent, m, nodes: st.nodes ?? 0, lastRequestAt: st.lastRequestAt ?? 0, droppedAt: m.droppedAt };
+    });
+    const dropped = mountsToDrop(mounts, max, now).map((i) => mounts[i]!);
+    for (const { agent, m, nodes } of dropped) {
+      const entries = m.handle.dropKernelCache!();
+      m.droppedAt = now;
+      this.log.info({ agent, nodes, entries }, 'idle mount: kernel cache dropped (node budget)');
+    }
+    return dropped.map(({ agent }) => agent);
   }
 
   /**
@@ -152,7 +171,7 @@ export class MountManager {
         watchChanges: (listener) => this.watchChanges(agent, listener),
         watchBeforeChange: (listener) => tree.onBeforeChange(listener),
       });
-      this.live.set(agent, { mountpoint: mp, forRun, handle });
+      this.live.set(agent, { mountpoint: mp, forRun, handle, droppedAt: 0 });
     } catch (err) {
       this.overlay.workspace.unhide(mp);
       throw new ApiError('internal', `cannot mount ${agent} at ${mp}: ${(err as Error).message}`);
@@ -187,6 +206,7 @@ export class MountManager {
   /** At shutdown: every mount goes, those still being made or waiting too (each is unmounted once made). */
   async unmountAll(): Promise<void> {
     this.closing = true;
+    clearInterval(this.budgetTimer);
     for (const agent of new Set([...this.live.keys(), ...this.queues.keys()])) {
       try {
         await this.unmount(agent, false);

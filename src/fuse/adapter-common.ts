@@ -90,6 +90,8 @@ export interface AdapterStats {
   openHandles: number;
   /** Node ids the kernel holds lookups of (adapters that hand out node ids: libfuse 3). */
   nodes?: number;
+  /** When the last request reached JS (ms since the epoch; 0: none yet), where nodes is given. */
+  lastRequestAt?: number;
 }
 
 export interface MountHandle {
@@ -107,6 +109,13 @@ export interface MountHandle {
    * after it, so what the caller runs next sees the new view.
    */
   notified(): Promise<void>;
+  /**
+   * Asks the kernel to let go of every name it holds in the mount (adapters that hand out node
+   * ids: libfuse 3), as drop_caches would: the nodes go at their FORGETs, files open stay served,
+   * and the next access looks names up again. How the daemon keeps its memory bounded
+   * (daemon/kernel-cache-budget.ts). Returns the entries invalidated.
+   */
+  dropKernelCache?(): number;
   /**
    * Unmounts, also when the mount is busy (a lazy unmount: the name is gone
    * at once, processes keep what they hold open until they close it), and

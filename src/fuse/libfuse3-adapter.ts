@@ -45,7 +45,7 @@ import {
 import { Feature, loadBinding, Op, OpenReply, type Binding, type Native } from './libfuse3-binding.js';
 import { raiseDirtyShare, raiseReadahead } from './bdi.js';
 import { fuseMountsAt, lazyUnmount } from './mount-table.js';
-import { NodeTable, type FuseNode } from './node-table.js';
+import { NodeTable, ROOT_ID, type FuseNode } from './node-table.js';
 import { daemonHandles, type HandleBudget, type HandleHolder } from './handle-budget.js';
 import { join } from '../overlay/paths.js';
 
@@ -142,6 +142,8 @@ export class Libfuse3Session implements HandleHolder {
   /** True while a request of this mount is being answered: tree events then come from our own kernel. */
   inRequest = false;
   readonly counts: Record<string, number> = Object.create(null);
+  /** When the last request reached JS (ms since the epoch). */
+  private lastRequestAt = 0;
   maxWrite = 0;
   maxRead = 0;
   eio = 0;
@@ -182,6 +184,7 @@ export class Libfuse3Session implements HandleHolder {
     data: Buffer | undefined, n0: number, n1: number, n2: number, n3: number, n4: number, n5: number, n6: number, n7: number): void => {
     const name = OP_NAMES[op] ?? String(op);
     this.counts[name] = (this.counts[name] ?? 0) + 1;
+    this.lastRequestAt = Date.now();
     this.inRequest = true;
     try {
       switch (op) {
@@ -949,8 +952,19 @@ export class Libfuse3Session implements HandleHolder {
   stats(): AdapterStats {
     return {
       ops: { ...this.counts }, maxWrite: this.maxWrite, maxRead: this.maxRead, eio: this.eio, openHandles: this.handles.size,
-      nodes: this.nodes.size,
+      nodes: this.nodes.size, lastRequestAt: this.lastRequestAt,
     };
+  }
+
+  /**
+   * Invalidates the root directory's entries: the kernel drops each with what lies below it that
+   * nothing holds (open files, a process's working directory stay), and sends FORGET for them.
+   */
+  dropKernelCache(): number {
+    if (!this.session || this.exited) return 0;
+    const names = this.nodes.topNames();
+    for (const name of names) this.b.invalidate(this.session, ROOT_ID, name);
+    return names.length;
   }
 }
 
@@ -1036,6 +1050,7 @@ export async function mountTree(mountpoint: string, tree: TreeOps, opts: Libfuse
     writeback: (features & Feature.WRITEBACK) !== 0,
     stats: () => s.stats(),
     notified: () => s.notified(),
+    dropKernelCache: () => s.dropKernelCache(),
     unmount(): Promise<void> {
       unmounting ??= (async () => {
         for (const off of unwatch) off?.();

@@ -67,6 +67,13 @@ export class NodeTable {
     return this.byPath.get(p);
   }
 
+  /** The names in the root directory the kernel holds nodes of. */
+  topNames(): string[] {
+    const names: string[] = [];
+    for (const p of this.byPath.keys()) if (p !== '' && !p.includes('/')) names.push(p);
+    return names;
+  }
+
   /** Every node standing for the file at `p`: its node and those retired there. */
   allAt(p: string): FuseNode[] {
     const n = this.byPath.get(p);

@@ -92,6 +92,8 @@ export interface MountServer {
   readonly options: string;
   /** The adapter's request counters, asked of the server. */
   stats(): Promise<AdapterStats>;
+  /** Has the mount drop its kernel cache (MountHandle.dropKernelCache); the entries it invalidated. */
+  dropKernelCache(): Promise<number>;
   /** What the server wrote to stderr so far (adapter log lines, libfuse messages). */
   stderr(): string;
   /** Sends a signal to the server process (by its pid), e.g. SIGKILL or SIGSTOP in tests of cleanup. */
@@ -137,6 +139,14 @@ export async function startMountServer(opts: StartOptions): Promise<MountServer>
   }
   const info = ready as { pid: number; mountpoint: string; device: string; options: string };
   const alive = () => child.exitCode === null && child.signalCode === null;
+  /** Sends a command, resolves with the server's answer (the line of that event). */
+  const ask = async (cmd: string, event: string): Promise<unknown> => {
+    const answer = lines.next(event);
+    child.stdin!.write(`${cmd}\n`);
+    const r = await Promise.race([answer, sleep(10_000).then(() => undefined)]);
+    if (!r) throw new Error(`mount server did not answer ${cmd}`);
+    return r;
+  };
 
   let stopping: Promise<void> | null = null;
   return {
@@ -150,11 +160,10 @@ export async function startMountServer(opts: StartOptions): Promise<MountServer>
       if (alive()) child.kill(sig);
     },
     async stats() {
-      const answer = lines.next('stats');
-      child.stdin!.write('stats\n');
-      const r = await Promise.race([answer, sleep(10_000).then(() => undefined)]);
-      if (!r) throw new Error('mount server did not answer stats');
-      return (r as { stats: AdapterStats }).stats;
+      return (await ask('stats', 'stats') as { stats: AdapterStats }).stats;
+    },
+    async dropKernelCache() {
+      return (await ask('drop', 'dropped') as { entries: number }).entries;
     },
     stop() {
       stopping ??= (async () => {

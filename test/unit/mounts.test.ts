@@ -31,6 +31,9 @@ class FakeAdapter implements MountAdapter {
   /** Paths the mounts were told are about to change (kept as the kernel holds them), and changed (invalidated). */
   readonly announced: string[] = [];
   readonly invalidated: string[] = [];
+  /** What each mount's stats say of its kernel cache, and the mounts told to drop it, in order. */
+  readonly cacheUse = new Map<string, { nodes: number; lastRequestAt: number }>();
+  readonly drops: string[] = [];
 
   mount(mountpoint: string, _tree: unknown, opts: MountOptions): Promise<MountHandle> {
     this.calls.push(`mount ${mountpoint}`);
@@ -49,7 +52,11 @@ class FakeAdapter implements MountAdapter {
   private handle(mountpoint: string): MountHandle {
     return {
       mountpoint, options: '', device: '', writeback: false, notified: () => Promise.resolve(),
-      stats: () => ({ ops: {}, maxWrite: 0, maxRead: 0, eio: 0, openHandles: 0, nodes: 0 }),
+      stats: () => ({ ops: {}, maxWrite: 0, maxRead: 0, eio: 0, openHandles: 0, nodes: 0, lastRequestAt: 0, ...this.cacheUse.get(mountpoint) }),
+      dropKernelCache: () => {
+        this.drops.push(mountpoint);
+        return 1;
+      },
       unmount: () => {
         this.calls.push(`unmount ${mountpoint}`);
         return new Promise((resolve) => this.pending.push({
@@ -233,6 +240,34 @@ describe('MountManager: requests for one agent while a mount or unmount is under
       expect(mounts.count).toBe(0);
       expect(mounts.mountpoints).toEqual([]);
     }
+  });
+});
+
+describe('MountManager: the node ids the kernel holds, kept to a budget', () => {
+  it('past the budget the idlest mount drops its kernel cache; a working one never; a dropped one again only after new requests', async () => {
+    const { ov, fake, mounts, mp } = await setUp();
+    ov.createAgent('b', null);
+    const mpB = `${mp}-b`;
+    fs.mkdirSync(mpB);
+    for (const [agent, at] of [['a', mp], ['b', mpB]] as const) {
+      const m = mounts.mount(agent, at);
+      await fake.finish(`mount ${at}`);
+      await m;
+    }
+    const now = 1_000_000_000;
+    fake.cacheUse.set(mp, { nodes: 100, lastRequestAt: now - 120_000 });
+    fake.cacheUse.set(mpB, { nodes: 100, lastRequestAt: now - 90_000 });
+    expect(mounts.keepKernelCacheBudget(250, now)).toEqual([]); // within the budget
+    expect(mounts.keepKernelCacheBudget(150, now)).toEqual(['a']); // the idlest is enough
+    expect(mounts.keepKernelCacheBudget(150, now + 1)).toEqual(['b']); // a's FORGETs may still be coming: not a again
+    expect(fake.drops).toEqual([mp, mpB]);
+    fake.cacheUse.set(mp, { nodes: 100, lastRequestAt: now + 10_000 });
+    expect(mounts.keepKernelCacheBudget(50, now + 20_000)).toEqual([]); // a works again: busy
+    expect(mounts.keepKernelCacheBudget(50, now + 80_000)).toEqual(['a']);
+    const closed = mounts.unmountAll();
+    await fake.finish(`unmount ${mp}`);
+    await fake.finish(`unmount ${mpB}`);
+    await closed;
   });
 });
 
