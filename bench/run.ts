@@ -612,6 +612,7 @@ function reading(res: Results): string[] {
   if (res.memory.withMany.length) {
     lines.push(`- Daemon memory (VmRSS) with ${res.sizes.many} agents mounted: ${fmtBytes(median(res.memory.withMany))}` +
       (res.memory.idle ? ` (idle, no agent: ${fmtBytes(res.memory.idle)})` : '') +
+      (res.memory.afterParallel ? `; right after the ${res.sizes.parallel} agents' work ${fmtBytes(res.memory.afterParallel)}` : '') +
       (res.memory.hwm ? `; peak over the run (VmHWM) ${fmtBytes(res.memory.hwm)}` : '') + '.');
   }
   return lines;
