@@ -420,7 +420,7 @@ export class Libfuse3Session implements HandleHolder {
     }
     // A file unlinked while open has no path left to change: the writeback cache still flushes its
     // times at close (by handle), which nobody can observe but through the handle; let it pass.
-    if (p === null && !h && !n.open.size) throw new FsError('ENOENT');
+    if (p === null && !h && !n.open?.size) throw new FsError('ENOENT');
     if (p !== null && toSet & (SET.MODE | SET.UID | SET.GID | SET.ATIME | SET.MTIME | SET.ATIME_NOW | SET.MTIME_NOW)) {
       if (toSet & SET.MODE) this.tree.chmod(p, mode & 0o7777);
       if (toSet & (SET.UID | SET.GID)) {
@@ -443,8 +443,8 @@ export class Libfuse3Session implements HandleHolder {
 
   /** A handle open on a node: how a file unlinked while open is still reached. */
   private handleOf(n: FuseNode): OpenHandle {
-    const open = n.open.values().next();
-    if (open.done) throw new FsError('ENOENT');
+    const open = n.open?.values().next();
+    if (!open || open.done) throw new FsError('ENOENT');
     return this.handles.get(open.value)!;
   }
 
@@ -591,7 +591,7 @@ export class Libfuse3Session implements HandleHolder {
   private addHandle(treeFh: number, node: FuseNode, writable: boolean): number {
     const fh = this.nextFh++;
     this.handles.set(fh, { treeFh, node: node.id, writable });
-    node.open.add(fh);
+    (node.open ??= new Set()).add(fh);
     return fh;
   }
 

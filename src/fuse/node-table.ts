@@ -17,8 +17,8 @@ export interface FuseNode {
   path: string | null;
   lookups: number;
   isDir: boolean;
-  /** The adapter's handles open on it (used to stat a detached file). */
-  open: Set<number>;
+  /** The adapter's handles open on it (used to stat a detached file); made at the first (most nodes are only looked up). */
+  open?: Set<number>;
   /**
    * Set on a file node the kernel may hold across a change of its content (libfuse 3 without the
    * writeback cache): the kernel still believes the old size, so what it writes from `from` on (an
@@ -40,7 +40,7 @@ export class NodeTable {
   private nextId = ROOT_ID + 1;
 
   constructor() {
-    const root: FuseNode = { id: ROOT_ID, path: '', lookups: 1, isDir: true, open: new Set() };
+    const root: FuseNode = { id: ROOT_ID, path: '', lookups: 1, isDir: true };
     this.byId.set(ROOT_ID, root);
     this.byPath.set('', root);
   }
@@ -90,7 +90,7 @@ export class NodeTable {
       n = undefined;
     }
     if (!n) {
-      n = { id: this.nextId++, path: p, lookups: 0, isDir, open: new Set() };
+      n = { id: this.nextId++, path: p, lookups: 0, isDir };
       this.byId.set(n.id, n);
       this.byPath.set(p, n);
     }
@@ -102,15 +102,15 @@ export class NodeTable {
     const n = this.byId.get(id);
     if (!n || id === ROOT_ID) return;
     n.lookups -= count;
-    if (n.lookups <= 0 && n.open.size === 0) this.drop(n);
+    if (n.lookups <= 0 && !n.open?.size) this.drop(n);
   }
 
   /** A handle on `id` closed: a node the kernel already forgot goes with its last handle. */
   closed(id: number, fh: number): void {
     const n = this.byId.get(id);
     if (!n) return;
-    n.open.delete(fh);
-    if (n.lookups <= 0 && n.open.size === 0 && id !== ROOT_ID) this.drop(n);
+    n.open?.delete(fh);
+    if (n.lookups <= 0 && !n.open?.size && id !== ROOT_ID) this.drop(n);
   }
 
   /**

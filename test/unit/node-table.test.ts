@@ -32,7 +32,7 @@ describe('NodeTable: the libfuse 3 adapter\'s node ids ↔ paths', () => {
   it('an unlinked file keeps its node while a handle is open, and goes with the last one', () => {
     const t = new NodeTable();
     const f = t.lookup('f', false);
-    f.open.add(7);
+    (f.open ??= new Set()).add(7);
     t.removed('f');
     expect(() => t.pathOf(f.id)).toThrow(/removed/);
     t.forget(f.id, 1);
