@@ -130,6 +130,8 @@ describe('cowfs mount: a real copy-on-write FUSE mount per agent', () => {
     // Inside a mount the CLI finds its daemon and its agent by itself.
     const st = await d.json(['status'], { cwd: path.join(c, 'src') });
     expect(st.agent.name).toBe('c');
+    // …and says which FUSE adapter serves it (the one this suite runs on).
+    expect(st.adapter).toMatch(new RegExp(`^${process.env.COWFS_TEST_FUSE ?? 'libfuse'}`));
     const ls = await d.json<any[]>(['ls']);
     expect(ls.map((x) => `${x.name}<${x.parent}`).sort()).toEqual(['a<null', 'b<null', 'c<a']);
     expect(treeChecksum(d.workspace)).toBe(wsSum);
