@@ -171,6 +171,10 @@ describe('cowfs mount: a real copy-on-write FUSE mount per agent', () => {
     expect(r5.stderr).toMatch(/no agent named/);
     const r6 = await d.cli(['mount', 'z', d.workspace]);
     expect(r6.stderr).toMatch(/hide the workspace/);
+    // Over a project directory: every tree would hide it.
+    const r6b = await d.cli(['mount', 'z', path.join(d.workspace, 'src')]);
+    expect(r6b.stderr).toMatch(/inside the workspace and not empty/);
+    expect(d.sh('ls src', a)).toContain('index.js');
     const r7 = await d.cli(['status', '--json'], { cwd: d.root });
     expect(JSON.parse(r7.stdout).error.message).toMatch(/not inside a cowfs workspace/);
     expect((await d.json<any[]>(['ls'])).map((a) => a.name)).not.toContain('x');
