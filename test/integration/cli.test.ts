@@ -86,3 +86,22 @@ describe('the CLI around the daemon', () => {
     }
   });
 });
+
+describe('a pid file naming a live process that is no daemon (its pid reused after a reboot)', () => {
+  let d: TestDaemon;
+  const other = spawn('sleep', ['600'], { stdio: 'ignore' });
+
+  afterAll(async () => {
+    other.kill();
+    await d?.destroy();
+  });
+
+  it('does not keep the daemon from starting', async () => {
+    d = TestDaemon.create((ws) => fs.writeFileSync(path.join(ws, 'a.txt'), 'a\n'));
+    fs.mkdirSync(d.stateDir, { mode: 0o700 });
+    fs.writeFileSync(path.join(d.stateDir, 'daemon.pid'), `${other.pid}\n`);
+    await d.start();
+    expect(Number(fs.readFileSync(path.join(d.stateDir, 'daemon.pid'), 'utf8'))).toBe(d.pid);
+    expect(other.exitCode).toBeNull();
+  });
+});
