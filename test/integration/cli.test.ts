@@ -85,6 +85,16 @@ describe('the CLI around the daemon', () => {
       await d.json(['unmount', 'f']);
     }
   });
+
+  it('a reader that stops early (cowfs diff | head) ends it quietly, as git does', async () => {
+    await d.json(['mount', 'pipe', d.mnt('pipe')]);
+    // More than a pipe holds, so the CLI is still writing when head has gone.
+    d.sh("seq 1 100000 > long.txt", d.mnt('pipe'));
+    const err = path.join(d.root, 'pipe.err');
+    const r = d.sh(`set +e; node ${CLI} diff pipe 2>${err} | head -c 20; echo " rc=\${PIPESTATUS[0]}"`, d.workspace);
+    expect([r, fs.readFileSync(err, 'utf8')]).toEqual(['diff --git a/long.tx rc=141\n', '']);
+    await d.json(['unmount', 'pipe']);
+  });
 });
 
 describe('a pid file naming a live process that is no daemon (its pid reused after a reboot)', () => {
