@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -99,14 +99,15 @@ describe('the CLI around the daemon', () => {
 
 describe('a pid file naming a live process that is no daemon (its pid reused after a reboot)', () => {
   let d: TestDaemon;
-  const other = spawn('sleep', ['600'], { stdio: 'ignore' });
+  let other: ChildProcess | undefined;
 
   afterAll(async () => {
-    other.kill();
+    other?.kill();
     await d?.destroy();
   });
 
   it('does not keep the daemon from starting', async () => {
+    other = spawn('sleep', ['600'], { stdio: 'ignore' });
     d = TestDaemon.create((ws) => fs.writeFileSync(path.join(ws, 'a.txt'), 'a\n'));
     fs.mkdirSync(d.stateDir, { mode: 0o700 });
     fs.writeFileSync(path.join(d.stateDir, 'daemon.pid'), `${other.pid}\n`);
