@@ -4,8 +4,8 @@ import type { BlobStore } from '../store/blobs.js';
 import type { Entry, FileEntry } from '../overlay/entry.js';
 import type { Layer, LayerChange } from '../overlay/layer.js';
 import { contentOf, modeOf, targetOf } from '../overlay/materialize.js';
-import { reroot } from '../overlay/paths.js';
-import { kindOf, type Resolved, type TreeView } from '../overlay/view.js';
+import { parentOf, reroot } from '../overlay/paths.js';
+import { attrOf, kindOf, TreeView, type Resolved } from '../overlay/view.js';
 
 /** What one layer becomes on the new base. */
 export interface RebasePlan {
@@ -72,7 +72,35 @@ export function planRebase(layer: Layer, ctx: RebaseContext): RebasePlan {
     if (identity(base) === identity(theirs)) continue;
     mergePath(p, ours, base, theirs, ctx, plan);
   }
+  keepDirectories(layer, ctx, plan);
   return plan;
+}
+
+/**
+ * A file the agent made or changed in a directory it inherited lives in its layer without the
+ * directory itself. When the parent deletes that directory (or moves it away), the rebase gives
+ * the layer the directory, opaque (nothing of the parent's shows there any more), as git keeps a
+ * directory while a file is in it: else the kept file would be unreachable, in the layer but not
+ * in the tree.
+ */
+function keepDirectories(layer: Layer, ctx: RebaseContext, plan: RebasePlan): void {
+  const next = layer.clone();
+  next.applyChanges(plan.changes);
+  const tree = new TreeView([next, ...ctx.after.layers], ctx.after.workspace);
+  const seen = new Set<string>();
+  for (const [p, e] of next.entriesList()) {
+    if (e.kind === 'whiteout') continue;
+    for (let dir = parentOf(p); dir !== '' && !seen.has(dir); dir = parentOf(dir)) {
+      seen.add(dir);
+      if (tree.lookup(dir)) break;
+      const was = ctx.before.lookup(lowerPath(layer, dir) ?? dir);
+      const attr = was ? attrOf(was) : undefined;
+      plan.changes.push([dir, {
+        kind: 'dir', mode: attr ? attr.mode & 0o7777 : 0o755, mtimeMs: Date.now(), ino: attr?.ino ?? 0,
+        uid: attr?.uid ?? 0, gid: attr?.gid ?? 0, opaque: true, redirect: null,
+      }]);
+    }
+  }
 }
 
 export function mergePath(p: string, ours: Entry, base: Resolved | undefined, theirs: Resolved | undefined, ctx: RebaseContext, plan: RebasePlan): void {

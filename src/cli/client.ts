@@ -5,6 +5,9 @@ import type { ProgressInfo } from '../transfer/progress.js';
 import { CliError } from './output.js';
 import type { Target } from './locate.js';
 
+/** What one message may carry (ws's default `maxPayload`); a larger one closes the connection. */
+const MAX_MESSAGE_MIB = 100;
+
 /** A connection to the daemon's API. */
 export class Client {
   private nextId = 1;
@@ -12,7 +15,14 @@ export class Client {
   private onEvent: ((ev: CowEvent) => void) | undefined;
   private readonly onProgress = new Map<number, (p: ProgressInfo) => void>();
 
+  /** The connection broke on a message over MAX_MESSAGE_MIB. */
+  private tooBig = false;
+
   private constructor(private readonly ws: WebSocket) {
+    // Also keeps an error after the connection was made from being an unhandled 'error' event.
+    ws.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') this.tooBig = true;
+    });
     ws.on('message', (data) => {
       const msg = JSON.parse(String(data)) as Response | { event: CowEvent } | { progressOf: number; progress: ProgressInfo };
       if ('event' in msg) this.onEvent?.(msg.event);
@@ -39,7 +49,9 @@ export class Client {
     const id = this.nextId++;
     if (progress) this.onProgress.set(id, progress);
     return new Promise((resolve, reject) => {
-      const onClose = () => reject(new CliError('the cowfs daemon closed the connection', 'daemon_down'));
+      const onClose = () => reject(this.tooBig
+        ? new CliError(`the daemon's answer is larger than ${MAX_MESSAGE_MIB} MiB, more than one message may carry (large binary files?); ask for less: cowfs diff --stat, --name-only, or -- PATH…`, 'too_large')
+        : new CliError('the cowfs daemon closed the connection', 'daemon_down'));
       this.ws.once('close', onClose);
       this.waiting.set(id, (r) => {
         this.waiting.delete(id);

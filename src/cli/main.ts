@@ -35,6 +35,12 @@ const program = new Command('cowfs')
 for (const verb of [daemon, mount, run, unmount, ls, status, commit, conflicts, resolve, rm, log, show, events, replay, config, diff, land, undo]) verb.register(program);
 for (const verb of [exportCmd, importCmd, have, gc]) verb.register(program);
 
+// A reader that stops early (`cowfs log | head`) is no error: end quietly, as git does (killed by SIGPIPE: 141).
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(141);
+  throw err;
+});
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {

@@ -19,14 +19,28 @@ export interface DaemonOptions {
   logToStderr: boolean;
 }
 
-/** Is a process with this pid alive? */
+/**
+ * Whether the pid file's process is a daemon still running. The pid alone is not enough: after a
+ * reboot or a container restart it may name an unrelated process (and no daemon could start until
+ * the file was deleted), and a daemon killed a moment ago lingers as a zombie. Every daemon runs
+ * as the CLI's `daemon` verb (detached or not), which its command line shows.
+ */
 export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  let stat: string;
+  let argv: string[];
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT'; // no /proc to ask: the pid is all we know
+  }
+  const state = stat[stat.lastIndexOf(')') + 2];
+  return state !== 'Z' && state !== 'X' && argv.includes('daemon');
 }
 
 /**

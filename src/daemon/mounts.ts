@@ -258,5 +258,10 @@ export class MountManager {
     const st = fs.statSync(mp, { throwIfNoEntry: false });
     if (!st) throw new ApiError('not_found', `mountpoint ${mp} does not exist; create it first (mkdir -p ${mp})`);
     if (!st.isDirectory()) throw new ApiError('bad_request', `mountpoint ${mp} is not a directory`);
+    // Every tree hides a mountpoint inside the workspace (the daemon must not read its own mount):
+    // mounting over a project directory would take its files away from every agent.
+    if (inside(mp, ws) && !inside(mp, state) && fs.readdirSync(mp).length > 0) {
+      throw new ApiError('bad_request', `mountpoint ${mp} is inside the workspace and not empty: every agent would lose what it holds`);
+    }
   }
 }

@@ -62,6 +62,12 @@ export async function land(ov: Overlay, cascade: Cascade, agent: string, opts: L
   const target = parent === null ? new TreeView([], ov.workspace) : ov.commitView(ov.agent(parent).head);
   const plan = planLanding(ov, agent, target, parent === null ? 'workspace' : `${parent}@${ov.agent(parent).head}`);
   if (plan.conflicts.length > 0) throw new LandConflictError(conflictMessage(plan, targetName), plan.conflicts);
+  // The state directory and the mountpoints inside the workspace are hidden from every tree, so an
+  // agent can make a name there; landing it would write into the daemon's state or its own mount.
+  const hidden = parent === null ? plan.items.find((i) => ov.workspace.isHidden(i.path)) : undefined;
+  if (hidden) {
+    throw new OverlayError(`cannot land ${agent} into the workspace: ${hidden.path} is where the daemon keeps its state or mounts an agent; nothing was written (remove it from ${agent} and commit)`);
+  }
   const uncommitted = changedPaths(ov.commitView(a.head), ov.tree(agent).tree, ov.blobs).length;
   const result: LandResult = {
     agent, into: parent, commit: a.head, dryRun: opts.dryRun === true, paths: plan.paths, uncommitted,

@@ -55,6 +55,13 @@ export class AgentTree implements TreeOps {
   private announced: (readonly string[])[] = [];
   private readonly handles = new Map<number, { file: OpenFile; flags: number }>();
   private nextFh = 1;
+  /**
+   * When a name was last made, removed or moved in a directory through this tree: its mtime
+   * moves, as on disk (git's untracked cache skips a directory whose mtime it has seen). Kept in
+   * memory, not logged (an event per new file would be one more store write each); after a
+   * restart a directory shows its recorded time again.
+   */
+  private readonly dirChanged = new Map<string, number>();
 
   constructor(readonly agent: string, readonly layer: Layer, chain: Layer[], private readonly s: TreeServices) {
     this.view = new TreeView([layer, ...chain], s.workspace);
@@ -118,7 +125,11 @@ export class AgentTree implements TreeOps {
 
   getattr(p: string): Attr {
     const f = this.files.get(checkPath(p));
-    return f?.scratch ? this.fileAttr(f) : attrOf(this.resolve(p));
+    if (f?.scratch) return this.fileAttr(f);
+    const a = attrOf(this.resolve(p));
+    const changed = this.dirChanged.get(p);
+    const newer = changed !== undefined && changed > a.mtimeMs && (a.mode & S_IFDIR) === S_IFDIR;
+    return newer ? { ...a, mtimeMs: changed, ctimeMs: changed } : a;
   }
 
   fgetattr(fh: number): Attr {
@@ -197,6 +208,7 @@ export class AgentTree implements TreeOps {
     this.files.set(p, file);
     this.copyUp(file, true);
     file.dirty = true;
+    this.namesChanged(p);
     return this.addHandle(file, flags);
   }
 
@@ -341,6 +353,7 @@ export class AgentTree implements TreeOps {
     if (r && kindOf(r) === 'dir') throw new FsError('EISDIR');
     if (file) this.detach(file);
     if (r) this.mutate({ type: 'delete', path: p, whiteout: this.existsBelowGiven(p, r) });
+    this.namesChanged(p);
   }
 
   mkdir(p: string, mode: number, uid: number, gid: number): void {
@@ -352,6 +365,7 @@ export class AgentTree implements TreeOps {
       opaque: this.existsBelowGiven(p, undefined), redirect: null,
     };
     this.mutate({ type: 'mkdir', path: p, entry });
+    this.namesChanged(p);
   }
 
   rmdir(p: string): void {
@@ -360,6 +374,8 @@ export class AgentTree implements TreeOps {
     if (kindOf(r) !== 'dir') throw new FsError('ENOTDIR');
     if (this.readdir(p).length > 0) throw new FsError('ENOTEMPTY');
     this.mutate({ type: 'rmdir', path: p, whiteout: this.existsBelowGiven(p, r) });
+    this.dirChanged.delete(p);
+    this.namesChanged(p);
   }
 
   symlink(target: string, p: string, uid: number, gid: number): void {
@@ -368,6 +384,7 @@ export class AgentTree implements TreeOps {
     this.checkParentDir(p);
     const entry: SymlinkEntry = { kind: 'symlink', target, mtimeMs: Date.now(), ino: this.s.allocIno(), uid, gid };
     this.mutate({ type: 'symlink', path: p, entry });
+    this.namesChanged(p);
   }
 
   rename(from: string, to: string, flags: number): void {
@@ -396,6 +413,8 @@ export class AgentTree implements TreeOps {
     // An atomic save (write a temp file, rename it over the original): the merge base is what it replaced.
     if (entry.kind === 'file') entry = { ...entry, baseHash: dst && kindOf(dst) === 'file' ? this.baseOf(to, dst) : null };
     this.mutate({ type: 'move', from, to, entry, whiteout: this.existsBelowGiven(from, src) });
+    this.namesChanged(from);
+    this.namesChanged(to);
     // Open files follow their names; one still being written keeps the merge base the move gave it.
     for (const [q, f] of [...this.files]) {
       if (!isWithin(q, from)) continue;
@@ -419,9 +438,15 @@ export class AgentTree implements TreeOps {
 
   utimens(p: string, _atimeMs: number, mtimeMs: number): void {
     this.setMeta(p, { mtimeMs }, () => ({ type: 'utimens', path: p, mtimeMs }));
+    this.dirChanged.delete(p); // a time set explicitly (touch -d, tar) wins
   }
 
   // ---- internals ---------------------------------------------------------
+
+  /** `p` was made, removed or moved: its directory's mtime moves. */
+  private namesChanged(p: string): void {
+    this.dirChanged.set(parentOf(p), Date.now());
+  }
 
   private resolve(p: string): Resolved {
     const r = this.view.lookup(checkPath(p));

@@ -546,3 +546,38 @@ describe('files a process in the child holds open while a parent commit deletes 
     expect(await untilNone()).toBe(0);
   });
 });
+
+describe('a parent deletes or renames a directory the child wrote into', () => {
+  let d: TestDaemon;
+  const sh = (agent: string, script: string) => d.sh(script, d.mnt(agent));
+
+  beforeAll(async () => {
+    d = TestDaemon.create((ws) => {
+      for (const dir of ['lib', 'old']) {
+        fs.mkdirSync(path.join(ws, dir, 'deep'), { recursive: true });
+        fs.writeFileSync(path.join(ws, dir, 'a.txt'), 'a\n');
+        fs.writeFileSync(path.join(ws, dir, 'deep', 'b.txt'), 'b\n');
+      }
+    });
+    await d.start();
+    await d.json(['mount', 'p', d.mnt('p')]);
+    await d.json(['mount', 'c', d.mnt('c'), '--parent', 'p']);
+  });
+
+  afterAll(async () => {
+    await d?.destroy();
+  });
+
+  it("the child's files stay reachable there, as git keeps a directory while a file is in it", async () => {
+    sh('c', "printf 'new\\n' > lib/deep/new.txt && printf 'a\\nkid\\n' > old/a.txt");
+    sh('p', 'rm -r lib && mv old renamed');
+    const r = await d.json(['commit', 'p', '-m', 'remove lib, rename old']);
+    await cacheWindow();
+    // The edit of a file the parent moved away is a delete/modify conflict that keeps ours; the new file merges.
+    expect(r.cascade.conflicted).toEqual([{ agent: 'c', paths: ['old/a.txt'] }]);
+    expect(sh('c', 'cat lib/deep/new.txt old/a.txt; ls -A lib lib/deep old; cat renamed/deep/b.txt')).toBe(
+      'new\na\nkid\nlib:\ndeep\n\nlib/deep:\nnew.txt\n\nold:\na.txt\nb\n',
+    );
+    expect((await d.cli(['diff', 'c', '--name-only'])).stdout.split('\n').filter(Boolean).sort()).toEqual(['lib/deep/new.txt', 'old/a.txt']);
+  });
+});

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -84,5 +84,35 @@ describe('the CLI around the daemon', () => {
       follower.kill('SIGTERM');
       await d.json(['unmount', 'f']);
     }
+  });
+
+  it('a reader that stops early (cowfs diff | head) ends it quietly, as git does', async () => {
+    await d.json(['mount', 'pipe', d.mnt('pipe')]);
+    // More than a pipe holds, so the CLI is still writing when head has gone.
+    d.sh("seq 1 100000 > long.txt", d.mnt('pipe'));
+    const err = path.join(d.root, 'pipe.err');
+    const r = d.sh(`set +e; node ${CLI} diff pipe 2>${err} | head -c 20; echo " rc=\${PIPESTATUS[0]}"`, d.workspace);
+    expect([r, fs.readFileSync(err, 'utf8')]).toEqual(['diff --git a/long.tx rc=141\n', '']);
+    await d.json(['unmount', 'pipe']);
+  });
+});
+
+describe('a pid file naming a live process that is no daemon (its pid reused after a reboot)', () => {
+  let d: TestDaemon;
+  let other: ChildProcess | undefined;
+
+  afterAll(async () => {
+    other?.kill();
+    await d?.destroy();
+  });
+
+  it('does not keep the daemon from starting', async () => {
+    other = spawn('sleep', ['600'], { stdio: 'ignore' });
+    d = TestDaemon.create((ws) => fs.writeFileSync(path.join(ws, 'a.txt'), 'a\n'));
+    fs.mkdirSync(d.stateDir, { mode: 0o700 });
+    fs.writeFileSync(path.join(d.stateDir, 'daemon.pid'), `${other.pid}\n`);
+    await d.start();
+    expect(Number(fs.readFileSync(path.join(d.stateDir, 'daemon.pid'), 'utf8'))).toBe(d.pid);
+    expect(other.exitCode).toBeNull();
   });
 });

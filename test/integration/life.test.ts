@@ -133,6 +133,22 @@ describe('an agent\'s life through real mounts: diff, land, undo', () => {
     expect(wrong.stderr).toContain('can only land into its parent');
   });
 
+  it("refuses to land a name an agent made where the daemon keeps its state (hidden in every tree)", async () => {
+    await d.json(['mount', 'sneaky', mnt('sneaky')]);
+    sh('sneaky', 'mkdir .cowfs && echo planted > .cowfs/planted.txt && echo fine > fine.txt');
+    await d.json(['commit', 'sneaky', '-m', 'sneaky']);
+    const before = treeChecksum(d.workspace);
+    for (const args of [['land', 'sneaky', '--dry-run'], ['land', 'sneaky']]) {
+      const r = await d.cli(args);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/cannot land sneaky into the workspace: \.cowfs\S* is where the daemon keeps its state or mounts an agent; nothing was written/);
+    }
+    expect(fs.existsSync(path.join(d.stateDir, 'planted.txt'))).toBe(false);
+    expect(fs.existsSync(path.join(d.workspace, 'fine.txt'))).toBe(false);
+    expect(treeChecksum(d.workspace)).toBe(before);
+    await d.json(['rm', 'sneaky']);
+  });
+
   it('lands into the parent agent: a commit there that cascades', async () => {
     await d.json(['mount', 'parent', mnt('parent')]);
     await d.json(['mount', 'kid', mnt('kid'), '--parent', 'parent']);

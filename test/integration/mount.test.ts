@@ -106,6 +106,24 @@ describe('cowfs mount: a real copy-on-write FUSE mount per agent', () => {
     expect(d.sh('test -r src/index.js && test -w src/index.js && test -x exec.sh && test ! -x src/index.js && echo access-ok', mnt)).toBe('access-ok\n');
   });
 
+  it("a directory's mtime moves when a name is made, removed or moved in it (git's untracked cache relies on it)", async () => {
+    const mnt = d.mnt('a');
+    const OLD = 978307200; // 2001-01-01, set with touch -d before each change
+    const after = (change: string) => Number(d.sh(`touch -d @${OLD} dirtimes src && ${change} && stat -c %Y dirtimes`, mnt));
+    d.sh('mkdir dirtimes && touch dirtimes/kept', mnt);
+    expect(after('touch dirtimes/new')).toBeGreaterThan(OLD);
+    expect(after('mv dirtimes/new dirtimes/moved')).toBeGreaterThan(OLD);
+    expect(after('rm dirtimes/moved')).toBeGreaterThan(OLD);
+    expect(after('mkdir dirtimes/sub && ln -s kept dirtimes/link')).toBeGreaterThan(OLD);
+    expect(after('true')).toBe(OLD); // a time set explicitly stays
+    // An inherited directory: git status with the untracked cache sees a new file in it.
+    const status = () => d.sh('git -c core.untrackedCache=true status --porcelain --untracked-files=all src', mnt);
+    expect(status()).not.toContain('src/untracked.js');
+    d.sh('echo new > src/untracked.js', mnt);
+    expect(status()).toContain('?? src/untracked.js\n');
+    d.sh('rm -r dirtimes src/untracked.js && git update-index --no-untracked-cache', mnt);
+  });
+
   it('writes and reads back 200 MiB with the same checksum', async () => {
     const mnt = d.mnt('a');
     const sum = d.sh('dd if=/dev/urandom of=big.bin bs=1M count=200 status=none && md5sum < big.bin', mnt);
@@ -155,6 +173,10 @@ describe('cowfs mount: a real copy-on-write FUSE mount per agent', () => {
     expect(r5.stderr).toMatch(/no agent named/);
     const r6 = await d.cli(['mount', 'z', d.workspace]);
     expect(r6.stderr).toMatch(/hide the workspace/);
+    // Over a project directory: every tree would hide it.
+    const r6b = await d.cli(['mount', 'z', path.join(d.workspace, 'src')]);
+    expect(r6b.stderr).toMatch(/inside the workspace and not empty/);
+    expect(d.sh('ls src', a)).toContain('index.js');
     const r7 = await d.cli(['status', '--json'], { cwd: d.root });
     expect(JSON.parse(r7.stdout).error.message).toMatch(/not inside a cowfs workspace/);
     expect((await d.json<any[]>(['ls'])).map((a) => a.name)).not.toContain('x');
