@@ -19,18 +19,25 @@ export interface DaemonOptions {
   logToStderr: boolean;
 }
 
+/** Is a process with this pid alive? */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /**
  * Whether the pid file's process is a daemon still running. The pid alone is not enough: after a
  * reboot or a container restart it may name an unrelated process (and no daemon could start until
  * the file was deleted), and a daemon killed a moment ago lingers as a zombie. Every daemon runs
- * as the CLI's `daemon` verb (detached or not), which its command line shows.
+ * as the CLI's `daemon` verb (detached or not), or as a script of its own named so (the bench's
+ * counting daemon), which its command line shows.
  */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
+function daemonRunning(pid: number): boolean {
+  if (!alive(pid)) return false;
   let stat: string;
   let argv: string[];
   try {
@@ -40,7 +47,7 @@ export function alive(pid: number): boolean {
     return (err as NodeJS.ErrnoException).code !== 'ENOENT'; // no /proc to ask: the pid is all we know
   }
   const state = stat[stat.lastIndexOf(')') + 2];
-  return state !== 'Z' && state !== 'X' && argv.includes('daemon');
+  return state !== 'Z' && state !== 'X' && argv.some((a) => a === 'daemon' || a.endsWith('daemon.js'));
 }
 
 /**
@@ -66,7 +73,7 @@ export class Daemon {
     const pidFile = path.join(stateDir, PID_NAME);
     const socket = path.join(stateDir, SOCKET_NAME);
     const old = Number(fs.readFileSync(pidFile, { encoding: 'utf8', flag: 'a+' }).trim());
-    if (old && old !== process.pid && alive(old)) {
+    if (old && old !== process.pid && daemonRunning(old)) {
       throw new Error(`a cowfs daemon (pid ${old}) is already running for ${workspace}`);
     }
     if (Buffer.byteLength(socket) > 107) {
