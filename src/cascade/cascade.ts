@@ -116,7 +116,7 @@ export class Cascade {
     const ctx: RebaseContext = {
       before: view(child.base), after: view(parent.head), from: child.base, to: parent.head, blobs: ov.blobs,
       labels: { ours: child.name, base: `${parent.name}@${child.base ?? 'workspace'}`, theirs: `${parent.name}@${parent.head}` },
-      refine: ov.settings.all().refine, merges: new Map(),
+      refine: ov.settings.all().refine, merges: new Map(), allocIno: () => ov.allocIno(),
     };
     const work = planRebase(ov.tree(child.name).layer, ctx);
     const head = planRebase(ov.registry.commitLayer(child.head), ctx);

@@ -25,6 +25,8 @@ export interface RebaseContext {
   /** Conflict-marker labels: the agent, and the parent commits. */
   labels: { ours: string; base: string; theirs: string };
   refine: boolean;
+  /** An inode number for a directory the rebase keeps whose own is unknown (keepDirectories). */
+  allocIno: () => number;
   /**
    * Merges already made in this rebase, by the three versions: an agent's
    * working layer and its head mostly hold the same files, merged once.
@@ -81,9 +83,16 @@ export function planRebase(layer: Layer, ctx: RebaseContext): RebasePlan {
  * directory itself. When the parent deletes that directory (or moves it away), the rebase gives
  * the layer the directory, opaque (nothing of the parent's shows there any more), as git keeps a
  * directory while a file is in it: else the kept file would be unreachable, in the layer but not
- * in the tree.
+ * in the tree. The same when the workspace's directory is removed on disk: then only entries below
+ * the `changed` paths are looked at, the directory's own attributes are gone with it, and it is
+ * not opaque: if it comes back on disk (a `git checkout` back), its files show again.
  */
-function keepDirectories(layer: Layer, ctx: RebaseContext, plan: RebasePlan): void {
+function keepDirectories(layer: Layer, ctx: RebaseContext, plan: RebasePlan, changed?: ReadonlySet<string>): void {
+  const below = (p: string) => {
+    for (let dir = parentOf(p); dir !== ''; dir = parentOf(dir)) if (changed!.has(dir)) return true;
+    return false;
+  };
+  if (changed && ![...layer.entriesList()].some(([p]) => below(p))) return;
   const next = layer.clone();
   next.applyChanges(plan.changes);
   const tree = new TreeView([next, ...ctx.after.layers], ctx.after.workspace);
@@ -96,8 +105,8 @@ function keepDirectories(layer: Layer, ctx: RebaseContext, plan: RebasePlan): vo
       const was = ctx.before.lookup(lowerPath(layer, dir) ?? dir);
       const attr = was ? attrOf(was) : undefined;
       plan.changes.push([dir, {
-        kind: 'dir', mode: attr ? attr.mode & 0o7777 : 0o755, mtimeMs: Date.now(), ino: attr?.ino ?? 0,
-        uid: attr?.uid ?? 0, gid: attr?.gid ?? 0, opaque: true, redirect: null,
+        kind: 'dir', mode: attr ? attr.mode & 0o7777 : 0o755, mtimeMs: Date.now(), ino: attr?.ino ?? ctx.allocIno(),
+        uid: attr?.uid ?? 0, gid: attr?.gid ?? 0, opaque: changed === undefined, redirect: null,
       }]);
     }
   }
@@ -229,5 +238,6 @@ export function planWorkspaceRebase(layer: Layer, below: TreeView, changed: Read
     if (now && kindOf(now) === 'file' && blobOf(now, ctx) === ours.baseHash) continue;
     mergePath(p, ours, base, now, ctx, plan);
   }
+  keepDirectories(layer, ctx, plan, changed);
   return plan;
 }

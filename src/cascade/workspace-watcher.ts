@@ -9,20 +9,26 @@ import { lowerPath, planWorkspaceRebase, type RebaseContext } from './rebase.js'
 /** Changes on disk are gathered this long, so a `git pull` is one rebase, not hundreds. */
 const SETTLE_MS = 150;
 
+/** Every change on disk in the workspace, as paths (the daemon's one watcher of the whole tree). */
+export type WatchDisk = (listener: (paths: readonly string[]) => void) => () => void;
+
 /**
  * Root agents sit on the live workspace. Paths they never touched show a
  * change on disk at once; the paths they materialized are watched, and a
  * change there triggers the same three-way rebase as a parent's commit
  * (base = what was copied up), then the cascade below the agents whose
- * head moved.
+ * head moved. A directory removed on disk that holds names an agent made
+ * triggers it too: the rebase keeps the directory for them (as after a
+ * parent's commit that removed it).
  */
 export class WorkspaceWatcher {
   private readonly watcher: FSWatcher;
   private readonly pending = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private readonly unsubscribe: () => void;
+  private readonly offDisk: (() => void) | undefined;
 
-  constructor(private readonly overlay: Overlay, private readonly cascade: Cascade, private readonly log: Logger) {
+  constructor(private readonly overlay: Overlay, private readonly cascade: Cascade, private readonly log: Logger, watchDisk?: WatchDisk) {
     this.watcher = watch([], { ignoreInitial: true, atomic: true });
     for (const event of ['add', 'change', 'unlink'] as const) {
       this.watcher.on(event, (abs: string) => this.queue(abs));
@@ -39,10 +45,21 @@ export class WorkspaceWatcher {
       if (target === undefined || !('entry' in ev) || ev.entry.kind !== 'file' || ev.entry.baseHash === null) return;
       this.watchPath(lowerPath(overlay.tree(ev.agent).layer, target));
     });
+    this.offDisk = watchDisk?.((paths) => {
+      for (const p of paths) if (this.holdsNamesIn(p)) this.queuePath(p);
+    });
+  }
+
+  /** Whether an agent's working tree or head has names of its own in directory `p`. */
+  private holdsNamesIn(p: string): boolean {
+    const ov = this.overlay;
+    return ov.agents().some((a) => [ov.tree(a.name).layer, ov.registry.commitLayer(a.head)]
+      .some((layer) => !layer.namesIn(p)[Symbol.iterator]().next().done));
   }
 
   async close(): Promise<void> {
     this.unsubscribe();
+    this.offDisk?.();
     clearTimeout(this.timer);
     await this.watcher.close();
   }
@@ -68,6 +85,10 @@ export class WorkspaceWatcher {
   private queue(abs: string): void {
     const rel = path.relative(this.overlay.workspace.root, abs).split(path.sep).join('/');
     if (rel.startsWith('..') || this.overlay.workspace.isHidden(rel)) return;
+    this.queuePath(rel);
+  }
+
+  private queuePath(rel: string): void {
     this.pending.add(rel);
     this.timer ??= setTimeout(() => this.flush(), SETTLE_MS);
   }
@@ -79,7 +100,7 @@ export class WorkspaceWatcher {
       const below = new TreeView(ov.registry.chainOf(a.base), ov.workspace);
       ov.tree(a.name).settle();
       const ctx: RebaseContext = {
-        before: below, after: below, from: null, to: null, blobs: ov.blobs, refine: ov.settings.all().refine,
+        before: below, after: below, from: null, to: null, blobs: ov.blobs, refine: ov.settings.all().refine, allocIno: () => ov.allocIno(),
         labels: { ours: a.name, base: 'workspace (when copied)', theirs: 'workspace (on disk now)' },
       };
       const work = planWorkspaceRebase(ov.tree(a.name).layer, below, changed, ctx);

@@ -98,7 +98,7 @@ export class Daemon {
     if (landing) log.warn(landing, 'a landing into the workspace was interrupted by a crash');
     const runs: RunSessions = new RunSessions(stateDir, overlay, mounts, (sock, agent) => server.listenScoped(sock, agent), log);
     const server: ApiServer = new ApiServer({ overlay, mounts, cascade, runs, adapter: opts.adapter.name, startedAt: Date.now() }, log);
-    const watcher = new WorkspaceWatcher(overlay, cascade, log);
+    const watcher = new WorkspaceWatcher(overlay, cascade, log, (listener) => mounts.watchDisk(listener));
     const daemon = new Daemon(overlay, mounts, server, watcher, runs, log, { pid: pidFile, socket });
     await runs.cleanStale();
     await mounts.restore();

@@ -75,6 +75,11 @@ export class MountManager {
     };
   }
 
+  /** Every change on disk in the workspace (one watcher for the mounts and the workspace rebase). */
+  watchDisk(listener: (paths: readonly string[]) => void): () => void {
+    return this.onDisk.subscribe(listener);
+  }
+
   mountpointOf(agent: string): string | undefined {
     return this.live.get(agent)?.mountpoint;
   }

@@ -581,3 +581,41 @@ describe('a parent deletes or renames a directory the child wrote into', () => {
     expect((await d.cli(['diff', 'c', '--name-only'])).stdout.split('\n').filter(Boolean).sort()).toEqual(['lib/deep/new.txt', 'old/a.txt']);
   });
 });
+
+describe('a directory removed on disk in the workspace that a root agent wrote into', () => {
+  let d: TestDaemon;
+
+  beforeAll(async () => {
+    d = TestDaemon.create((ws) => {
+      fs.mkdirSync(path.join(ws, 'gen', 'deep'), { recursive: true });
+      fs.writeFileSync(path.join(ws, 'gen', 'old.txt'), 'old\n');
+      fs.writeFileSync(path.join(ws, 'gen', 'deep', 'x.txt'), 'x\n');
+    });
+    await d.start();
+    await d.json(['mount', 'r', d.mnt('r')]);
+  });
+
+  afterAll(async () => {
+    await d?.destroy();
+  });
+
+  it("keeps the agent's files reachable (git checkout of a branch without the directory), and shows the directory's files again once it is back", async () => {
+    const r = d.mnt('r');
+    d.sh("printf 'mine\\n' > gen/deep/mine.txt && printf 'top\\n' > gen/top.txt", r);
+    fs.rmSync(path.join(d.workspace, 'gen'), { recursive: true });
+    // The removal reaches the agent through the workspace watchers: eventual, so polled.
+    const look = () => {
+      try {
+        return d.sh('cat gen/deep/mine.txt gen/top.txt; ls -A gen gen/deep', r);
+      } catch {
+        return '';
+      }
+    };
+    expect(await poll(look, (s) => s.includes('mine'))).toBe('mine\ntop\ngen:\ndeep\ntop.txt\n\ngen/deep:\nmine.txt\n');
+    expect((await d.cli(['diff', 'r', '--name-only'])).stdout.split('\n').filter(Boolean).sort()).toEqual(['gen/deep/mine.txt', 'gen/top.txt']);
+    // Back on disk: what the workspace holds there shows through again, beside the agent's files.
+    fs.mkdirSync(path.join(d.workspace, 'gen', 'deep'), { recursive: true });
+    fs.writeFileSync(path.join(d.workspace, 'gen', 'old.txt'), 'old\n');
+    expect(await poll(() => d.sh('ls -A gen', r), (s) => s.includes('old.txt'))).toBe('deep\nold.txt\ntop.txt\n');
+  });
+});
