@@ -104,6 +104,8 @@ export const handlers: Record<string, Handler> = {
     const agent = str(p, 'agent');
     const mountpoint = str(p, 'mountpoint');
     const parent = optStr(p, 'parent') ?? null;
+    // A new agent's mountpoint is checked before the agent is made: a typo logs no agent made and removed.
+    if (!ctx.overlay.registry.find(agent)) ctx.mounts.checkMountpointPath(mountpoint);
     const created = await withAgent(ctx, agent, parent, () => ctx.mounts.mount(agent, mountpoint));
     return { ...agentInfo(ctx, agent), created };
   },

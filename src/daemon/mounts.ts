@@ -246,12 +246,6 @@ export class MountManager {
    * kernel's cached attributes of it have expired, which a slow machine made happen.
    */
   private checkMountpoint(agent: string, mp: string, forRun: boolean): void {
-    if (fuseMountsAt(mp).length > 0) throw new ApiError('busy', `mountpoint ${mp} is busy: something is already mounted there`);
-    const ws = this.overlay.workspace.root;
-    const state = this.overlay.stateDir;
-    const inside = (a: string, b: string) => a === b || a.startsWith(`${b}/`);
-    if (inside(ws, mp)) throw new ApiError('bad_request', `mountpoint ${mp} would hide the workspace ${ws}`);
-    if (inside(mp, state) && !forRun) throw new ApiError('bad_request', `mountpoint ${mp} is inside the state directory`);
     // Other agents' mounts, those waiting their turn too (the agent's own earlier requests are done by now).
     const others: [string, string][] = [...this.live].map(([a, m]) => [a, m.mountpoint]);
     for (const [a, queue] of this.queues) if (a !== agent) for (const r of queue) if (r.mountpoint) others.push([a, r.mountpoint]);
@@ -260,6 +254,21 @@ export class MountManager {
         throw new ApiError('busy', `mountpoint ${mp} overlaps the mount of agent ${other} at ${at}`);
       }
     }
+    this.checkMountpointPath(mp, forRun);
+  }
+
+  /**
+   * What a mountpoint must be whatever else is mounted: checked again when the mount's turn comes,
+   * and before a new agent is made for it (a typo would otherwise log the agent made and removed).
+   */
+  checkMountpointPath(mountpoint: string, forRun = false): void {
+    const mp = path.resolve(mountpoint);
+    // First: nothing below may read a mount, which may be one of ours (the daemon reading its own deadlocks).
+    if (fuseMountsAt(mp).length > 0) throw new ApiError('busy', `mountpoint ${mp} is busy: something is already mounted there`);
+    const ws = this.overlay.workspace.root;
+    const state = this.overlay.stateDir;
+    if (inside(ws, mp)) throw new ApiError('bad_request', `mountpoint ${mp} would hide the workspace ${ws}`);
+    if (inside(mp, state) && !forRun) throw new ApiError('bad_request', `mountpoint ${mp} is inside the state directory`);
     const st = fs.statSync(mp, { throwIfNoEntry: false });
     if (!st) throw new ApiError('not_found', `mountpoint ${mp} does not exist; create it first (mkdir -p ${mp})`);
     if (!st.isDirectory()) throw new ApiError('bad_request', `mountpoint ${mp} is not a directory`);
@@ -269,4 +278,9 @@ export class MountManager {
       throw new ApiError('bad_request', `mountpoint ${mp} is inside the workspace and not empty: every agent would lose what it holds`);
     }
   }
+}
+
+/** Whether path `a` is `b` or lies below it. */
+function inside(a: string, b: string): boolean {
+  return a === b || a.startsWith(`${b}/`);
 }

@@ -180,6 +180,9 @@ describe('cowfs mount: a real copy-on-write FUSE mount per agent', () => {
     const r7 = await d.cli(['status', '--json'], { cwd: d.root });
     expect(JSON.parse(r7.stdout).error.message).toMatch(/not inside a cowfs workspace/);
     expect((await d.json<any[]>(['ls'])).map((a) => a.name)).not.toContain('x');
+    // A refused mountpoint leaves nothing in the log: no agent made, then removed.
+    const events = (await d.cli(['events', '--json'])).stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    expect(events.filter((e) => ['x', 'z'].includes(e.agent))).toEqual([]);
   });
 
   it('concurrent mounts of one agent make one FUSE mount: the same mountpoint joins, another is refused', async () => {
