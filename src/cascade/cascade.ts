@@ -2,7 +2,7 @@ import type { ConflictRecord } from '../events/types.js';
 import { OverlayError, type AgentRecord } from '../overlay/registry.js';
 import type { Overlay, Resolution } from '../overlay/overlay.js';
 import { TreeView } from '../overlay/view.js';
-import { entryFingerprint, planRebase, type RebaseContext } from './rebase.js';
+import { entryFingerprint, inoPerPath, planRebase, type RebaseContext } from './rebase.js';
 
 export interface CascadeReport {
   /** Agents rebased onto their parent's new head, in order. */
@@ -116,7 +116,7 @@ export class Cascade {
     const ctx: RebaseContext = {
       before: view(child.base), after: view(parent.head), from: child.base, to: parent.head, blobs: ov.blobs,
       labels: { ours: child.name, base: `${parent.name}@${child.base ?? 'workspace'}`, theirs: `${parent.name}@${parent.head}` },
-      refine: ov.settings.all().refine, merges: new Map(), allocIno: () => ov.allocIno(),
+      refine: ov.settings.all().refine, merges: new Map(), dirIno: inoPerPath(() => ov.allocIno()),
     };
     const work = planRebase(ov.tree(child.name).layer, ctx);
     const head = planRebase(ov.registry.commitLayer(child.head), ctx);

@@ -25,8 +25,8 @@ export interface RebaseContext {
   /** Conflict-marker labels: the agent, and the parent commits. */
   labels: { ours: string; base: string; theirs: string };
   refine: boolean;
-  /** An inode number for a directory the rebase keeps whose own is unknown (keepDirectories). */
-  allocIno: () => number;
+  /** The inode number of a directory the rebase keeps whose own is unknown (keepDirectories): one per path. */
+  dirIno: (p: string) => number;
   /**
    * Merges already made in this rebase, by the three versions: an agent's
    * working layer and its head mostly hold the same files, merged once.
@@ -81,11 +81,13 @@ export function planRebase(layer: Layer, ctx: RebaseContext): RebasePlan {
 /**
  * A file the agent made or changed in a directory it inherited lives in its layer without the
  * directory itself. When the parent deletes that directory (or moves it away), the rebase gives
- * the layer the directory, opaque (nothing of the parent's shows there any more), as git keeps a
- * directory while a file is in it: else the kept file would be unreachable, in the layer but not
- * in the tree. The same when the workspace's directory is removed on disk: then only entries below
- * the `changed` paths are looked at, the directory's own attributes are gone with it, and it is
- * not opaque: if it comes back on disk (a `git checkout` back), its files show again.
+ * the layer the directory, as git keeps a directory while a file is in it: else the kept file would
+ * be unreachable, in the layer but not in the tree. Not opaque: the whiteout or redirect below
+ * hides the old content already, and if the directory comes back (a later commit restores it, a
+ * `git checkout` back on disk) its files show again beside the agent's (opaque, they stayed
+ * hidden, and landing the agent deleted them). The same when the workspace's directory is removed
+ * on disk: then only entries below the `changed` paths are looked at, and the directory's own
+ * attributes went with it (it gets the owner of the agent's entry below it).
  */
 function keepDirectories(layer: Layer, ctx: RebaseContext, plan: RebasePlan, changed?: ReadonlySet<string>): void {
   const below = (p: string) => {
@@ -105,11 +107,21 @@ function keepDirectories(layer: Layer, ctx: RebaseContext, plan: RebasePlan, cha
       const was = ctx.before.lookup(lowerPath(layer, dir) ?? dir);
       const attr = was ? attrOf(was) : undefined;
       plan.changes.push([dir, {
-        kind: 'dir', mode: attr ? attr.mode & 0o7777 : 0o755, mtimeMs: Date.now(), ino: attr?.ino ?? ctx.allocIno(),
-        uid: attr?.uid ?? 0, gid: attr?.gid ?? 0, opaque: changed === undefined, redirect: null,
+        kind: 'dir', mode: attr ? attr.mode & 0o7777 : 0o755, mtimeMs: Date.now(), ino: attr?.ino ?? ctx.dirIno(dir),
+        uid: attr?.uid ?? e.uid, gid: attr?.gid ?? e.gid, opaque: false, redirect: null,
       }]);
     }
   }
+}
+
+/** `dirIno` for a rebase: a new number per path, the same for the agent's working layer and its head. */
+export function inoPerPath(alloc: () => number): (p: string) => number {
+  const inos = new Map<string, number>();
+  return (p) => {
+    let ino = inos.get(p);
+    if (ino === undefined) inos.set(p, (ino = alloc()));
+    return ino;
+  };
 }
 
 export function mergePath(p: string, ours: Entry, base: Resolved | undefined, theirs: Resolved | undefined, ctx: RebaseContext, plan: RebasePlan): void {

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { Overlay } from '../overlay/overlay.js';
 import { TreeView } from '../overlay/view.js';
 import type { Cascade } from './cascade.js';
-import { lowerPath, planWorkspaceRebase, type RebaseContext } from './rebase.js';
+import { inoPerPath, lowerPath, planWorkspaceRebase, type RebaseContext } from './rebase.js';
 
 /** Changes on disk are gathered this long, so a `git pull` is one rebase, not hundreds. */
 const SETTLE_MS = 150;
@@ -100,7 +100,7 @@ export class WorkspaceWatcher {
       const below = new TreeView(ov.registry.chainOf(a.base), ov.workspace);
       ov.tree(a.name).settle();
       const ctx: RebaseContext = {
-        before: below, after: below, from: null, to: null, blobs: ov.blobs, refine: ov.settings.all().refine, allocIno: () => ov.allocIno(),
+        before: below, after: below, from: null, to: null, blobs: ov.blobs, refine: ov.settings.all().refine, dirIno: inoPerPath(() => ov.allocIno()),
         labels: { ours: a.name, base: 'workspace (when copied)', theirs: 'workspace (on disk now)' },
       };
       const work = planWorkspaceRebase(ov.tree(a.name).layer, below, changed, ctx);

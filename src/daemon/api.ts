@@ -105,7 +105,7 @@ export const handlers: Record<string, Handler> = {
     const mountpoint = str(p, 'mountpoint');
     const parent = optStr(p, 'parent') ?? null;
     // A new agent's mountpoint is checked before the agent is made: a typo logs no agent made and removed.
-    if (!ctx.overlay.registry.find(agent)) ctx.mounts.checkMountpointPath(mountpoint);
+    if (!ctx.overlay.registry.find(agent)) ctx.mounts.checkMountpoint(agent, mountpoint, false);
     const created = await withAgent(ctx, agent, parent, () => ctx.mounts.mount(agent, mountpoint));
     return { ...agentInfo(ctx, agent), created };
   },

@@ -44,8 +44,11 @@ export class MountManager {
       return { agent, m, nodes: st.nodes ?? 0, lastRequestAt: st.lastRequestAt ?? 0, droppedAt: m.droppedAt };
     });
     const dropped = mountsToDrop(mounts, max, now).map((i) => mounts[i]!);
+    const cwds = dropped.length > 0 ? workingDirectories() : [];
     for (const { agent, m, nodes } of dropped) {
-      const entries = m.handle.dropKernelCache!();
+      // A run's processes see the mount at the workspace's own path.
+      const roots = m.forRun ? [m.mountpoint, this.overlay.workspace.root] : [m.mountpoint];
+      const entries = m.handle.dropKernelCache!(topNamesHolding(cwds, roots));
       m.droppedAt = now;
       this.log.info({ agent, nodes, entries }, 'idle mount: kernel cache dropped (node budget)');
     }
@@ -245,7 +248,15 @@ export class MountManager {
    * reading its own mount deadlocks (libfuse 2 answers in this very thread) as soon as the
    * kernel's cached attributes of it have expired, which a slow machine made happen.
    */
-  private checkMountpoint(agent: string, mp: string, forRun: boolean): void {
+  /**
+   * What a mountpoint must be: checked when the mount's turn comes, and before a new agent is made
+   * for it (a typo would otherwise log the agent made and removed). Nothing mounted there, and no
+   * mount of ours above or below it, before anything reads it: the daemon reading its own mount
+   * deadlocks.
+   */
+  checkMountpoint(agent: string, mountpoint: string, forRun: boolean): void {
+    const mp = path.resolve(mountpoint);
+    if (fuseMountsAt(mp).length > 0) throw new ApiError('busy', `mountpoint ${mp} is busy: something is already mounted there`);
     // Other agents' mounts, those waiting their turn too (the agent's own earlier requests are done by now).
     const others: [string, string][] = [...this.live].map(([a, m]) => [a, m.mountpoint]);
     for (const [a, queue] of this.queues) if (a !== agent) for (const r of queue) if (r.mountpoint) others.push([a, r.mountpoint]);
@@ -254,17 +265,6 @@ export class MountManager {
         throw new ApiError('busy', `mountpoint ${mp} overlaps the mount of agent ${other} at ${at}`);
       }
     }
-    this.checkMountpointPath(mp, forRun);
-  }
-
-  /**
-   * What a mountpoint must be whatever else is mounted: checked again when the mount's turn comes,
-   * and before a new agent is made for it (a typo would otherwise log the agent made and removed).
-   */
-  checkMountpointPath(mountpoint: string, forRun = false): void {
-    const mp = path.resolve(mountpoint);
-    // First: nothing below may read a mount, which may be one of ours (the daemon reading its own deadlocks).
-    if (fuseMountsAt(mp).length > 0) throw new ApiError('busy', `mountpoint ${mp} is busy: something is already mounted there`);
     const ws = this.overlay.workspace.root;
     const state = this.overlay.stateDir;
     if (inside(ws, mp)) throw new ApiError('bad_request', `mountpoint ${mp} would hide the workspace ${ws}`);
@@ -283,4 +283,29 @@ export class MountManager {
 /** Whether path `a` is `b` or lies below it. */
 function inside(a: string, b: string): boolean {
   return a === b || a.startsWith(`${b}/`);
+}
+
+/** Every process's working directory, as /proc shows it: readlink only, nothing reads a mount. */
+function workingDirectories(): string[] {
+  const cwds: string[] = [];
+  for (const pid of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      cwds.push(fs.readlinkSync(`/proc/${pid}/cwd`));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return cwds;
+}
+
+/** The first names below any of `roots` on the way to the directories `cwds`. */
+function topNamesHolding(cwds: readonly string[], roots: readonly string[]): Set<string> {
+  const names = new Set<string>();
+  for (const cwd of cwds) {
+    for (const root of roots) {
+      if (cwd.startsWith(`${root}/`)) names.add(cwd.slice(root.length + 1).split('/')[0]!);
+    }
+  }
+  return names;
 }

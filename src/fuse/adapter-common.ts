@@ -110,12 +110,12 @@ export interface MountHandle {
    */
   notified(): Promise<void>;
   /**
-   * Asks the kernel to let go of every name it holds in the mount (adapters that hand out node
-   * ids: libfuse 3), as drop_caches would: the nodes go at their FORGETs, files open stay served,
-   * and the next access looks names up again. How the daemon keeps its memory bounded
-   * (daemon/kernel-cache-budget.ts). Returns the entries invalidated.
+   * Asks the kernel to let go of every name it holds in the mount but the top-level names in
+   * `keep` (adapters that hand out node ids: libfuse 3), as drop_caches would: the nodes go at
+   * their FORGETs, files open stay served, and the next access looks names up again. How the
+   * daemon keeps its memory bounded (daemon/kernel-cache-budget.ts). Returns the entries invalidated.
    */
-  dropKernelCache?(): number;
+  dropKernelCache?(keep: ReadonlySet<string>): number;
   /**
    * Unmounts, also when the mount is busy (a lazy unmount: the name is gone
    * at once, processes keep what they hold open until they close it), and

@@ -142,7 +142,7 @@ export class Libfuse3Session implements HandleHolder {
   /** True while a request of this mount is being answered: tree events then come from our own kernel. */
   inRequest = false;
   readonly counts: Record<string, number> = Object.create(null);
-  /** When the last request reached JS (ms since the epoch). */
+  /** When the last request reached JS (ms since the epoch), FORGETs aside. */
   private lastRequestAt = 0;
   maxWrite = 0;
   maxRead = 0;
@@ -184,7 +184,7 @@ export class Libfuse3Session implements HandleHolder {
     data: Buffer | undefined, n0: number, n1: number, n2: number, n3: number, n4: number, n5: number, n6: number, n7: number): void => {
     const name = OP_NAMES[op] ?? String(op);
     this.counts[name] = (this.counts[name] ?? 0) + 1;
-    this.lastRequestAt = Date.now();
+    if (op !== Op.FORGET) this.lastRequestAt = Date.now(); // the kernel letting go is no sign of work
     this.inRequest = true;
     try {
       switch (op) {
@@ -753,11 +753,20 @@ export class Libfuse3Session implements HandleHolder {
     if (stale.length > 0) this.invalidate(stale);
   }
 
-  /** The least recently used handle but `keep`'s (byNode is kept in order of use). */
+  /**
+   * The least recently used handle but `keep`'s (byNode is kept in order of use). Asked by the
+   * budget, maybe while another mount answers a request: a put that fails here (a full disk) is
+   * this mount's to log, as in the idle sweep, never the other request's error (the file keeps its
+   * scratch file and is recovered).
+   */
   releaseOldest(keep: number): boolean {
     for (const [ino, own] of this.byNode) {
       if (!own.pinned && ino !== keep) {
-        this.releaseNodeHandle(ino);
+        try {
+          this.releaseNodeHandle(ino);
+        } catch (err) {
+          this.errno(err, 'release', 0);
+        }
         this.stopSweeperWhenIdle();
         return true;
       }
@@ -957,12 +966,14 @@ export class Libfuse3Session implements HandleHolder {
   }
 
   /**
-   * Invalidates the root directory's entries: the kernel drops each with what lies below it that
-   * nothing holds (open files, a process's working directory stay), and sends FORGET for them.
+   * Invalidates the root directory's entries but `keep`'s: the kernel drops each with what lies
+   * below it that nothing holds (open files stay), and sends FORGET for them. An entry invalidated
+   * is unhashed even when in use: a process whose working directory it is would get ENOENT from
+   * getcwd(2), so the caller keeps those.
    */
-  dropKernelCache(): number {
+  dropKernelCache(keep: ReadonlySet<string>): number {
     if (!this.session || this.exited) return 0;
-    const names = this.nodes.topNames();
+    const names = this.nodes.topNames().filter((name) => !keep.has(name));
     for (const name of names) this.b.invalidate(this.session, ROOT_ID, name);
     return names.length;
   }
@@ -1050,7 +1061,7 @@ export async function mountTree(mountpoint: string, tree: TreeOps, opts: Libfuse
     writeback: (features & Feature.WRITEBACK) !== 0,
     stats: () => s.stats(),
     notified: () => s.notified(),
-    dropKernelCache: () => s.dropKernelCache(),
+    dropKernelCache: (keep) => s.dropKernelCache(keep),
     unmount(): Promise<void> {
       unmounting ??= (async () => {
         for (const off of unwatch) off?.();

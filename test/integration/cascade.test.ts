@@ -579,6 +579,14 @@ describe('a parent deletes or renames a directory the child wrote into', () => {
       'new\na\nkid\nlib:\ndeep\n\nlib/deep:\nnew.txt\n\nold:\na.txt\nb\n',
     );
     expect((await d.cli(['diff', 'c', '--name-only'])).stdout.split('\n').filter(Boolean).sort()).toEqual(['lib/deep/new.txt', 'old/a.txt']);
+    // The parent brings lib back: its files show again beside the child's (a directory kept opaque
+    // hid them, and landing the child would have deleted them).
+    await d.json(['resolve', 'c', 'old/a.txt', '--ours']);
+    sh('p', "mkdir -p lib/deep && printf 'back\\n' > lib/a.txt");
+    await d.json(['commit', 'p', '-m', 'lib is back']);
+    await cacheWindow();
+    expect(await poll(() => sh('c', 'ls -A lib; cat lib/a.txt'), (s) => s.includes('back'))).toBe('a.txt\ndeep\nback\n');
+    expect((await d.cli(['diff', 'c', '--name-only'])).stdout.split('\n').filter(Boolean).sort()).toEqual(['lib/deep/new.txt', 'old/a.txt']);
   });
 });
 

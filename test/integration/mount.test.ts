@@ -177,12 +177,17 @@ describe('cowfs mount: a real copy-on-write FUSE mount per agent', () => {
     const r6b = await d.cli(['mount', 'z', path.join(d.workspace, 'src')]);
     expect(r6b.stderr).toMatch(/inside the workspace and not empty/);
     expect(d.sh('ls src', a)).toContain('index.js');
+    // Inside another agent's mount: refused before anything reads it (the daemon stat'ing a path in
+    // its own mount would wait for itself: every mount and the API would hang).
+    d.sh('mkdir -p sub', a);
+    const r6c = await d.cli(['mount', 'w', path.join(a, 'sub')]);
+    expect(r6c.stderr).toMatch(/overlaps the mount of agent a/);
     const r7 = await d.cli(['status', '--json'], { cwd: d.root });
     expect(JSON.parse(r7.stdout).error.message).toMatch(/not inside a cowfs workspace/);
     expect((await d.json<any[]>(['ls'])).map((a) => a.name)).not.toContain('x');
     // A refused mountpoint leaves nothing in the log: no agent made, then removed.
     const events = (await d.cli(['events', '--json'])).stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
-    expect(events.filter((e) => ['x', 'z'].includes(e.agent))).toEqual([]);
+    expect(events.filter((e) => ['x', 'z', 'w'].includes(e.agent))).toEqual([]);
   });
 
   it('concurrent mounts of one agent make one FUSE mount: the same mountpoint joins, another is refused', async () => {

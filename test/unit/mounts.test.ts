@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -11,6 +12,12 @@ import type { Overlay } from '../../src/overlay/overlay.js';
 import { openOverlay, removeTempDirs, tempDir } from '../helpers/core.js';
 
 const log = pino({ level: 'silent' });
+
+async function waitFor(cond: () => boolean): Promise<void> {
+  for (const end = Date.now() + 10_000; !cond(); await new Promise((r) => setTimeout(r, 20))) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${cond}`);
+  }
+}
 
 /** Lets every promise that can settle settle (setImmediate runs after the microtask queue drained). */
 const settle = () => new Promise((r) => setImmediate(r));
@@ -34,6 +41,8 @@ class FakeAdapter implements MountAdapter {
   /** What each mount's stats say of its kernel cache, and the mounts told to drop it, in order. */
   readonly cacheUse = new Map<string, { nodes: number; lastRequestAt: number }>();
   readonly drops: string[] = [];
+  /** The names each drop was told to keep. */
+  readonly kept: string[][] = [];
 
   mount(mountpoint: string, _tree: unknown, opts: MountOptions): Promise<MountHandle> {
     this.calls.push(`mount ${mountpoint}`);
@@ -53,8 +62,9 @@ class FakeAdapter implements MountAdapter {
     return {
       mountpoint, options: '', device: '', writeback: false, notified: () => Promise.resolve(),
       stats: () => ({ ops: {}, maxWrite: 0, maxRead: 0, eio: 0, openHandles: 0, nodes: 0, lastRequestAt: 0, ...this.cacheUse.get(mountpoint) }),
-      dropKernelCache: () => {
+      dropKernelCache: (keep) => {
         this.drops.push(mountpoint);
+        this.kept.push([...keep].sort());
         return 1;
       },
       unmount: () => {
@@ -258,7 +268,16 @@ describe('MountManager: the node ids the kernel holds, kept to a budget', () => 
     fake.cacheUse.set(mp, { nodes: 100, lastRequestAt: now - 120_000 });
     fake.cacheUse.set(mpB, { nodes: 100, lastRequestAt: now - 90_000 });
     expect(mounts.keepKernelCacheBudget(250, now)).toEqual([]); // within the budget
-    expect(mounts.keepKernelCacheBudget(150, now)).toEqual(['a']); // the idlest is enough
+    // A process working in a directory of a's: that name is kept (invalidated, its getcwd would fail).
+    fs.mkdirSync(path.join(mp, 'work', 'deeper'), { recursive: true });
+    const sleeper = spawn('sleep', ['30'], { cwd: path.join(mp, 'work', 'deeper'), stdio: 'ignore' });
+    try {
+      await waitFor(() => fs.readlinkSync(`/proc/${sleeper.pid}/cwd`).endsWith('deeper'));
+      expect(mounts.keepKernelCacheBudget(150, now)).toEqual(['a']); // the idlest is enough
+    } finally {
+      sleeper.kill('SIGKILL');
+    }
+    expect(fake.kept[0]).toEqual(['work']);
     expect(mounts.keepKernelCacheBudget(150, now + 1)).toEqual(['b']); // a's FORGETs may still be coming: not a again
     expect(fake.drops).toEqual([mp, mpB]);
     fake.cacheUse.set(mp, { nodes: 100, lastRequestAt: now + 10_000 });
