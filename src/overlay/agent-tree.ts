@@ -74,10 +74,13 @@ export class AgentTree implements TreeOps {
    * (as in applyChanges): the next open sees the new base.
    */
   setChain(chain: Layer[]): void {
-    this.announce(() => chainPaths(this.lower.layers, chain));
+    const paths = chainPaths(this.lower.layers, chain);
+    this.announce(() => paths);
+    const existed = this.existing(paths);
     this.view = new TreeView([this.layer, ...chain], this.s.workspace);
     this.lower = new TreeView(chain, this.s.workspace);
     for (const [p, f] of this.files) if (!f.scratch) this.files.delete(p);
+    this.namesChangedBy(paths, existed);
   }
 
   get tree(): TreeView {
@@ -300,10 +303,28 @@ export class AgentTree implements TreeOps {
    * would).
    */
   applyChanges(changes: readonly LayerChange[]): void {
-    this.announce(() => changes.map(([p]) => p));
+    const paths = changes.map(([p]) => p);
+    this.announce(() => paths);
+    const existed = this.existing(paths);
     this.layer.applyChanges(changes);
     this.persist(changes);
     this.forgetReaders(changes);
+    this.namesChangedBy(paths, existed);
+  }
+
+  private existing(paths: readonly string[]): boolean[] {
+    return paths.map((p) => this.view.lookup(p) !== undefined);
+  }
+
+  /**
+   * Of `paths`, those a change outside this tree's own operations made or removed (a rebase, a
+   * new base, an undo): their directories' mtimes move, as for a write here (git's untracked
+   * cache trusts them).
+   */
+  private namesChangedBy(paths: readonly string[], existed: readonly boolean[]): void {
+    paths.forEach((p, i) => {
+      if ((this.view.lookup(p) !== undefined) !== existed[i]) this.namesChanged(p);
+    });
   }
 
   /** Files open only for reading at changed paths keep what they opened but no longer stand for the path. */
@@ -321,11 +342,14 @@ export class AgentTree implements TreeOps {
    */
   applyOps(ops: readonly LayerOp[]): void {
     for (const op of ops) {
-      this.announce(() => opPaths(op));
+      const paths = opPaths(op);
+      this.announce(() => paths);
+      const existed = this.existing(paths);
       const changes = this.layer.apply(op);
       this.persist(changes);
       this.s.log.append(this.agent, op);
       this.forgetReaders(changes);
+      this.namesChangedBy(paths, existed);
     }
   }
 

@@ -31,6 +31,26 @@ async function family(children = 1) {
 }
 
 describe('cascade rebase', () => {
+  it("moves the mtime of a child's directory where the parent's commit made or removed a name (git's untracked cache trusts it)", async () => {
+    const { ov, cascade } = await family();
+    const c = ov.tree('c');
+    const before = c.getattr('').mtimeMs;
+    await new Promise((r) => setTimeout(r, 5));
+    writeFile(ov.tree('p'), 'new.txt', 'n\n');
+    ov.commit('p', 'p1');
+    cascade.fromCommit('p');
+    expect(readFile(c, 'new.txt')).toBe('n\n');
+    const added = c.getattr('').mtimeMs;
+    expect(added).toBeGreaterThan(before);
+    // A change of content alone moves no directory's time.
+    await new Promise((r) => setTimeout(r, 5));
+    writeFile(ov.tree('p'), 'new.txt', 'n2\n');
+    ov.commit('p', 'p2');
+    cascade.fromCommit('p');
+    expect(readFile(c, 'new.txt')).toBe('n2\n');
+    expect(c.getattr('').mtimeMs).toBe(added);
+  });
+
   it('merges a parent edit at line 10 with a child edit at line 50, down to the grandchild', async () => {
     const { ov, cascade } = await family(10);
     const c = ov.tree('c');
