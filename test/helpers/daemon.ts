@@ -140,6 +140,32 @@ export class TestDaemon {
   daemonLog(): string {
     return fs.readFileSync(path.join(this.root, 'daemon.out'), 'utf8');
   }
+
+  /**
+   * For a test that failed: the daemon's last log lines and where each of its threads waits (a
+   * daemon that stopped answering shows it here; its temp root, log included, goes at destroy).
+   */
+  diagnosis(lines = 40): string {
+    const out = [`--- daemon (pid ${this.pid ?? '-'}), last ${lines} log lines:`];
+    try {
+      out.push(...this.daemonLog().trimEnd().split('\n').slice(-lines));
+    } catch (err) {
+      out.push(`(no log: ${(err as Error).message})`);
+    }
+    const pid = this.pid;
+    if (pid !== undefined && this.proc?.exitCode === null) {
+      try {
+        for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+          const stat = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+          const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+          out.push(`thread ${t} ${comm} state ${stat[stat.lastIndexOf(')') + 2]} wchan ${fs.readFileSync(`/proc/${pid}/task/${t}/wchan`, 'utf8')}`);
+        }
+      } catch (err) {
+        out.push(`(threads: ${(err as Error).message})`);
+      }
+    }
+    return out.join('\n');
+  }
 }
 
 /** A checksum of every file, symlink and mode under a directory (skipping .cowfs), via the shell. */

@@ -1,7 +1,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, TestDaemon, treeChecksum, type CliResult } from '../helpers/daemon.js';
 import { writeFile, writeSampleProject } from '../helpers/project.js';
 import { listFuseMounts } from '../../src/fuse/mount-table.js';
@@ -62,6 +62,11 @@ describe('cowfs run: a sandboxed program that sees only its agent\'s tree', () =
     fs.mkdirSync(shared, { mode: 0o777 });
     fs.chmodSync(shared, 0o777);
     await d.start();
+  });
+
+  // A rare timeout here under load (libfuse 2) left nothing to read once the temp root was gone.
+  afterEach((ctx) => {
+    if (ctx.task.result?.state === 'fail') process.stderr.write(`${ctx.task.name}\n${d.diagnosis()}\n`);
   });
 
   afterAll(async () => {
