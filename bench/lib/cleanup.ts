@@ -11,8 +11,7 @@
  * connection and unmount lazily (FUSE-NOTES: only aborting frees a stuck
  * mount) — then every tracked process still alive (SIGTERM, then SIGKILL).
  */
-import { alive } from '../../src/daemon/daemon.js';
-import { PID_NAME } from '../../src/daemon/protocol.js';
+import { alive, runningDaemon } from '../../src/daemon/daemon.js';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -112,22 +111,14 @@ export function unmountAllUnder(root: string, log = true): Mount[] {
  * is still a cowfs daemon. Returns their pids.
  */
 export async function endLeftDaemons(root: string): Promise<number[]> {
-  const left: number[] = [];
-  for (const dir of fs.existsSync(root) ? fs.readdirSync(root) : []) {
-    let pid: number;
-    try {
-      pid = Number(fs.readFileSync(path.join(root, dir, PID_NAME), 'utf8').trim());
-    } catch {
-      continue;
-    }
-    let cmdline = '';
-    try { cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8'); } catch { continue; }
-    if (!/cowfs|counting-daemon/.test(cmdline) || !cmdline.includes('daemon')) continue;
-    process.kill(pid, 'SIGTERM');
-    left.push(pid);
-  }
+  const dirs = fs.existsSync(root) ? fs.readdirSync(root) : [];
+  const left = dirs.map((dir) => runningDaemon(path.join(root, dir))).filter((pid) => pid !== undefined);
+  const signal = (pid: number, sig: NodeJS.Signals) => {
+    try { process.kill(pid, sig); } catch { /* gone meanwhile */ }
+  };
+  for (const pid of left) signal(pid, 'SIGTERM');
   for (let i = 0; i < 50 && left.some(alive); i++) await sleep(100);
-  for (const pid of left.filter(alive)) process.kill(pid, 'SIGKILL');
+  for (const pid of left.filter(alive)) signal(pid, 'SIGKILL');
   return left;
 }
 

@@ -29,6 +29,17 @@ export function alive(pid: number): boolean {
   }
 }
 
+/** The pid of the daemon running for a state directory, by its pid file; undefined if none runs. */
+export function runningDaemon(stateDir: string): number | undefined {
+  let pid: number;
+  try {
+    pid = Number(fs.readFileSync(path.join(stateDir, PID_NAME), 'utf8').trim());
+  } catch {
+    return undefined;
+  }
+  return pid > 0 && daemonRunning(pid) ? pid : undefined;
+}
+
 /**
  * Whether the pid file's process is a daemon still running. The pid alone is not enough: after a
  * reboot or a container restart it may name an unrelated process (and no daemon could start until
@@ -72,8 +83,8 @@ export class Daemon {
     fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     const pidFile = path.join(stateDir, PID_NAME);
     const socket = path.join(stateDir, SOCKET_NAME);
-    const old = Number(fs.readFileSync(pidFile, { encoding: 'utf8', flag: 'a+' }).trim());
-    if (old && old !== process.pid && daemonRunning(old)) {
+    const old = runningDaemon(stateDir);
+    if (old !== undefined && old !== process.pid) {
       throw new Error(`a cowfs daemon (pid ${old}) is already running for ${workspace}`);
     }
     if (Buffer.byteLength(socket) > 107) {
