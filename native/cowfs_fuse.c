@@ -15,7 +15,8 @@
  * Some requests never reach JavaScript: GETATTR of files and directories
  * whose attributes JavaScript gave us (cacheAttr), a SETATTR that changes
  * nothing of them, a LOOKUP of a name missing from a directory whose every
- * name we know (knowNames), and OPEN, OPENDIR, FORGET and RELEASE of
+ * name we know (knowNames), a WRITE to a file whose scratch file
+ * JavaScript lent us (writeTo), and OPEN, OPENDIR, FORGET and RELEASE of
  * handle 0.
  *
  * Kernel notifications (invalidating a cached inode or name) are queued to
@@ -43,13 +44,14 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifndef PR_SET_IO_FLUSHER
 #define PR_SET_IO_FLUSHER 57
 #endif
 
 /* Bumped whenever the request numbers or the calls change: src/fuse/libfuse3-binding.ts checks it. */
-#define COWFS_FUSE_ABI 5
+#define COWFS_FUSE_ABI 6
 
 /* Request kinds, as JavaScript sees them (src/fuse/libfuse3-binding.ts mirrors these). */
 enum {
@@ -88,6 +90,8 @@ typedef struct note {
 /* Where a session stands with JavaScript (session_t.state, under qmu). */
 enum { IDLE = 0, WOKEN, DRAINING };
 
+#define TARGET_BUCKETS 256
+
 typedef struct session {
   struct fuse_session *se;
   /* Wakes JavaScript (its `wake` callback) when requests start waiting; `dispatch` answers each. */
@@ -121,6 +125,12 @@ typedef struct session {
   /* Directories whose every name is known (knowNames), to answer LOOKUPs of missing names; under amu. */
   struct dir_names **dirs;
   size_t dcap, dcount;
+  /* Files whose WRITEs are written here (writeTo), by node id; under wmu. A write in flight is counted in its target (busy). */
+  pthread_mutex_t wmu;
+  pthread_cond_t wcv;
+  struct write_target *targets[TARGET_BUCKETS];
+  /* WRITEs written here, and the largest; under wmu. */
+  double c_writes, c_max_write;
 } session_t;
 
 /* Attributes travel as (ino, mode, nlink, uid, gid, size, atimeMs, mtimeMs, ctimeMs). */
@@ -212,6 +222,97 @@ static void attr_drop(session_t *s, fuse_ino_t ino) {
     s->alive--;
   }
   pthread_mutex_unlock(&s->amu);
+}
+
+/* ------------------------------------------------------ writes served here */
+
+/*
+ * Once JavaScript holds a node's scratch file open for writing (a file
+ * CREATE made, or one its first WRITE copied up), it lends us the
+ * descriptor (writeTo) and the node's WRITEs are written here, on the loop
+ * thread, with no round trip to JavaScript: a 1 GiB dd is 1,024 of them, an
+ * unpacked file one or more. JavaScript then reads the file's size and
+ * mtime from the file itself and hashes it at ingest. Attributes cached for
+ * the node follow the file (fstat after each write, and at cacheAttr).
+ * stopWriting takes the descriptor back before JavaScript closes it,
+ * waiting for a write in flight; the lock is not held across the pwrite, so
+ * a write held up by the disk never holds up the JavaScript thread, only
+ * that node's release. JavaScript lends only without the writeback cache:
+ * the kernel then sends a node's WRITEs one at a time, under its inode lock,
+ * so none queued for JavaScript can be overtaken.
+ */
+#define WRITEBACK_STEP (16 << 20)
+
+typedef struct write_target {
+  struct write_target *next;
+  fuse_ino_t ino;
+  int fd;
+  int busy;    /* a write in flight (the loop thread is the only writer) */
+  double bytes; /* written here, ever */
+  /* Bytes 0..front were written in order; disk writes were started up to `started` (as src/store/sequential-write.ts). */
+  off_t front, started;
+} write_target_t;
+
+static double ms_of(const struct timespec *t) { return (double)t->tv_sec * 1e3 + (double)t->tv_nsec / 1e6; }
+
+/* Where `ino`'s target is, or would be linked (wmu held). */
+static write_target_t **target_slot(session_t *s, fuse_ino_t ino) {
+  write_target_t **p = &s->targets[(size_t)((ino * 0x9E3779B97F4A7C15ull) >> 56) & (TARGET_BUCKETS - 1)];
+  while (*p && (*p)->ino != ino) p = &(*p)->next;
+  return p;
+}
+
+/* Size and times of cached attributes from the file itself (JavaScript gives a file its mtime as all three). */
+static void attr_from_file(double *a, int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return;
+  a[5] = (double)st.st_size;
+  a[6] = a[7] = a[8] = ms_of(&st.st_mtim);
+}
+
+/* A WRITE to a lent file, written here; 0 if `ino` is not lent. */
+static int write_here(session_t *s, fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off) {
+  pthread_mutex_lock(&s->wmu);
+  write_target_t *t = *target_slot(s, ino);
+  if (t) t->busy = 1;
+  pthread_mutex_unlock(&s->wmu);
+  if (!t) return 0;
+  ssize_t n = pwrite(t->fd, buf, size, off);
+  int err = n < 0 ? errno : 0;
+  pthread_mutex_lock(&s->wmu);
+  if (n > 0) {
+    t->bytes += (double)n;
+    if (off == t->front) t->front += n;
+    if (t->front - t->started >= WRITEBACK_STEP) {
+      off_t end = t->front - t->front % WRITEBACK_STEP;
+      /* Only a head start for the final fsync: errors are fsync's to report. */
+      sync_file_range(t->fd, t->started, end - t->started, SYNC_FILE_RANGE_WRITE);
+      t->started = end;
+    }
+    s->c_writes++;
+    if ((double)size > s->c_max_write) s->c_max_write = (double)size;
+    pthread_mutex_lock(&s->amu);
+    cached_attr_t *e = attr_find(s, ino);
+    if (e) attr_from_file(e->a, t->fd);
+    pthread_mutex_unlock(&s->amu);
+  }
+  t->busy = 0;
+  pthread_cond_broadcast(&s->wcv);
+  pthread_mutex_unlock(&s->wmu);
+  if (err) fuse_reply_err(req, err);
+  else fuse_reply_write(req, (size_t)n);
+  return 1;
+}
+
+/* Unlinks and frees `ino`'s target once no write is in flight (wmu held); returns the bytes written to it, or -1. */
+static double target_remove(session_t *s, fuse_ino_t ino) {
+  write_target_t **p = target_slot(s, ino), *t = *p;
+  if (!t) return -1;
+  *p = t->next;
+  while (t->busy) pthread_cond_wait(&s->wcv, &s->wmu);
+  double bytes = t->bytes;
+  free(t);
+  return bytes;
 }
 
 /* ------------------------------------------------------ names of directories */
@@ -545,8 +646,6 @@ static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
   post(s, msg_new(OP_GETATTR, req, ino, NULL, NULL, NULL, 0) ?: enomem(req));
 }
 
-static double ms_of(const struct timespec *t) { return (double)t->tv_sec * 1e3 + (double)t->tv_nsec / 1e6; }
-
 /*
  * A SETATTR of the mode, owner or group they already have (tar chowns
  * every file it unpacks to the owner it was made with): nothing to do. The
@@ -659,6 +758,7 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi) {
   session_t *s = sess(req);
+  if (write_here(s, req, ino, buf, size, off)) return;
   int take = size >= EXTERNAL_MIN && s->rbuf && buf >= s->rbuf && buf + size <= s->rbuf + s->rlen;
   msg_t *m = msg_new(OP_WRITE, req, ino, NULL, NULL, take ? NULL : buf, take ? 0 : size); /* taken: no room for a copy */
   if (!m) { enomem(req); return; }
@@ -983,6 +1083,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   pthread_cond_init(&s->cv, NULL);
   pthread_mutex_init(&s->amu, NULL);
   pthread_mutex_init(&s->qmu, NULL);
+  pthread_mutex_init(&s->wmu, NULL);
+  pthread_cond_init(&s->wcv, NULL);
 
   char *fargv[4] = { "cowfs", "-o", opts, NULL };
   int fargc = 3;
@@ -1073,6 +1175,12 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   s->acap = s->aused = s->alive = 0;
   dirs_free(s);
   pthread_mutex_unlock(&s->amu);
+  /* The loop thread is gone: no write is in flight. */
+  pthread_mutex_lock(&s->wmu);
+  for (size_t i = 0; i < TARGET_BUCKETS; i++) {
+    while (s->targets[i]) { write_target_t *t = s->targets[i]; s->targets[i] = t->next; free(t); }
+  }
+  pthread_mutex_unlock(&s->wmu);
   /* The session struct itself stays allocated: JavaScript may still hold its external. */
   return NULL;
 }
@@ -1405,6 +1513,10 @@ static napi_value js_cache_attr(napi_env env, napi_callback_info info) {
   double a[ATTR_ARGS];
   for (int i = 0; i < ATTR_ARGS; i++) a[i] = num(env, argv[2 + i]);
   double timeout = num(env, argv[2 + ATTR_ARGS]);
+  /* A lent file's size and mtime are the file's now: a write here may have come after JavaScript read them. */
+  pthread_mutex_lock(&s->wmu);
+  write_target_t *t = *target_slot(s, ino);
+  if (t) attr_from_file(a, t->fd);
   pthread_mutex_lock(&s->amu);
   cached_attr_t *e = attr_find(s, ino);
   if (!e) e = attr_new(s, ino);
@@ -1413,6 +1525,7 @@ static napi_value js_cache_attr(napi_env env, napi_callback_info info) {
     e->timeout = timeout;
   }
   pthread_mutex_unlock(&s->amu);
+  pthread_mutex_unlock(&s->wmu);
   return NULL;
 }
 
@@ -1465,6 +1578,82 @@ static napi_value js_sync_file_range(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* writeTo(session, ino, fd): `ino`'s WRITEs are written to `fd` here until stopWriting. */
+static napi_value js_write_to(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  session_t *s = open_session(env, info, 3, argv);
+  if (!s) return NULL;
+  fuse_ino_t ino = (fuse_ino_t)num(env, argv[1]);
+  int fd = (int)num(env, argv[2]);
+  struct stat st;
+  off_t size = fstat(fd, &st) == 0 ? st.st_size : 0;
+  pthread_mutex_lock(&s->wmu);
+  target_remove(s, ino);
+  write_target_t *t = calloc(1, sizeof(write_target_t));
+  if (t) {
+    t->ino = ino;
+    t->fd = fd;
+    t->front = size;
+    t->started = size - size % WRITEBACK_STEP;
+    write_target_t **p = target_slot(s, ino);
+    *p = t;
+  }
+  pthread_mutex_unlock(&s->wmu);
+  if (!t) napi_throw_error(env, NULL, "cowfs_fuse: out of memory");
+  return NULL;
+}
+
+/*
+ * stopWriting(session, ino) → the bytes written here to `ino` (-1 if it was not lent): its WRITEs
+ * go to JavaScript again; returns once none is being written here.
+ */
+static napi_value js_stop_writing(napi_env env, napi_callback_info info) {
+  napi_value argv[2], out;
+  session_t *s = open_session(env, info, 2, argv);
+  double bytes = -1;
+  if (s) {
+    pthread_mutex_lock(&s->wmu);
+    bytes = target_remove(s, (fuse_ino_t)num(env, argv[1]));
+    pthread_mutex_unlock(&s->wmu);
+  }
+  CHECK(napi_create_double(env, bytes, &out));
+  return out;
+}
+
+/* written(session, ino) → bytes written here to `ino` while lent, or -1 if it is not. */
+static napi_value js_written(napi_env env, napi_callback_info info) {
+  napi_value argv[2], out;
+  session_t *s = open_session(env, info, 2, argv);
+  double bytes = -1;
+  if (s) {
+    pthread_mutex_lock(&s->wmu);
+    write_target_t *t = *target_slot(s, (fuse_ino_t)num(env, argv[1]));
+    if (t) bytes = t->bytes;
+    pthread_mutex_unlock(&s->wmu);
+  }
+  CHECK(napi_create_double(env, bytes, &out));
+  return out;
+}
+
+/* writesHere(session) → [WRITEs written here, the largest one's size]. */
+static napi_value js_writes_here(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out, v;
+  session_t *s = open_session(env, info, 1, argv);
+  double n = 0, max = 0;
+  if (s) {
+    pthread_mutex_lock(&s->wmu);
+    n = s->c_writes;
+    max = s->c_max_write;
+    pthread_mutex_unlock(&s->wmu);
+  }
+  CHECK(napi_create_array_with_length(env, 2, &out));
+  CHECK(napi_create_double(env, n, &v));
+  CHECK(napi_set_element(env, out, 0, v));
+  CHECK(napi_create_double(env, max, &v));
+  CHECK(napi_set_element(env, out, 1, v));
+  return out;
+}
+
 /*
  * Every WRITE's data (up to 1 MiB) is in a block malloc'ed here and freed once JavaScript is done with
  * it (a message's, or libfuse's read buffer, ll_write): above
@@ -1490,6 +1679,8 @@ static napi_value init_module(napi_env env, napi_value exports) {
     { "replyStatfs", js_reply_statfs }, { "replyDir", js_reply_dir },
     { "replyDirPlus", js_reply_dir_plus }, { "replyNone", js_reply_none },
     { "syncFileRange", js_sync_file_range },
+    { "writeTo", js_write_to }, { "stopWriting", js_stop_writing }, { "written", js_written },
+    { "writesHere", js_writes_here },
   };
   napi_value abi;
   if (napi_create_int32(env, COWFS_FUSE_ABI, &abi) != napi_ok || napi_set_named_property(env, exports, "abi", abi) != napi_ok) return NULL;

@@ -123,6 +123,14 @@ interface OpenHandle {
   writable: boolean;
 }
 
+/** A node whose WRITEs the addon writes itself (lend). */
+interface LentFile {
+  /** Bytes it had written at the last look (noteWritesHere). */
+  seen: number;
+  /** Bytes it wrote in all, once taken back. */
+  final: number | undefined;
+}
+
 /** The tree handle that serves a node's requests with handle 0 (every file is opened without OPEN). */
 interface NodeHandle {
   fh: number;
@@ -162,6 +170,8 @@ export class Libfuse3Session implements HandleHolder {
   private readonly namesInC = new Set<number>();
   /** Node id → its own tree handle. */
   private readonly byNode = new Map<number, NodeHandle>();
+  /** Nodes whose WRITEs the addon writes itself (lend). */
+  private readonly lent = new Map<number, LentFile>();
   /** [node, handle] of the RELEASEs of the current drain (releaseClosed). */
   private closed: [number, number][] = [];
   private sweeper: NodeJS.Timeout | undefined;
@@ -615,6 +625,7 @@ export class Libfuse3Session implements HandleHolder {
       const n = this.entry(p, a); // tar's chown to its own owner, next, is answered in C
       this.releaseNodeHandle(n.id);
       const fh = this.adopt(n, treeFh, true, false);
+      this.lend(n.id);
       this.b.replyCreate(req, n.id, ...this.attrArgs(a), this.ttl, this.ttl, fh, OpenReply.KEEP_CACHE);
     });
   }
@@ -639,7 +650,9 @@ export class Libfuse3Session implements HandleHolder {
     this.dropAttr(ino); // before the size and mtime change
     const tail = this.nodes.node(ino).tail;
     if (tail && offset >= tail.from) offset += tail.shift;
-    this.b.replyWrite(req, this.tree.write(h.treeFh, data, data.length, offset));
+    const written = this.tree.write(h.treeFh, data, data.length, offset);
+    this.lend(ino);
+    this.b.replyWrite(req, written);
   }
 
   /** Through the node's own handle, opened if the idle sweep closed it: the file's content reaches the disk either way. */
@@ -687,14 +700,58 @@ export class Libfuse3Session implements HandleHolder {
   private nodeHandle(ino: number): OpenHandle {
     const own = this.byNode.get(ino);
     if (own) {
-      own.used = Date.now();
-      this.byNode.delete(ino); // to the end: the most recently used
-      this.byNode.set(ino, own);
+      this.used(ino, own, Date.now());
       return this.handles.get(own.fh)!;
     }
     const n = this.nodes.node(ino);
     if (n.path === null) return this.handleOf(n);
     return this.handles.get(this.adopt(n, this.tree.open(n.path, O_RDWR), false, false))!;
+  }
+
+  private used(ino: number, own: NodeHandle, now: number): void {
+    own.used = now;
+    this.byNode.delete(ino); // to the end: the most recently used
+    this.byNode.set(ino, own);
+  }
+
+  /**
+   * From now on the addon writes the node's WRITEs into its handle's file itself, with no round
+   * trip to JavaScript (native/cowfs_fuse.c, "writes served here"), until the handle is released.
+   * Not with the writeback cache (the kernel's writeback sends a node's WRITEs several at once, so
+   * one queued here could be overtaken), nor for a node whose writes land shifted (its tail).
+   */
+  private lend(ino: number): void {
+    const own = this.byNode.get(ino);
+    const session = this.session;
+    if (this.writeback || !session || !own || this.lent.has(ino) || this.nodes.node(ino).tail) return;
+    const l: LentFile = { seen: 0, final: undefined };
+    // The tree's count of the addon's writes: the bytes written, live until taken back, then the last.
+    const fd = this.tree.lendFd(this.handles.get(own.fh)!.treeFh, () => l.final ?? Math.max(0, this.b.written(session, ino)));
+    this.b.writeTo(session, ino, fd);
+    this.lent.set(ino, l);
+  }
+
+  /** Before its handle's file is closed or its writes must come here again; waits for a write in flight. */
+  private takeBack(ino: number): void {
+    const l = this.lent.get(ino);
+    if (!l) return;
+    this.lent.delete(ino);
+    l.final = this.session ? Math.max(0, this.b.stopWriting(this.session, ino)) : l.seen;
+  }
+
+  /** What the addon wrote since the last look counts as use of those nodes' handles (the idle sweep, the budget, idleness). */
+  private noteWritesHere(): void {
+    if (!this.session || this.lent.size === 0) return;
+    const now = Date.now();
+    for (const [ino, l] of this.lent) {
+      const bytes = this.b.written(this.session, ino);
+      const own = this.byNode.get(ino);
+      if (bytes <= l.seen || !own) continue;
+      own.written += bytes - l.seen;
+      l.seen = bytes;
+      this.used(ino, own, now);
+      this.lastRequestAt = now;
+    }
   }
 
   /**
@@ -740,6 +797,7 @@ export class Libfuse3Session implements HandleHolder {
       this.byNode.delete(ino);
       const h = this.handles.get(own.fh);
       if (!h) continue;
+      this.takeBack(ino);
       const n = this.nodes.node(ino);
       // Written through a node an invalidation retired (its holder wrote on across a rebase): the
       // path's newer node keeps the size the kernel had at its lookup (writeback cache), so it is
@@ -760,6 +818,7 @@ export class Libfuse3Session implements HandleHolder {
    * scratch file and is recovered).
    */
   releaseOldest(keep: number): boolean {
+    this.noteWritesHere();
     for (const [ino, own] of this.byNode) {
       if (!own.pinned && ino !== keep) {
         try {
@@ -779,6 +838,7 @@ export class Libfuse3Session implements HandleHolder {
   }
 
   private sweep(): void {
+    this.noteWritesHere();
     const now = Date.now();
     const due: number[] = [];
     for (const [ino, own] of this.byNode) {
@@ -904,7 +964,10 @@ export class Libfuse3Session implements HandleHolder {
         for (const m of this.nodes.allAt(p)) {
           this.dropAttr(m.id);
           this.forgetNames(m.id);
-          if (!gone && before !== undefined && !m.isDir) shiftTail(m, before, now.size);
+          if (!gone && before !== undefined && !m.isDir) {
+            shiftTail(m, before, now.size);
+            if (m.tail) this.takeBack(m.id);
+          }
           const own = this.byNode.get(m.id);
           if (!own || own.pinned) continue;
           // Gone from the tree: whoever holds the file keeps reading what it held, until FORGET.
@@ -959,8 +1022,10 @@ export class Libfuse3Session implements HandleHolder {
   }
 
   stats(): AdapterStats {
+    this.noteWritesHere();
+    const [here, largest] = this.session ? this.b.writesHere(this.session) : [0, 0];
     return {
-      ops: { ...this.counts }, maxWrite: this.maxWrite, maxRead: this.maxRead, eio: this.eio, openHandles: this.handles.size,
+      ops: { ...this.counts, 'write (addon)': here }, maxWrite: Math.max(this.maxWrite, largest), maxRead: this.maxRead, eio: this.eio, openHandles: this.handles.size,
       nodes: this.nodes.size, lastRequestAt: this.lastRequestAt,
     };
   }

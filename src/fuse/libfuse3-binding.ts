@@ -39,7 +39,7 @@ export type Dispatch = (
 type AttrArgs = [number, number, number, number, number, number, number, number, number];
 
 /** COWFS_FUSE_ABI of native/cowfs_fuse.c this file speaks. */
-const ABI = 5;
+const ABI = 6;
 
 export interface Binding {
   /** The addon's COWFS_FUSE_ABI. */
@@ -95,6 +95,21 @@ export interface Binding {
    * from an addon built before it (the ABI did not change for it): then nothing is started early.
    */
   syncFileRange?(fd: number, offset: number, length: number): void;
+  /**
+   * `ino`'s WRITEs are written to `fd` by the addon itself, on its own thread, until stopWriting
+   * (no round trip to JavaScript; its cached attributes follow the file). Only without the
+   * writeback cache.
+   */
+  writeTo(session: Native, ino: number, fd: number): void;
+  /**
+   * `ino`'s WRITEs come to JavaScript again; returns once none is being written (then `fd` may be
+   * closed), with the bytes the addon wrote to it (-1 if it was not lent).
+   */
+  stopWriting(session: Native, ino: number): number;
+  /** Bytes the addon wrote to `ino` since writeTo, or -1 if it is not lent. */
+  written(session: Native, ino: number): number;
+  /** [WRITEs the addon wrote itself, the largest one's size]. */
+  writesHere(session: Native): [number, number];
 }
 
 export function loadBinding(): Binding {

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import type { LayerOp } from '../events/types.js';
 import type { EventLog } from '../events/log.js';
-import type { BlobStore } from '../store/blobs.js';
+import type { BlobId, BlobStore } from '../store/blobs.js';
 import type { Store } from '../store/env.js';
 import {
   FsError, O_ACCMODE, O_APPEND, O_EXCL, O_TRUNC, RENAME_NOREPLACE, S_IFDIR, S_IFREG,
@@ -210,7 +210,7 @@ export class AgentTree implements TreeOps {
     }, { empty: true }, 0, this.s.blobs);
     this.files.set(p, file);
     this.copyUp(file, true);
-    file.dirty = true;
+    file.changed = true;
     this.namesChanged(p);
     return this.addHandle(file, flags);
   }
@@ -220,6 +220,13 @@ export class AgentTree implements TreeOps {
     if ((flags & O_ACCMODE) === 0) throw new FsError('EBADF');
     this.copyUp(file, false);
     return file.write(buf, length, flags & O_APPEND ? file.size() : position);
+  }
+
+  lendFd(fh: number, writes: () => number): number {
+    const { file, flags } = this.handle(fh);
+    if ((flags & O_ACCMODE) === 0) throw new FsError('EBADF');
+    this.copyUp(file, false);
+    return file.lend(writes);
   }
 
   ftruncate(fh: number, size: number): void {
@@ -574,13 +581,31 @@ export class AgentTree implements TreeOps {
    */
   private putInTxn(file: OpenFile, type: 'put' | 'truncate', final: boolean): () => void {
     const { fd, file: name } = file.scratch!;
-    const size = file.size();
-    const hash = this.s.blobs.putOpenFile(fd, name, size, final ? 'link' : 'copy', file.contentHash());
+    const mark = file.writeMark(); // before reading: a write during the read leaves the file changed
+    const hash = file.isLent && !final ? this.putSnapshot(name)
+      : this.s.blobs.putOpenFile(fd, name, file.size(), final ? 'link' : 'copy', file.contentHash());
+    const size = this.s.blobs.size(hash);
     this.apply({ type, path: file.path!, entry: { kind: 'file', hash, size, ...file.meta } });
     return () => {
       file.rebase({ blob: hash }, size);
-      file.dirty = false;
+      file.stored(mark);
     };
+  }
+
+  /**
+   * The content of a scratch file the adapter may be writing at this moment (a lent file, put
+   * before its release: a commit): a copy taken in one pass and hashed from the copy, so the blob
+   * holds exactly the bytes its id names (hashing the file and then copying it could differ).
+   */
+  private putSnapshot(file: string): BlobId {
+    const scratch = this.s.store.scratch;
+    const copy = scratch.filled((dest) => fs.copyFileSync(file, dest));
+    const size = fs.fstatSync(copy.fd).size;
+    try {
+      return this.s.blobs.putOpenFile(copy.fd, copy.file, size, 'link');
+    } finally {
+      scratch.release(copy, size);
+    }
   }
 
   /**
@@ -714,6 +739,7 @@ export class AgentTree implements TreeOps {
   private setMeta(p: string, meta: Partial<OpenFile['meta']>, op: () => LayerOp): void {
     const file = this.files.get(checkPath(p));
     if (file?.scratch) {
+      file.refresh();
       if (sameMeta(file.meta, meta)) return;
       file.setMeta(meta);
       // Its ingest carries the new attributes; until then the crash-recovery record does, or for a
@@ -736,9 +762,10 @@ export class AgentTree implements TreeOps {
   }
 
   private fileAttr(f: OpenFile): Attr {
+    const size = f.size(); // first: a lent file's mtime is read with its size
     const m = f.meta;
     return {
-      ino: m.ino, mode: S_IFREG | m.mode, size: f.size(), nlink: f.path === null ? 0 : 1, uid: m.uid, gid: m.gid,
+      ino: m.ino, mode: S_IFREG | m.mode, size, nlink: f.path === null ? 0 : 1, uid: m.uid, gid: m.gid,
       atimeMs: m.mtimeMs, mtimeMs: m.mtimeMs, ctimeMs: m.mtimeMs,
     };
   }

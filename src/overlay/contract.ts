@@ -81,6 +81,13 @@ export interface TreeOps {
   read(fh: number, buf: Buffer, length: number, position: number): number;
   write(fh: number, buf: Buffer, length: number, position: number): number;
   ftruncate(fh: number, size: number): void;
+  /**
+   * The descriptor of the file a writable handle writes (copied up first), for writes the adapter
+   * makes itself from now on, until the handle's release: from then the tree reads the file's size
+   * and mtime from the file. `writes` is a count the adapter moves with every write it makes (bytes
+   * written): the file has changed since the tree last stored it whenever the count has moved.
+   */
+  lendFd(fh: number, writes: () => number): number;
   /** Makes what was written so far durable on the disk (`datasync` ignored); the put event follows at release. */
   fsync(fh: number): void;
   release(fh: number): void;

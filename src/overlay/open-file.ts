@@ -17,7 +17,6 @@ export type Source = { blob: BlobId } | { disk: string } | { empty: true };
  */
 export class OpenFile {
   refs = 0;
-  dirty = false;
   scratch: Scratch | null = null;
   /** stat(2) of what was opened, until the first write or chmod: what fstat answers (tar compares it with stat). */
   openedAttr: Attr | undefined;
@@ -26,6 +25,15 @@ export class OpenFile {
   private scratchSize = 0;
   /** Its hash and disk writes while it is written front to back. */
   private sequential: SequentialWrite | null = null;
+  /** Changed since its last ingest, as far as this object saw (writes, truncations, attributes). */
+  changed = false;
+  /** Written by somebody else too (lend): its size and mtime are then the scratch file's own. */
+  private lent = false;
+  /** The lender's count of its writes (lend), and its value when the content was last stored. */
+  private lentWrites: (() => number) | null = null;
+  private writesStored = 0;
+  /** The scratch file's mtime (ns) as this object last set or saw it: once it differs, a lent file was written since. */
+  private timeKept = -1n;
 
   constructor(
     public path: string | null,
@@ -36,8 +44,56 @@ export class OpenFile {
     private readonly blobs: BlobStore,
   ) {}
 
+  /** Changed since its last ingest: here, or by the writes of whoever it is lent to. */
+  get dirty(): boolean {
+    return this.changed || (this.lentWrites !== null && this.lentWrites() !== this.writesStored);
+  }
+
+  /** A mark of what was written so far, for `stored` once the content read after it is in the store. */
+  writeMark(): number {
+    return this.lentWrites?.() ?? 0;
+  }
+
+  /** The content as of `mark` (writeMark) is in the store. */
+  stored(mark: number): void {
+    this.changed = false;
+    this.writesStored = mark;
+  }
+
   size(): number {
+    this.refresh();
     return this.scratch ? this.scratchSize : this.sourceSize;
+  }
+
+  /**
+   * The scratch file's descriptor, for writes made elsewhere from now on (the FUSE addon's own
+   * thread, src/fuse/libfuse3-adapter.ts): its size and mtime are then read from the file, its hash
+   * at ingest, and whether it changed from the lender's count of its writes. Until close.
+   */
+  lend(writes: () => number): number {
+    const fd = this.scratch!.fd;
+    this.lent = true;
+    this.lentWrites = writes;
+    this.writesStored = writes();
+    this.sequential = null;
+    this.timeKept = fs.fstatSync(fd, { bigint: true }).mtimeNs;
+    return fd;
+  }
+
+  /** Whether somebody else may be writing it right now (lend). */
+  get isLent(): boolean {
+    return this.lent;
+  }
+
+  /** A lent file's size, and its mtime if written since this object last set it, from the file itself. */
+  refresh(): void {
+    if (!this.lent || !this.scratch) return;
+    const st = fs.fstatSync(this.scratch.fd, { bigint: true });
+    this.scratchSize = Number(st.size);
+    if (st.mtimeNs !== this.timeKept) {
+      this.meta.mtimeMs = Number(st.mtimeNs / 1000n) / 1000;
+      this.timeKept = st.mtimeNs;
+    }
   }
 
   read(buf: Buffer, length: number, position: number): number {
@@ -58,18 +114,19 @@ export class OpenFile {
     const fd = this.scratch!.fd;
     const n = fs.writeSync(fd, buf, 0, length, position);
     if (position + n > this.scratchSize) this.scratchSize = position + n;
-    this.sequential!.wrote(fd, buf.subarray(0, n), position);
+    this.sequential?.wrote(fd, buf.subarray(0, n), position);
     this.touch();
     return n;
   }
 
   truncate(size: number): void {
     // A no-op ftruncate is not free on ext4: it makes the close flush and the later unlink slow (10x on rewrites).
+    this.refresh();
     this.touch();
     if (this.scratchSize !== size) fs.ftruncateSync(this.scratch!.fd, size); // the kernel moves its mtime
     else this.keepTime();
     this.scratchSize = size;
-    this.sequential!.truncated(size);
+    this.sequential?.truncated(size);
   }
 
   /** The xxhash64 of what the scratch file holds, when it was seen as written (else the ingest reads the file). */
@@ -82,7 +139,7 @@ export class OpenFile {
     Object.assign(this.meta, meta);
     this.openedAttr = undefined;
     if (!this.scratch) return;
-    this.dirty = true;
+    this.changed = true;
     if ('mtimeMs' in meta) this.keepTime();
   }
 
@@ -121,12 +178,14 @@ export class OpenFile {
     const s = this.scratch;
     this.scratch = null;
     this.sequential = null;
+    this.lent = false;
+    this.lentWrites = null;
     return s;
   }
 
   /** A write or truncate: the kernel moves the scratch file's mtime too. */
   private touch(): void {
-    this.dirty = true;
+    this.changed = true;
     this.meta.mtimeMs = Date.now();
   }
 
@@ -138,7 +197,9 @@ export class OpenFile {
   private keepTime(): void {
     // libuv keeps whole microseconds, truncating: half a microsecond more makes it round.
     const t = this.meta.mtimeMs / 1000 + 5e-7;
-    fs.futimesSync(this.scratch!.fd, t, t);
+    const fd = this.scratch!.fd;
+    fs.futimesSync(fd, t, t);
+    if (this.lent) this.timeKept = fs.fstatSync(fd, { bigint: true }).mtimeNs;
   }
 
   private closeSource(): void {

@@ -554,6 +554,29 @@ describe('mounts never outlive their tests', () => {
     expect(fuseMountsUnder(mp)).toEqual([]);
   });
 
+  it('libfuse 3 without the writeback cache: the addon writes a written file itself, and reads, stat and the tree see every byte', async () => {
+    if (FUSE !== 'libfuse3') return; // fuse-native serves every WRITE in JavaScript
+    const mp = mountpoint('lent');
+    const ref = path.join(root, 'lent-ref.bin');
+    sh(`dd if=/dev/urandom of=${ref} bs=64K count=40 status=none`, root);
+    // The same writes natively and through the mount: sequential, an append, one in the middle, a short rewrite.
+    const writes = (f: string) => `dd if=${ref} of=${f} bs=64K status=none && printf tail >> ${f}`
+      + ` && dd if=/dev/zero of=${f} bs=4K count=1 seek=3 conv=notrunc status=none && echo new > ${f}.2 && echo more >> ${f}.2`;
+    sh(writes(path.join(root, 'lent-native.bin')), root);
+    await withMountServer(() => startPassthroughServer(src, mp, { mount: { writeback: false } }), async (s) => {
+      sh(writes('lent.bin'), mp);
+      const sum = (f: string, cwd: string) => sh(`md5sum < ${f}; stat -c %s ${f}`, cwd);
+      expect(sum('lent.bin', mp)).toBe(sum('lent-native.bin', root));
+      expect(sum(path.join(src, 'lent.bin'), root)).toBe(sum('lent-native.bin', root));
+      expect(sh('cat lent.bin.2', mp)).toBe('new\nmore\n');
+      const st = await s.stats();
+      // 40 + 1 + 1 + 2 WRITEs; only the first of each reopened file comes to JavaScript (it lends the file).
+      expect(st.ops['write (addon)']).toBeGreaterThanOrEqual(40);
+      expect(st.ops.write ?? 0).toBeLessThanOrEqual(3);
+      expect(st.maxWrite).toBe(65536);
+    });
+  });
+
   it('unmounts while the mount is busy (a process inside, a file open)', async () => {
     const mp = mountpoint('busy');
     const s = await startPassthroughServer(src, mp);

@@ -328,6 +328,45 @@ describe('commits and children', () => {
     expect(fs.readdirSync(scratch).map((f) => fs.statSync(path.join(scratch, f)).size)).toEqual([0, 0, 0, 0, 0]);
   });
 
+  it('a file lent to the adapter (written through its descriptor elsewhere): size, mtime, puts at commit and close, nothing put twice', async () => {
+    const { ov } = await setup({});
+    ov.createAgent('a', null);
+    const t = ov.tree('a');
+    const putsOf = (p: string) => [...ov.log.byAgent('a')].filter((e) => e.type === 'put' && e.path === p).length;
+    const puts = () => putsOf('f');
+    const fh = t.create('f', 0o644, O_WRONLY, 0, 0);
+    // The adapter writes the descriptor itself and counts what it wrote (the addon's thread).
+    let written = 0;
+    const fd = t.lendFd(fh, () => written);
+    const writeElsewhere = (bytes: Buffer, at: number) => {
+      written += fs.writeSync(fd, bytes, 0, bytes.length, at);
+    };
+    const big = Buffer.alloc(300_000, 'x'); // a blob kept as a file: its put copies the file
+    writeElsewhere(big, 0);
+    expect(t.getattr('f').size).toBe(300_000);
+    expect(t.fgetattr(fh).mtimeMs).toBeCloseTo(fs.fstatSync(fd).mtimeMs, 2);
+    // A commit while it is lent puts what the file holds, hashed from a copy of it.
+    ov.commit('a', 'c1');
+    expect(puts()).toBe(1);
+    const e = t.layer.get('f');
+    expect(e?.kind === 'file' && ov.blobs.get(e.hash).equals(big)).toBe(true);
+    // Nothing written since: the close puts nothing again (an undo after it would be undone).
+    const noMore = t.create('g', 0o644, O_WRONLY, 0, 0);
+    t.lendFd(noMore, () => 0);
+    t.settle();
+    t.releaseAll([noMore]);
+    expect(putsOf('g')).toBe(1);
+    // Written after the commit: the close puts the whole file, found from the count alone.
+    writeElsewhere(Buffer.from('tail'), 300_000);
+    t.utimens('f', 1_000_000, 1_000_000);
+    expect(t.getattr('f').mtimeMs).toBe(1_000_000);
+    t.release(fh);
+    expect(puts()).toBe(2);
+    expect(t.getattr('f')).toMatchObject({ size: 300_004, mtimeMs: 1_000_000 });
+    expect(readFile(t, 'f')).toBe('x'.repeat(300_000) + 'tail');
+    expect([...ov.store.dbs.dirty.getKeys()]).toEqual([]);
+  });
+
   it('one file failing in a batch of releases holds back no other; it keeps its record for the next start', async () => {
     const { ov } = await setup({});
     ov.createAgent('a', null);
