@@ -39,12 +39,16 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+/* Debian's libxxhash-dev, header only: the store names content by its xxhash64 (src/store/hash.ts). */
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 #ifndef PR_SET_IO_FLUSHER
 #define PR_SET_IO_FLUSHER 57
@@ -251,6 +255,9 @@ typedef struct write_target {
   double bytes; /* written here, ever */
   /* Bytes 0..front were written in order; disk writes were started up to `started` (as src/store/sequential-write.ts). */
   off_t front, started;
+  /* The xxhash64 of bytes 0..front, while every byte came in order into a file lent empty; only the loop thread touches it while lent. */
+  int hashing;
+  XXH64_state_t hash;
 } write_target_t;
 
 static double ms_of(const struct timespec *t) { return (double)t->tv_sec * 1e3 + (double)t->tv_nsec / 1e6; }
@@ -279,10 +286,15 @@ static int write_here(session_t *s, fuse_req_t req, fuse_ino_t ino, const char *
   if (!t) return 0;
   ssize_t n = pwrite(t->fd, buf, size, off);
   int err = n < 0 ? errno : 0;
+  if (n > 0 && off == t->front) {
+    if (t->hashing) XXH64_update(&t->hash, buf, (size_t)n);
+    t->front += n;
+  } else if (n > 0) {
+    t->hashing = 0;
+  }
   pthread_mutex_lock(&s->wmu);
   if (n > 0) {
     t->bytes += (double)n;
-    if (off == t->front) t->front += n;
     if (t->front - t->started >= WRITEBACK_STEP) {
       off_t end = t->front - t->front % WRITEBACK_STEP;
       /* Only a head start for the final fsync: errors are fsync's to report. */
@@ -304,15 +316,28 @@ static int write_here(session_t *s, fuse_req_t req, fuse_ino_t ino, const char *
   return 1;
 }
 
-/* Unlinks and frees `ino`'s target once no write is in flight (wmu held); returns the bytes written to it, or -1. */
-static double target_remove(session_t *s, fuse_ino_t ino) {
+/* What a target's writes came to, when it is taken back. */
+typedef struct target_end {
+  double bytes;
+  off_t front;
+  int hashed;
+  XXH64_hash_t hash;
+} target_end_t;
+
+/* Unlinks and frees `ino`'s target once no write is in flight (wmu held); 0 if it had none. */
+static int target_remove(session_t *s, fuse_ino_t ino, target_end_t *end) {
   write_target_t **p = target_slot(s, ino), *t = *p;
-  if (!t) return -1;
+  if (!t) return 0;
   *p = t->next;
   while (t->busy) pthread_cond_wait(&s->wcv, &s->wmu);
-  double bytes = t->bytes;
+  if (end) {
+    end->bytes = t->bytes;
+    end->front = t->front;
+    end->hashed = t->hashing;
+    end->hash = t->hashing ? XXH64_digest(&t->hash) : 0;
+  }
   free(t);
-  return bytes;
+  return 1;
 }
 
 /* ------------------------------------------------------ names of directories */
@@ -1588,13 +1613,15 @@ static napi_value js_write_to(napi_env env, napi_callback_info info) {
   struct stat st;
   off_t size = fstat(fd, &st) == 0 ? st.st_size : 0;
   pthread_mutex_lock(&s->wmu);
-  target_remove(s, ino);
+  target_remove(s, ino, NULL);
   write_target_t *t = calloc(1, sizeof(write_target_t));
   if (t) {
     t->ino = ino;
     t->fd = fd;
     t->front = size;
     t->started = size - size % WRITEBACK_STEP;
+    t->hashing = size == 0;
+    if (t->hashing) XXH64_reset(&t->hash, 0);
     write_target_t **p = target_slot(s, ino);
     *p = t;
   }
@@ -1604,19 +1631,35 @@ static napi_value js_write_to(napi_env env, napi_callback_info info) {
 }
 
 /*
- * stopWriting(session, ino) → the bytes written here to `ino` (-1 if it was not lent): its WRITEs
- * go to JavaScript again; returns once none is being written here.
+ * stopWriting(session, ino) → [bytes written here, bytes written in order from the start, their
+ * xxhash64 as 16 hex digits or undefined], or undefined if `ino` was not lent: its WRITEs go to
+ * JavaScript again; returns once none is being written here.
  */
 static napi_value js_stop_writing(napi_env env, napi_callback_info info) {
-  napi_value argv[2], out;
+  napi_value argv[2], out, v;
   session_t *s = open_session(env, info, 2, argv);
-  double bytes = -1;
+  target_end_t end;
+  int found = 0;
   if (s) {
     pthread_mutex_lock(&s->wmu);
-    bytes = target_remove(s, (fuse_ino_t)num(env, argv[1]));
+    found = target_remove(s, (fuse_ino_t)num(env, argv[1]), &end);
     pthread_mutex_unlock(&s->wmu);
   }
-  CHECK(napi_create_double(env, bytes, &out));
+  if (!found) {
+    CHECK(napi_get_undefined(env, &out));
+    return out;
+  }
+  CHECK(napi_create_array_with_length(env, 3, &out));
+  CHECK(napi_create_double(env, end.bytes, &v));
+  CHECK(napi_set_element(env, out, 0, v));
+  CHECK(napi_create_double(env, (double)end.front, &v));
+  CHECK(napi_set_element(env, out, 1, v));
+  if (end.hashed) {
+    char hex[17];
+    snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)end.hash);
+    CHECK(napi_create_string_utf8(env, hex, 16, &v));
+    CHECK(napi_set_element(env, out, 2, v));
+  }
   return out;
 }
 

@@ -10,6 +10,8 @@ need_apt=()
 command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
 # The native libfuse 3 adapter (native/) builds against Debian's libfuse3-dev.
 [ -e /usr/include/fuse3/fuse_lowlevel.h ] || need_apt+=(libfuse3-dev)
+# … and hashes what it writes itself with Debian's xxhash (header only).
+[ -e /usr/include/xxhash.h ] || need_apt+=(libxxhash-dev)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 # What the tests drive mounts with, besides coreutils and util-linux.
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)

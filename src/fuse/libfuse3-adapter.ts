@@ -127,8 +127,8 @@ interface OpenHandle {
 interface LentFile {
   /** Bytes it had written at the last look (noteWritesHere). */
   seen: number;
-  /** Bytes it wrote in all, once taken back. */
-  final: number | undefined;
+  /** Once taken back: the bytes it wrote in all, and the hash of the first `front` bytes if it saw them all written in order. */
+  final: { bytes: number; front: number; hash: string | undefined } | undefined;
 }
 
 /** The tree handle that serves a node's requests with handle 0 (every file is opened without OPEN). */
@@ -427,6 +427,7 @@ export class Libfuse3Session implements HandleHolder {
       // Through the node's own handle, like the writes that follow: one put event for the rewrite.
       h = this.writeHandle(ino);
       this.tree.ftruncate(h.treeFh, size);
+      this.lend(ino); // after a truncation to 0 (a rewrite) the addon hashes what follows
     }
     // A file unlinked while open has no path left to change: the writeback cache still flushes its
     // times at close (by handle), which nobody can observe but through the handle; let it pass.
@@ -725,8 +726,11 @@ export class Libfuse3Session implements HandleHolder {
     const session = this.session;
     if (this.writeback || !session || !own || this.lent.has(ino) || this.nodes.node(ino).tail) return;
     const l: LentFile = { seen: 0, final: undefined };
-    // The tree's count of the addon's writes: the bytes written, live until taken back, then the last.
-    const fd = this.tree.lendFd(this.handles.get(own.fh)!.treeFh, () => l.final ?? Math.max(0, this.b.written(session, ino)));
+    const fd = this.tree.lendFd(this.handles.get(own.fh)!.treeFh, {
+      // The bytes the addon wrote: live until taken back, then the last count.
+      count: () => l.final?.bytes ?? Math.max(0, this.b.written(session, ino)),
+      hash: (size) => (l.final?.front === size ? l.final.hash : undefined),
+    });
     this.b.writeTo(session, ino, fd);
     this.lent.set(ino, l);
   }
@@ -736,7 +740,8 @@ export class Libfuse3Session implements HandleHolder {
     const l = this.lent.get(ino);
     if (!l) return;
     this.lent.delete(ino);
-    l.final = this.session ? Math.max(0, this.b.stopWriting(this.session, ino)) : l.seen;
+    const [bytes, front, hash] = (this.session && this.b.stopWriting(this.session, ino)) || [l.seen, -1, undefined];
+    l.final = { bytes, front, hash };
   }
 
   /** What the addon wrote since the last look counts as use of those nodes' handles (the idle sweep, the budget, idleness). */

@@ -103,9 +103,10 @@ export interface Binding {
   writeTo(session: Native, ino: number, fd: number): void;
   /**
    * `ino`'s WRITEs come to JavaScript again; returns once none is being written (then `fd` may be
-   * closed), with the bytes the addon wrote to it (-1 if it was not lent).
+   * closed), with [bytes the addon wrote, bytes written in order from the start of a file lent
+   * empty, their xxhash64 (undefined once a write came elsewhere)]; undefined if it was not lent.
    */
-  stopWriting(session: Native, ino: number): number;
+  stopWriting(session: Native, ino: number): [number, number, string | undefined] | undefined;
   /** Bytes the addon wrote to `ino` since writeTo, or -1 if it is not lent. */
   written(session: Native, ino: number): number;
   /** [WRITEs the addon wrote itself, the largest one's size]. */

@@ -5,7 +5,7 @@ import type { BlobId, BlobStore } from '../store/blobs.js';
 import type { Store } from '../store/env.js';
 import {
   FsError, O_ACCMODE, O_APPEND, O_EXCL, O_TRUNC, RENAME_NOREPLACE, S_IFDIR, S_IFREG,
-  type Attr, type DirEntryInfo, type StatFs, type TreeOps,
+  type Attr, type DirEntryInfo, type LentWrites, type StatFs, type TreeOps,
 } from './contract.js';
 import type { DirEntry, FileEntry, LiveEntry, SymlinkEntry } from './entry.js';
 import type { Layer, LayerChange } from './layer.js';
@@ -222,7 +222,7 @@ export class AgentTree implements TreeOps {
     return file.write(buf, length, flags & O_APPEND ? file.size() : position);
   }
 
-  lendFd(fh: number, writes: () => number): number {
+  lendFd(fh: number, writes: LentWrites): number {
     const { file, flags } = this.handle(fh);
     if ((flags & O_ACCMODE) === 0) throw new FsError('EBADF');
     this.copyUp(file, false);

@@ -66,6 +66,17 @@ export const O_APPEND = 0o2000;
 /** rename(2) flags. */
 export const RENAME_NOREPLACE = 1;
 
+/** What an adapter tells the tree of the writes it makes itself to a lent file (TreeOps.lendFd). */
+export interface LentWrites {
+  /** A count that moves with every write (bytes written): the file changed whenever it moved. */
+  count(): number;
+  /**
+   * The xxhash64 of the file's `size` bytes when the adapter saw every one written in order into
+   * the file lent empty and is done writing it; else undefined (the tree then reads the file).
+   */
+  hash(size: number): string | undefined;
+}
+
 /** One agent's working tree, as a FUSE adapter sees it. */
 export interface TreeOps {
   getattr(path: string): Attr;
@@ -84,10 +95,9 @@ export interface TreeOps {
   /**
    * The descriptor of the file a writable handle writes (copied up first), for writes the adapter
    * makes itself from now on, until the handle's release: from then the tree reads the file's size
-   * and mtime from the file. `writes` is a count the adapter moves with every write it makes (bytes
-   * written): the file has changed since the tree last stored it whenever the count has moved.
+   * and mtime from the file, and learns of the writes from `writes`.
    */
-  lendFd(fh: number, writes: () => number): number;
+  lendFd(fh: number, writes: LentWrites): number;
   /** Makes what was written so far durable on the disk (`datasync` ignored); the put event follows at release. */
   fsync(fh: number): void;
   release(fh: number): void;

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import type { BlobId, BlobStore } from '../store/blobs.js';
 import type { Scratch, ScratchFiles } from '../store/scratch.js';
 import { SequentialWrite } from '../store/sequential-write.js';
-import type { Attr } from './contract.js';
+import type { Attr, LentWrites } from './contract.js';
 import type { FileEntry } from './entry.js';
 
 /** Where an unmodified file's bytes are: a blob of the store, or a workspace file. */
@@ -27,11 +27,14 @@ export class OpenFile {
   private sequential: SequentialWrite | null = null;
   /** Changed since its last ingest, as far as this object saw (writes, truncations, attributes). */
   changed = false;
-  /** Written by somebody else too (lend): its size and mtime are then the scratch file's own. */
-  private lent = false;
-  /** The lender's count of its writes (lend), and its value when the content was last stored. */
-  private lentWrites: (() => number) | null = null;
+  /**
+   * Written by somebody else too (lend): what the lender tells of its writes, and its count when the
+   * content was last stored. The file's size and mtime are then the scratch file's own.
+   */
+  private lentWrites: LentWrites | null = null;
   private writesStored = 0;
+  /** Written or truncated here since it was lent: the lender's hash no longer covers it. */
+  private touchedSinceLend = false;
   /** The scratch file's mtime (ns) as this object last set or saw it: once it differs, a lent file was written since. */
   private timeKept = -1n;
 
@@ -46,12 +49,12 @@ export class OpenFile {
 
   /** Changed since its last ingest: here, or by the writes of whoever it is lent to. */
   get dirty(): boolean {
-    return this.changed || (this.lentWrites !== null && this.lentWrites() !== this.writesStored);
+    return this.changed || (this.lentWrites !== null && this.lentWrites.count() !== this.writesStored);
   }
 
   /** A mark of what was written so far, for `stored` once the content read after it is in the store. */
   writeMark(): number {
-    return this.lentWrites?.() ?? 0;
+    return this.lentWrites?.count() ?? 0;
   }
 
   /** The content as of `mark` (writeMark) is in the store. */
@@ -70,11 +73,11 @@ export class OpenFile {
    * thread, src/fuse/libfuse3-adapter.ts): its size and mtime are then read from the file, its hash
    * at ingest, and whether it changed from the lender's count of its writes. Until close.
    */
-  lend(writes: () => number): number {
+  lend(writes: LentWrites): number {
     const fd = this.scratch!.fd;
-    this.lent = true;
     this.lentWrites = writes;
-    this.writesStored = writes();
+    this.writesStored = writes.count();
+    this.touchedSinceLend = false;
     this.sequential = null;
     this.timeKept = fs.fstatSync(fd, { bigint: true }).mtimeNs;
     return fd;
@@ -82,12 +85,12 @@ export class OpenFile {
 
   /** Whether somebody else may be writing it right now (lend). */
   get isLent(): boolean {
-    return this.lent;
+    return this.lentWrites !== null;
   }
 
   /** A lent file's size, and its mtime if written since this object last set it, from the file itself. */
   refresh(): void {
-    if (!this.lent || !this.scratch) return;
+    if (!this.lentWrites || !this.scratch) return;
     const st = fs.fstatSync(this.scratch.fd, { bigint: true });
     this.scratchSize = Number(st.size);
     if (st.mtimeNs !== this.timeKept) {
@@ -131,6 +134,7 @@ export class OpenFile {
 
   /** The xxhash64 of what the scratch file holds, when it was seen as written (else the ingest reads the file). */
   contentHash(): string | undefined {
+    if (this.lentWrites) return this.touchedSinceLend ? undefined : this.lentWrites.hash(this.size());
     return this.sequential?.hashOf(this.scratchSize);
   }
 
@@ -178,7 +182,6 @@ export class OpenFile {
     const s = this.scratch;
     this.scratch = null;
     this.sequential = null;
-    this.lent = false;
     this.lentWrites = null;
     return s;
   }
@@ -186,6 +189,7 @@ export class OpenFile {
   /** A write or truncate: the kernel moves the scratch file's mtime too. */
   private touch(): void {
     this.changed = true;
+    this.touchedSinceLend = true;
     this.meta.mtimeMs = Date.now();
   }
 
@@ -199,7 +203,7 @@ export class OpenFile {
     const t = this.meta.mtimeMs / 1000 + 5e-7;
     const fd = this.scratch!.fd;
     fs.futimesSync(fd, t, t);
-    if (this.lent) this.timeKept = fs.fstatSync(fd, { bigint: true }).mtimeNs;
+    if (this.lentWrites) this.timeKept = fs.fstatSync(fd, { bigint: true }).mtimeNs;
   }
 
   private closeSource(): void {

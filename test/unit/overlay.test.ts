@@ -337,7 +337,7 @@ describe('commits and children', () => {
     const fh = t.create('f', 0o644, O_WRONLY, 0, 0);
     // The adapter writes the descriptor itself and counts what it wrote (the addon's thread).
     let written = 0;
-    const fd = t.lendFd(fh, () => written);
+    const fd = t.lendFd(fh, { count: () => written, hash: () => undefined });
     const writeElsewhere = (bytes: Buffer, at: number) => {
       written += fs.writeSync(fd, bytes, 0, bytes.length, at);
     };
@@ -352,7 +352,7 @@ describe('commits and children', () => {
     expect(e?.kind === 'file' && ov.blobs.get(e.hash).equals(big)).toBe(true);
     // Nothing written since: the close puts nothing again (an undo after it would be undone).
     const noMore = t.create('g', 0o644, O_WRONLY, 0, 0);
-    t.lendFd(noMore, () => 0);
+    t.lendFd(noMore, { count: () => 0, hash: () => undefined });
     t.settle();
     t.releaseAll([noMore]);
     expect(putsOf('g')).toBe(1);
