@@ -15,8 +15,8 @@
  * Some requests never reach JavaScript: GETATTR of files and directories
  * whose attributes JavaScript gave us (cacheAttr), a SETATTR that changes
  * nothing of them, a LOOKUP of a name missing from a directory whose every
- * name we know (knowNames), a WRITE to a file whose scratch file
- * JavaScript lent us (writeTo), and OPEN, OPENDIR, FORGET and RELEASE of
+ * name we know (knowNames), a WRITE or a SETATTR of the times of a file
+ * whose scratch file JavaScript lent us (writeTo), and OPEN, OPENDIR, FORGET and RELEASE of
  * handle 0.
  *
  * Kernel notifications (invalidating a cached inode or name) are queued to
@@ -252,7 +252,7 @@ typedef struct write_target {
   fuse_ino_t ino;
   int fd;
   int busy;    /* a write in flight (the loop thread is the only writer) */
-  double bytes; /* written here, ever */
+  double changes; /* bytes written here plus times set here, ever: moves with every change */
   /* Bytes 0..front were written in order; disk writes were started up to `started` (as src/store/sequential-write.ts). */
   off_t front, started;
   /* The xxhash64 of bytes 0..front, while every byte came in order into a file lent empty; only the loop thread touches it while lent. */
@@ -269,12 +269,15 @@ static write_target_t **target_slot(session_t *s, fuse_ino_t ino) {
   return p;
 }
 
-/* Size and times of cached attributes from the file itself (JavaScript gives a file its mtime as all three). */
+/*
+ * Size and times of cached attributes from the file itself, as JavaScript reads them
+ * (OpenFile.fromFile): the mtime as all three, in whole microseconds.
+ */
 static void attr_from_file(double *a, int fd) {
   struct stat st;
   if (fstat(fd, &st) != 0) return;
   a[5] = (double)st.st_size;
-  a[6] = a[7] = a[8] = ms_of(&st.st_mtim);
+  a[6] = a[7] = a[8] = (double)st.st_mtim.tv_sec * 1e3 + (double)(st.st_mtim.tv_nsec / 1000) / 1e3;
 }
 
 /* A WRITE to a lent file, written here; 0 if `ino` is not lent. */
@@ -292,15 +295,15 @@ static int write_here(session_t *s, fuse_req_t req, fuse_ino_t ino, const char *
   } else if (n > 0) {
     t->hashing = 0;
   }
+  if (t->front - t->started >= WRITEBACK_STEP) {
+    off_t end = t->front - t->front % WRITEBACK_STEP;
+    /* Only a head start for the final fsync (errors are fsync's to report); it may wait for the disk, so unlocked. */
+    sync_file_range(t->fd, t->started, end - t->started, SYNC_FILE_RANGE_WRITE);
+    t->started = end;
+  }
   pthread_mutex_lock(&s->wmu);
   if (n > 0) {
-    t->bytes += (double)n;
-    if (t->front - t->started >= WRITEBACK_STEP) {
-      off_t end = t->front - t->front % WRITEBACK_STEP;
-      /* Only a head start for the final fsync: errors are fsync's to report. */
-      sync_file_range(t->fd, t->started, end - t->started, SYNC_FILE_RANGE_WRITE);
-      t->started = end;
-    }
+    t->changes += (double)n;
     s->c_writes++;
     if ((double)size > s->c_max_write) s->c_max_write = (double)size;
     pthread_mutex_lock(&s->amu);
@@ -318,11 +321,45 @@ static int write_here(session_t *s, fuse_req_t req, fuse_ino_t ino, const char *
 
 /* What a target's writes came to, when it is taken back. */
 typedef struct target_end {
-  double bytes;
+  double changes;
   off_t front;
   int hashed;
   XXH64_hash_t hash;
 } target_end_t;
+
+/*
+ * A SETATTR of times only (tar's futimens after it wrote a file) of a lent
+ * file with cached attributes: set on the file itself, whose mtime the tree
+ * takes as the file's own (OpenFile.refresh), and answered from the cache;
+ * 0 to leave it to JavaScript. The tree keeps no atime (a file's atime is
+ * its mtime there), so only the mtime is set.
+ */
+static int times_here(session_t *s, fuse_req_t req, fuse_ino_t ino, const struct stat *attr, int to_set) {
+  const int times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
+  if ((to_set & ~times) || !(to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))) return 0;
+  struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_OMIT } };
+  if (to_set & FUSE_SET_ATTR_MTIME_NOW) ts[1].tv_nsec = UTIME_NOW;
+  else ts[1] = attr->st_mtim;
+  cached_attr_t hit = { 0 };
+  pthread_mutex_lock(&s->wmu);
+  write_target_t *t = *target_slot(s, ino);
+  if (t) {
+    pthread_mutex_lock(&s->amu);
+    cached_attr_t *e = attr_find(s, ino);
+    if (e && futimens(t->fd, ts) == 0) {
+      t->changes += 1;
+      attr_from_file(e->a, t->fd);
+      hit = *e;
+    }
+    pthread_mutex_unlock(&s->amu);
+  }
+  pthread_mutex_unlock(&s->wmu);
+  if (!hit.ino) return 0;
+  struct stat st;
+  stat_of(hit.a, &st);
+  fuse_reply_attr(req, &st, hit.timeout);
+  return 1;
+}
 
 /* Unlinks and frees `ino`'s target once no write is in flight (wmu held); 0 if it had none. */
 static int target_remove(session_t *s, fuse_ino_t ino, target_end_t *end) {
@@ -331,7 +368,7 @@ static int target_remove(session_t *s, fuse_ino_t ino, target_end_t *end) {
   *p = t->next;
   while (t->busy) pthread_cond_wait(&s->wcv, &s->wmu);
   if (end) {
-    end->bytes = t->bytes;
+    end->changes = t->changes;
     end->front = t->front;
     end->hashed = t->hashing;
     end->hash = t->hashing ? XXH64_digest(&t->hash) : 0;
@@ -700,6 +737,7 @@ static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     fuse_reply_attr(req, &st, hit.timeout);
     return;
   }
+  if (times_here(s, req, ino, attr, to_set)) return;
   msg_t *m = msg_new(OP_SETATTR, req, ino, NULL, NULL, NULL, 0);
   if (!m) { enomem(req); return; }
   /* n[0] unused: JavaScript works by node id (handles are ignored, see ll_open). */
@@ -1631,7 +1669,7 @@ static napi_value js_write_to(napi_env env, napi_callback_info info) {
 }
 
 /*
- * stopWriting(session, ino) → [bytes written here, bytes written in order from the start, their
+ * stopWriting(session, ino) → [changes made here, bytes written in order from the start, their
  * xxhash64 as 16 hex digits or undefined], or undefined if `ino` was not lent: its WRITEs go to
  * JavaScript again; returns once none is being written here.
  */
@@ -1650,7 +1688,7 @@ static napi_value js_stop_writing(napi_env env, napi_callback_info info) {
     return out;
   }
   CHECK(napi_create_array_with_length(env, 3, &out));
-  CHECK(napi_create_double(env, end.bytes, &v));
+  CHECK(napi_create_double(env, end.changes, &v));
   CHECK(napi_set_element(env, out, 0, v));
   CHECK(napi_create_double(env, (double)end.front, &v));
   CHECK(napi_set_element(env, out, 1, v));
@@ -1663,7 +1701,7 @@ static napi_value js_stop_writing(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* written(session, ino) → bytes written here to `ino` while lent, or -1 if it is not. */
+/* written(session, ino) → the changes made here to `ino` while lent (bytes written plus times set), or -1 if it is not lent. */
 static napi_value js_written(napi_env env, napi_callback_info info) {
   napi_value argv[2], out;
   session_t *s = open_session(env, info, 2, argv);
@@ -1671,7 +1709,7 @@ static napi_value js_written(napi_env env, napi_callback_info info) {
   if (s) {
     pthread_mutex_lock(&s->wmu);
     write_target_t *t = *target_slot(s, (fuse_ino_t)num(env, argv[1]));
-    if (t) bytes = t->bytes;
+    if (t) bytes = t->changes;
     pthread_mutex_unlock(&s->wmu);
   }
   CHECK(napi_create_double(env, bytes, &out));

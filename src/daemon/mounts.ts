@@ -178,6 +178,7 @@ export class MountManager {
         logger: this.log,
         watchChanges: (listener) => this.watchChanges(agent, listener),
         watchBeforeChange: (listener) => tree.onBeforeChange(listener),
+        watchSettle: (listener) => tree.onSettle(listener),
       });
       this.live.set(agent, { mountpoint: mp, forRun, handle, droppedAt: 0 });
     } catch (err) {

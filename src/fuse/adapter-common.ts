@@ -71,6 +71,12 @@ export interface MountOptions {
    * adapters that open files only at their first read (libfuse 3).
    */
   watchBeforeChange?: (listener: (paths: readonly string[]) => void) => () => void;
+  /**
+   * Told just before the tree stores its open files outside this mount's requests (a commit, a
+   * rebase, an undo, a landing…): an adapter that lent a file (TreeOps.lendFd) gives it back first,
+   * so none of its writes lands between what is stored and the change that follows.
+   */
+  watchSettle?: (listener: () => void) => () => void;
 }
 
 export interface AdapterLogger {

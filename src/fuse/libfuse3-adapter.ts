@@ -125,10 +125,10 @@ interface OpenHandle {
 
 /** A node whose WRITEs the addon writes itself (lend). */
 interface LentFile {
-  /** Bytes it had written at the last look (noteWritesHere). */
+  /** The tree handle whose file it writes. */
+  treeFh: number;
+  /** Its changes (bytes written, times set) at the last look (noteWritesHere). */
   seen: number;
-  /** Once taken back: the bytes it wrote in all, and the hash of the first `front` bytes if it saw them all written in order. */
-  final: { bytes: number; front: number; hash: string | undefined } | undefined;
 }
 
 /** The tree handle that serves a node's requests with handle 0 (every file is opened without OPEN). */
@@ -723,40 +723,54 @@ export class Libfuse3Session implements HandleHolder {
    */
   private lend(ino: number): void {
     const own = this.byNode.get(ino);
-    const session = this.session;
-    if (this.writeback || !session || !own || this.lent.has(ino) || this.nodes.node(ino).tail) return;
-    const l: LentFile = { seen: 0, final: undefined };
-    const fd = this.tree.lendFd(this.handles.get(own.fh)!.treeFh, {
-      // The bytes the addon wrote: live until taken back, then the last count.
-      count: () => l.final?.bytes ?? Math.max(0, this.b.written(session, ino)),
-      hash: (size) => (l.final?.front === size ? l.final.hash : undefined),
-    });
-    this.b.writeTo(session, ino, fd);
-    this.lent.set(ino, l);
+    if (this.writeback || !this.session || !own || this.lent.has(ino) || this.nodes.node(ino).tail) return;
+    const treeFh = this.handles.get(own.fh)!.treeFh;
+    // Only a speed-up: whatever fails here, the request that asked is answered as it would be anyway.
+    let fd: number | undefined;
+    try {
+      fd = this.tree.lendFd(treeFh);
+      if (fd === undefined) return; // lent through another node (the path's, after an invalidation)
+      this.b.writeTo(this.session, ino, fd);
+      this.lent.set(ino, { treeFh, seen: 0 });
+    } catch (err) {
+      if (fd !== undefined) this.tree.returnFd(treeFh, { changed: false });
+      this.log.warn({ ino, err }, 'cowfs: could not lend a file to the addon (its writes stay in JavaScript)');
+    }
   }
 
-  /** Before its handle's file is closed or its writes must come here again; waits for a write in flight. */
+  /**
+   * Before its handle's file is closed, before the tree stores it (watchSettle), before its path
+   * changes under the kernel: waits for a write in flight, and gives the tree what the addon did.
+   */
   private takeBack(ino: number): void {
     const l = this.lent.get(ino);
     if (!l) return;
     this.lent.delete(ino);
-    const [bytes, front, hash] = (this.session && this.b.stopWriting(this.session, ino)) || [l.seen, -1, undefined];
-    l.final = { bytes, front, hash };
+    const [changes, front, hash] = (this.session && this.b.stopWriting(this.session, ino)) || [l.seen + 1, 0, undefined];
+    this.noteChanges(ino, l, changes, Date.now());
+    this.tree.returnFd(l.treeFh, { changed: changes > 0, hashed: hash === undefined ? undefined : { size: front, hash } });
+  }
+
+  /** Every file lent to the addon comes back (the tree is about to store them: watchSettle). */
+  recallLent(): void {
+    for (const ino of [...this.lent.keys()]) this.takeBack(ino);
   }
 
   /** What the addon wrote since the last look counts as use of those nodes' handles (the idle sweep, the budget, idleness). */
   private noteWritesHere(): void {
     if (!this.session || this.lent.size === 0) return;
     const now = Date.now();
-    for (const [ino, l] of this.lent) {
-      const bytes = this.b.written(this.session, ino);
-      const own = this.byNode.get(ino);
-      if (bytes <= l.seen || !own) continue;
-      own.written += bytes - l.seen;
-      l.seen = bytes;
-      this.used(ino, own, now);
-      this.lastRequestAt = now;
-    }
+    for (const [ino, l] of this.lent) this.noteChanges(ino, l, this.b.written(this.session, ino), now);
+  }
+
+  /** The addon's changes to a lent node since the last look count as use of its handle (bytes, and one per time set: bytes enough). */
+  private noteChanges(ino: number, l: LentFile, changes: number, now: number): void {
+    const own = this.byNode.get(ino);
+    if (changes <= l.seen || !own) return;
+    own.written += changes - l.seen;
+    l.seen = changes;
+    this.used(ino, own, now);
+    this.lastRequestAt = now;
   }
 
   /**
@@ -940,6 +954,8 @@ export class Libfuse3Session implements HandleHolder {
     if (!this.session || this.exited) return;
     try {
       for (const p of paths) {
+        // A file the addon writes is not to change size between here and invalidate (its tail).
+        for (const n of this.nodes.allAt(p)) this.takeBack(n.id);
         // Only where the kernel knows the path (a rebase announces every path it may touch).
         const a = this.writeback || !this.nodes.at(p) ? undefined : this.entryAttr(p);
         if (a && (a.mode & S_IFMT) === S_IFREG) this.sizesBefore.set(p, a.size);
@@ -1121,6 +1137,7 @@ export async function mountTree(mountpoint: string, tree: TreeOps, opts: Libfuse
   const unwatch = [
     opts.watchBeforeChange?.((paths) => { if (!s.inRequest) s.keepHeld(paths); }),
     opts.watchChanges?.((paths) => { if (!s.inRequest) s.invalidate(paths); }),
+    opts.watchSettle?.(() => s.recallLent()),
   ];
 
   let unmounting: Promise<void> | null = null;

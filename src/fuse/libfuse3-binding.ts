@@ -103,11 +103,15 @@ export interface Binding {
   writeTo(session: Native, ino: number, fd: number): void;
   /**
    * `ino`'s WRITEs come to JavaScript again; returns once none is being written (then `fd` may be
-   * closed), with [bytes the addon wrote, bytes written in order from the start of a file lent
-   * empty, their xxhash64 (undefined once a write came elsewhere)]; undefined if it was not lent.
+   * closed), with [changes the addon made (as `written`), bytes written in order from the start of
+   * a file lent empty, their xxhash64 (undefined once a write came elsewhere)]; undefined if it
+   * was not lent.
    */
   stopWriting(session: Native, ino: number): [number, number, string | undefined] | undefined;
-  /** Bytes the addon wrote to `ino` since writeTo, or -1 if it is not lent. */
+  /**
+   * The changes the addon made to `ino` since writeTo: bytes written plus times set (it answers a
+   * SETATTR of the times of a lent file too); -1 if it is not lent.
+   */
   written(session: Native, ino: number): number;
   /** [WRITEs the addon wrote itself, the largest one's size]. */
   writesHere(session: Native): [number, number];

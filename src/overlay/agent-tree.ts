@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import type { LayerOp } from '../events/types.js';
 import type { EventLog } from '../events/log.js';
-import type { BlobId, BlobStore } from '../store/blobs.js';
+import type { BlobStore } from '../store/blobs.js';
 import type { Store } from '../store/env.js';
 import {
   FsError, O_ACCMODE, O_APPEND, O_EXCL, O_TRUNC, RENAME_NOREPLACE, S_IFDIR, S_IFREG,
@@ -51,6 +51,8 @@ export class AgentTree implements TreeOps {
   private readonly beforeChange = new Set<(paths: readonly string[]) => void>();
   /** Told of announced paths whose change then failed (see onAbandonedChange). */
   private readonly abandoned = new Set<(paths: readonly string[]) => void>();
+  /** Told before the open files are stored outside the adapters' requests (onSettle). */
+  private readonly settling = new Set<() => void>();
   /** The lists announced since the last `endChange` (a change's transaction). */
   private announced: (readonly string[])[] = [];
   private readonly handles = new Map<number, { file: OpenFile; flags: number }>();
@@ -106,6 +108,15 @@ export class AgentTree implements TreeOps {
   onAbandonedChange(fn: (paths: readonly string[]) => void): () => void {
     this.abandoned.add(fn);
     return () => this.abandoned.delete(fn);
+  }
+
+  /**
+   * Calls `fn` before the open files are stored outside the adapters' requests (settle, a
+   * truncation by path): an adapter gives back what it lent (lendFd). Returns the unsubscribe.
+   */
+  onSettle(fn: () => void): () => void {
+    this.settling.add(fn);
+    return () => this.settling.delete(fn);
   }
 
   /** `paths` is only listed when someone listens (a rebase's can be every path of a commit). */
@@ -210,7 +221,7 @@ export class AgentTree implements TreeOps {
     }, { empty: true }, 0, this.s.blobs);
     this.files.set(p, file);
     this.copyUp(file, true);
-    file.changed = true;
+    file.dirty = true;
     this.namesChanged(p);
     return this.addHandle(file, flags);
   }
@@ -222,11 +233,16 @@ export class AgentTree implements TreeOps {
     return file.write(buf, length, flags & O_APPEND ? file.size() : position);
   }
 
-  lendFd(fh: number, writes: LentWrites): number {
+  lendFd(fh: number): number | undefined {
     const { file, flags } = this.handle(fh);
     if ((flags & O_ACCMODE) === 0) throw new FsError('EBADF');
+    if (file.isLent) return undefined;
     this.copyUp(file, false);
-    return file.lend(writes);
+    return file.lend();
+  }
+
+  returnFd(fh: number, writes: LentWrites): void {
+    this.handle(fh).file.returned(writes);
   }
 
   ftruncate(fh: number, size: number): void {
@@ -269,6 +285,7 @@ export class AgentTree implements TreeOps {
 
   truncate(p: string, size: number): void {
     checkPath(p);
+    for (const fn of this.settling) fn();
     let file = this.files.get(p);
     if (!file) {
       const r = this.resolve(p);
@@ -287,6 +304,7 @@ export class AgentTree implements TreeOps {
 
   /** Ingests every file being written, so the layer holds the working tree's content (before a commit). */
   settle(): void {
+    for (const fn of this.settling) fn();
     for (const f of this.files.values()) this.ingest(f, 'put');
   }
 
@@ -570,7 +588,8 @@ export class AgentTree implements TreeOps {
   }
 
   private holdsNewContent(file: OpenFile): boolean {
-    return file.scratch !== null && file.dirty && file.path !== null;
+    // A file still lent is taken as changed (it is given back before a settle or a release: onSettle).
+    return file.scratch !== null && (file.dirty || file.isLent) && file.path !== null;
   }
 
   /**
@@ -581,31 +600,13 @@ export class AgentTree implements TreeOps {
    */
   private putInTxn(file: OpenFile, type: 'put' | 'truncate', final: boolean): () => void {
     const { fd, file: name } = file.scratch!;
-    const mark = file.writeMark(); // before reading: a write during the read leaves the file changed
-    const hash = file.isLent && !final ? this.putSnapshot(name)
-      : this.s.blobs.putOpenFile(fd, name, file.size(), final ? 'link' : 'copy', file.contentHash());
-    const size = this.s.blobs.size(hash);
+    const size = file.size();
+    const hash = this.s.blobs.putOpenFile(fd, name, size, final ? 'link' : 'copy', file.contentHash());
     this.apply({ type, path: file.path!, entry: { kind: 'file', hash, size, ...file.meta } });
     return () => {
       file.rebase({ blob: hash }, size);
-      file.stored(mark);
+      file.dirty = false;
     };
-  }
-
-  /**
-   * The content of a scratch file the adapter may be writing at this moment (a lent file, put
-   * before its release: a commit): a copy taken in one pass and hashed from the copy, so the blob
-   * holds exactly the bytes its id names (hashing the file and then copying it could differ).
-   */
-  private putSnapshot(file: string): BlobId {
-    const scratch = this.s.store.scratch;
-    const copy = scratch.filled((dest) => fs.copyFileSync(file, dest));
-    const size = fs.fstatSync(copy.fd).size;
-    try {
-      return this.s.blobs.putOpenFile(copy.fd, copy.file, size, 'link');
-    } finally {
-      scratch.release(copy, size);
-    }
   }
 
   /**

@@ -66,15 +66,12 @@ export const O_APPEND = 0o2000;
 /** rename(2) flags. */
 export const RENAME_NOREPLACE = 1;
 
-/** What an adapter tells the tree of the writes it makes itself to a lent file (TreeOps.lendFd). */
+/** What an adapter's own writes to a lent file (TreeOps.lendFd) came to, told when it gives it back. */
 export interface LentWrites {
-  /** A count that moves with every write (bytes written): the file changed whenever it moved. */
-  count(): number;
-  /**
-   * The xxhash64 of the file's `size` bytes when the adapter saw every one written in order into
-   * the file lent empty and is done writing it; else undefined (the tree then reads the file).
-   */
-  hash(size: number): string | undefined;
+  /** It wrote, or set a time. */
+  changed: boolean;
+  /** The xxhash64 of the file's first `size` bytes, when it saw every one written in order into the file lent empty. */
+  hashed?: { size: number; hash: string };
 }
 
 /** One agent's working tree, as a FUSE adapter sees it. */
@@ -93,11 +90,14 @@ export interface TreeOps {
   write(fh: number, buf: Buffer, length: number, position: number): number;
   ftruncate(fh: number, size: number): void;
   /**
-   * The descriptor of the file a writable handle writes (copied up first), for writes the adapter
-   * makes itself from now on, until the handle's release: from then the tree reads the file's size
-   * and mtime from the file, and learns of the writes from `writes`.
+   * The descriptor of the file a writable handle writes (copied up first), for writes (and new
+   * mtimes) the adapter makes to it itself until returnFd, which comes before the handle's
+   * release and whenever the tree recalls it (MountOptions.watchSettle). Meanwhile the tree reads
+   * the file's size and mtime from the file. Undefined if the file is lent already (through
+   * another handle).
    */
-  lendFd(fh: number, writes: LentWrites): number;
+  lendFd(fh: number): number | undefined;
+  returnFd(fh: number, writes: LentWrites): void;
   /** Makes what was written so far durable on the disk (`datasync` ignored); the put event follows at release. */
   fsync(fh: number): void;
   release(fh: number): void;

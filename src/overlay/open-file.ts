@@ -25,18 +25,12 @@ export class OpenFile {
   private scratchSize = 0;
   /** Its hash and disk writes while it is written front to back. */
   private sequential: SequentialWrite | null = null;
-  /** Changed since its last ingest, as far as this object saw (writes, truncations, attributes). */
-  changed = false;
-  /**
-   * Written by somebody else too (lend): what the lender tells of its writes, and its count when the
-   * content was last stored. The file's size and mtime are then the scratch file's own.
-   */
-  private lentWrites: LentWrites | null = null;
-  private writesStored = 0;
-  /** Written or truncated here since it was lent: the lender's hash no longer covers it. */
-  private touchedSinceLend = false;
-  /** The scratch file's mtime (ns) as this object last set or saw it: once it differs, a lent file was written since. */
-  private timeKept = -1n;
+  /** Changed since its last ingest (writes, truncations, attributes; a lender's, once it gave the file back). */
+  dirty = false;
+  /** Written by somebody else too until returned (lend): its size and mtime are then the scratch file's own. */
+  private lent = false;
+  /** The lender's hash of the content, until this object changes it. */
+  private lenderHash: { size: number; hash: string } | undefined;
 
   constructor(
     public path: string | null,
@@ -47,56 +41,40 @@ export class OpenFile {
     private readonly blobs: BlobStore,
   ) {}
 
-  /** Changed since its last ingest: here, or by the writes of whoever it is lent to. */
-  get dirty(): boolean {
-    return this.changed || (this.lentWrites !== null && this.lentWrites.count() !== this.writesStored);
-  }
-
-  /** A mark of what was written so far, for `stored` once the content read after it is in the store. */
-  writeMark(): number {
-    return this.lentWrites?.count() ?? 0;
-  }
-
-  /** The content as of `mark` (writeMark) is in the store. */
-  stored(mark: number): void {
-    this.changed = false;
-    this.writesStored = mark;
-  }
-
   size(): number {
     this.refresh();
     return this.scratch ? this.scratchSize : this.sourceSize;
   }
 
   /**
-   * The scratch file's descriptor, for writes made elsewhere from now on (the FUSE addon's own
-   * thread, src/fuse/libfuse3-adapter.ts): its size and mtime are then read from the file, its hash
-   * at ingest, and whether it changed from the lender's count of its writes. Until close.
+   * The scratch file's descriptor, for writes (and mtimes) made elsewhere until `returned` (the
+   * FUSE addon's own thread, src/fuse/libfuse3-adapter.ts): meanwhile its size and mtime are read
+   * from the file.
    */
-  lend(writes: LentWrites): number {
-    const fd = this.scratch!.fd;
-    this.lentWrites = writes;
-    this.writesStored = writes.count();
-    this.touchedSinceLend = false;
+  lend(): number {
+    this.lent = true;
     this.sequential = null;
-    this.timeKept = fs.fstatSync(fd, { bigint: true }).mtimeNs;
-    return fd;
+    this.lenderHash = undefined;
+    this.fromFile(); // the mtime the lender's cache starts from
+    return this.scratch!.fd;
+  }
+
+  /** The lender is done: what it changed is this object's to store now. */
+  returned(writes: LentWrites): void {
+    this.fromFile();
+    this.lent = false;
+    if (writes.changed) this.dirty = true;
+    this.lenderHash = writes.hashed;
   }
 
   /** Whether somebody else may be writing it right now (lend). */
   get isLent(): boolean {
-    return this.lentWrites !== null;
+    return this.lent;
   }
 
-  /** A lent file's size, and its mtime if written since this object last set it, from the file itself. */
+  /** A lent file's size and mtime, from the file itself. */
   refresh(): void {
-    if (!this.lentWrites || !this.scratch) return;
-    const st = fs.fstatSync(this.scratch.fd, { bigint: true });
-    this.scratchSize = Number(st.size);
-    if (st.mtimeNs !== this.timeKept) {
-      this.meta.mtimeMs = Number(st.mtimeNs / 1000n) / 1000;
-      this.timeKept = st.mtimeNs;
-    }
+    if (this.lent) this.fromFile();
   }
 
   read(buf: Buffer, length: number, position: number): number {
@@ -134,7 +112,8 @@ export class OpenFile {
 
   /** The xxhash64 of what the scratch file holds, when it was seen as written (else the ingest reads the file). */
   contentHash(): string | undefined {
-    if (this.lentWrites) return this.touchedSinceLend ? undefined : this.lentWrites.hash(this.size());
+    const lender = this.lenderHash;
+    if (lender) return lender.size === this.size() ? lender.hash : undefined;
     return this.sequential?.hashOf(this.scratchSize);
   }
 
@@ -143,7 +122,7 @@ export class OpenFile {
     Object.assign(this.meta, meta);
     this.openedAttr = undefined;
     if (!this.scratch) return;
-    this.changed = true;
+    this.dirty = true;
     if ('mtimeMs' in meta) this.keepTime();
   }
 
@@ -182,14 +161,15 @@ export class OpenFile {
     const s = this.scratch;
     this.scratch = null;
     this.sequential = null;
-    this.lentWrites = null;
+    this.lent = false;
+    this.lenderHash = undefined;
     return s;
   }
 
   /** A write or truncate: the kernel moves the scratch file's mtime too. */
   private touch(): void {
-    this.changed = true;
-    this.touchedSinceLend = true;
+    this.dirty = true;
+    this.lenderHash = undefined;
     this.meta.mtimeMs = Date.now();
   }
 
@@ -198,12 +178,17 @@ export class OpenFile {
    * own, which writes move as well: after a crash, recovery takes it from
    * there (a new time needs no store transaction).
    */
+  private fromFile(): void {
+    const st = fs.fstatSync(this.scratch!.fd);
+    this.scratchSize = st.size;
+    // Whole microseconds, as keepTime sets them (the double reads 123 µs as 122.9999).
+    this.meta.mtimeMs = Math.round(st.mtimeMs * 1000) / 1000;
+  }
+
   private keepTime(): void {
     // libuv keeps whole microseconds, truncating: half a microsecond more makes it round.
     const t = this.meta.mtimeMs / 1000 + 5e-7;
-    const fd = this.scratch!.fd;
-    fs.futimesSync(fd, t, t);
-    if (this.lentWrites) this.timeKept = fs.fstatSync(fd, { bigint: true }).mtimeNs;
+    fs.futimesSync(this.scratch!.fd, t, t);
   }
 
   private closeSource(): void {

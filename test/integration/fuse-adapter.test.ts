@@ -574,6 +574,11 @@ describe('mounts never outlive their tests', () => {
       expect(st.ops['write (addon)']).toBeGreaterThanOrEqual(40);
       expect(st.ops.write ?? 0).toBeLessThanOrEqual(3);
       expect(st.maxWrite).toBe(65536);
+      // tar's way: write, then set the mtime while the file is open; the addon sets it on the file itself.
+      sh('exec 3>stamped; echo x >&3; touch -m -d @1000000000 stamped; exec 3>&-', mp);
+      expect(sh('stat -c %Y stamped', mp)).toBe('1000000000\n');
+      expect(fs.statSync(path.join(src, 'stamped')).mtimeMs).toBe(1e12);
+      expect((await s.stats()).ops.setattr ?? 0).toBe(st.ops.setattr ?? 0);
     });
   });
 
