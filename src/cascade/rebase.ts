@@ -4,7 +4,8 @@ import type { BlobStore } from '../store/blobs.js';
 import type { Entry, FileEntry } from '../overlay/entry.js';
 import type { Layer, LayerChange } from '../overlay/layer.js';
 import { contentOf, modeOf, targetOf } from '../overlay/materialize.js';
-import { parentOf, reroot } from '../overlay/paths.js';
+import { isWithin, join, parentOf, reroot } from '../overlay/paths.js';
+import { changedPaths } from '../overlay/tree-diff.js';
 import { attrOf, kindOf, TreeView, type Resolved } from '../overlay/view.js';
 
 /** What one layer becomes on the new base. */
@@ -68,14 +69,48 @@ export function planRebase(layer: Layer, ctx: RebaseContext): RebasePlan {
     const q = lowerPath(layer, p);
     if (q === null) continue;
     const base = ctx.before.lookup(q);
-    // A directory merges through its entries, unless it took the place of a file or symlink the parent changed.
-    if (ours.kind === 'dir' && (!base || kindOf(base) === 'dir')) continue;
     const theirs = ctx.after.lookup(q);
+    // A directory merges through its entries, unless it took the place of a file or symlink the parent changed, or the parent made one there.
+    if (ours.kind === 'dir' && (!base || kindOf(base) === 'dir') && (!theirs || kindOf(theirs) === 'dir')) continue;
+    if (ours.kind === 'whiteout' && base && theirs && kindOf(base) === 'dir' && kindOf(theirs) === 'dir') {
+      if (!movedFrom(layer, q)) unfoldDeletedDirectory(p, q, ctx, plan);
+      continue;
+    }
     if (identity(base) === identity(theirs)) continue;
     mergePath(p, ours, base, theirs, ctx, plan);
   }
   keepDirectories(layer, ctx, plan);
   return plan;
+}
+
+/** Did the agent move (rename) the directory at `q` below, or something in it, away? Its whiteout is a move's source then. */
+function movedFrom(layer: Layer, q: string): boolean {
+  for (const [, e] of layer.entriesList()) if (e.kind === 'dir' && e.redirect !== null && isWithin(e.redirect, q)) return true;
+  return false;
+}
+
+/**
+ * The agent deleted directory `p` (at `q` below), which the parent still has: as git sees it,
+ * the agent deleted the files it saw there, not those the parent adds later. When the parent
+ * changed anything in it, the one whiteout becomes one per name the parent left as it was, so
+ * what it added shows; a file it edited meets the deletion in `mergePath` (a delete-modify
+ * conflict); directories it changed inside unfold the same way.
+ */
+function unfoldDeletedDirectory(p: string, q: string, ctx: RebaseContext, plan: RebasePlan): void {
+  const changed = changedPaths(ctx.before, ctx.after, ctx.blobs, [q]).filter((c) => c.path !== q);
+  if (changed.length === 0) return;
+  plan.changes.push([p, undefined]);
+  const unfold = (dir: string, below: string) => {
+    for (const name of ctx.before.list(below)?.keys() ?? []) {
+      const [sub, subBelow] = [join(dir, name), join(below, name)];
+      const base = ctx.before.lookup(subBelow);
+      const theirs = ctx.after.lookup(subBelow);
+      if (!changed.some((c) => isWithin(c.path, subBelow))) plan.changes.push([sub, { kind: 'whiteout' }]);
+      else if (base && theirs && kindOf(base) === 'dir' && kindOf(theirs) === 'dir') unfold(sub, subBelow);
+      else mergePath(sub, { kind: 'whiteout' }, base, theirs, ctx, plan);
+    }
+  };
+  unfold(p, q);
 }
 
 /**
