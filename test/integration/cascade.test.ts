@@ -237,6 +237,21 @@ describe('what an agent sees changes at once through a warm kernel cache', () =>
     expect(d.sh('cat notes.txt; stat -c %s notes.txt', c)).toBe('parent one\ntwo, longer\n23\n');
   });
 
+  it('inside the mount, resolve takes the path alone: the agent is the mount\'s', async () => {
+    const [c, p] = [d.mnt('c'), d.mnt('p')];
+    d.sh('echo base > inside.txt', p);
+    await d.json(['commit', 'p', '-m', 'inside: base']);
+    d.sh('echo child > inside.txt', c);
+    d.sh('echo parent > inside.txt', p);
+    const r = await d.json(['commit', 'p', '-m', 'inside: parent']);
+    expect(r.cascade.conflicted.map((x: any) => x.agent)).toEqual(['c']);
+    const resolved = await d.cli(['resolve', 'inside.txt', '--ours'], { cwd: c });
+    expect(resolved.stderr).toBe('');
+    expect(resolved.stdout).toMatch(/^resolved inside.txt in c\b/);
+    expect(d.sh('cat inside.txt', c)).toBe('child\n');
+    expect((await d.cli(['resolve', '--ours'], { cwd: c })).stderr).toMatch(/^cowfs: no PATH given/);
+  });
+
   it('an undo: the file as it was, at once', async () => {
     const c = d.mnt('c');
     const before = d.sh('cat notes.txt; stat -c %s notes.txt; ls', c);
