@@ -107,6 +107,8 @@ export class Daemon {
     const cascade = new Cascade(overlay);
     const landing = recoverLanding(overlay, cascade);
     if (landing) log.warn(landing, 'a landing into the workspace was interrupted by a crash');
+    const resumed = cascade.resumeInterrupted();
+    if (resumed.rebased.length > 0) log.warn(resumed, 'a cascade was interrupted by a crash: the agents it had not reached are rebased now');
     const runs: RunSessions = new RunSessions(stateDir, overlay, mounts, (sock, agent) => server.listenScoped(sock, agent), log);
     const server: ApiServer = new ApiServer({ overlay, mounts, cascade, runs, adapter: opts.adapter.name, startedAt: Date.now() }, log);
     const watcher = new WorkspaceWatcher(overlay, cascade, log, (listener) => mounts.watchDisk(listener));
