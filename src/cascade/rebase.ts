@@ -1,7 +1,7 @@
 import type { ConflictRecord, RefinedHunkRecord } from '../events/types.js';
 import { mergeFiles, type FileMerge } from '../merge/index.js';
 import type { BlobStore } from '../store/blobs.js';
-import type { Entry, FileEntry } from '../overlay/entry.js';
+import type { DirEntry, Entry, FileEntry } from '../overlay/entry.js';
 import type { Layer, LayerChange } from '../overlay/layer.js';
 import { contentOf, modeOf, targetOf } from '../overlay/materialize.js';
 import { isWithin, join, parentOf, reroot } from '../overlay/paths.js';
@@ -138,13 +138,17 @@ function keepDirectories(layer: Layer, ctx: RebaseContext, plan: RebasePlan, cha
     if (e.kind === 'whiteout') continue;
     for (let dir = parentOf(p); dir !== '' && !seen.has(dir); dir = parentOf(dir)) {
       seen.add(dir);
-      if (tree.lookup(dir)) break;
+      const there = tree.lookup(dir);
+      if (there && kindOf(there) === 'dir') break;
       const was = ctx.before.lookup(lowerPath(layer, dir) ?? dir);
       const attr = was ? attrOf(was) : undefined;
-      plan.changes.push([dir, {
+      const kept: DirEntry = {
         kind: 'dir', mode: attr ? attr.mode & 0o7777 : 0o755, mtimeMs: Date.now(), ino: attr?.ino ?? ctx.dirIno(dir),
         uid: attr?.uid ?? e.uid, gid: attr?.gid ?? e.gid, opaque: false, redirect: null,
-      }]);
+      };
+      plan.changes.push([dir, kept]);
+      // The parent made it a file or a link: as git, a conflict (file/directory); ours stays until resolved.
+      if (there) mergePath(dir, kept, was, there, ctx, plan);
     }
   }
 }

@@ -327,6 +327,38 @@ describe('cascade rebase of additions, modes, symlinks, deletions and binary fil
     expect(snapshot(ov.replay('c'), ov)).toEqual(snapshot(c.tree, ov));
   });
 
+  it('a file the child added in a directory the parent made a file: a conflict, the child\'s file kept until resolved', async () => {
+    const { ov } = await openOverlay({ 'd/x': 'x\n', 'e/x': 'x\n' });
+    opened.push(ov);
+    const cascade = new Cascade(ov);
+    ov.createAgent('p', null);
+    ov.commit('p', 'p0');
+    ov.createAgent('c', 'p');
+    ov.createAgent('g', 'c');
+    const [p, c, g] = [ov.tree('p'), ov.tree('c'), ov.tree('g')];
+    c.mkdir('d/sub', 0o755, 0, 0);
+    writeFile(c, 'd/sub/new', 'new\n');
+    writeFile(c, 'e/new', 'new\n');
+    ov.commit('c', 'c1');
+    cascade.fromCommit('c');
+    for (const dir of ['d', 'e']) {
+      p.unlink(`${dir}/x`);
+      p.rmdir(dir);
+      writeFile(p, dir, 'a file now\n');
+    }
+    ov.commit('p', 'p1');
+    expect(cascade.fromCommit('p').conflicted).toEqual([{ agent: 'c', paths: expect.arrayContaining(['d', 'e']) }]);
+    expect(conflictsOf(ov, 'c')['d']).toMatchObject({ kind: 'type', base: null, ours: null });
+    expect(readFile(c, 'd/sub/new')).toBe('new\n');
+    expect(c.readdir('d').map((e) => e.name).filter((n) => !n.startsWith('.'))).toEqual(['sub']);
+    expect(snapshot(ov.replay('c'), ov)).toEqual(snapshot(c.tree, ov));
+    cascade.resolve('c', 'd', 'ours');
+    expect(cascade.resolve('c', 'e', 'theirs').rebased).toEqual(['g']);
+    expect(readFile(g, 'd/sub/new')).toBe('new\n');
+    expect(readFile(g, 'e')).toBe('a file now\n');
+    expect(snapshot(ov.replay('g'), ov)).toEqual(snapshot(g.tree, ov));
+  });
+
   it('a commit settles a conflict without markers only when the agent changed the path', async () => {
     const { ov, cascade, p, c, g } = await tree();
     writeFile(c, 'added.bin', Buffer.from([0, 1]));
