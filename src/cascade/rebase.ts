@@ -174,6 +174,7 @@ export function mergePath(p: string, ours: Entry, base: Resolved | undefined, th
     const of = <T>(f: (r: Resolved | undefined) => T) => ({ base: f(base), ours: f(mine), theirs: f(theirs) });
     if (sides.some((r) => r && kindOf(r) === 'file')) record.modes = of(fileMode);
     if (sides.some((r) => r && kindOf(r) === 'symlink')) record.targets = of((r) => (r && kindOf(r) === 'symlink' ? targetOf(r) : null));
+    if (kind === 'type') record.kinds = of((r) => (r ? kindOf(r) : null));
     if (kind !== 'content') record.left = entryFingerprint(keep ? keep[1] : ours);
     plan.conflicts.push(record);
     if (keep) plan.changes.push(keep);

@@ -319,7 +319,7 @@ describe('cascade rebase of additions, modes, symlinks, deletions and binary fil
     writeFile(p, 'both', 'parent file\n');
     ov.commit('p', 'p1');
     expect(cascade.fromCommit('p').conflicted).toEqual([{ agent: 'c', paths: ['both'] }]);
-    expect(conflictsOf(ov, 'c')['both']).toMatchObject({ kind: 'type', ours: null });
+    expect(conflictsOf(ov, 'c')['both']).toMatchObject({ kind: 'type', ours: null, kinds: { base: null, ours: 'dir', theirs: 'file' } });
     expect(readFile(c, 'both/x')).toBe('x\n'); // ours stays until resolved
     expect(cascade.resolve('c', 'both', 'theirs').rebased).toEqual(['g']);
     expect(readFile(c, 'both')).toBe('parent file\n');
