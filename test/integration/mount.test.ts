@@ -188,6 +188,7 @@ describe('cowfs mount: a real copy-on-write FUSE mount per agent', () => {
       expect(r.code).toBe(1);
       expect(r.stderr).toBe('cowfs: not an event number: abc\n');
     }
+    for (const outside of ['../x', '/etc']) expect((await d.cli(['diff', 'a', '--', outside])).stderr).toBe(`cowfs: ${outside} is outside the tree: give paths relative to its root\n`);
     const r6d = await d.cli(['replay', 'a', '--to', '99999999', '--out', path.join(d.root, 'r-far')]);
     expect(r6d.stderr).toMatch(/no event 99999999 yet \(the last is \d+\)/);
     const r7 = await d.cli(['status', '--json'], { cwd: d.root });
