@@ -40,6 +40,14 @@ describe('the CLI around the daemon', () => {
     }
   });
 
+  it('a usage error with --json is JSON on stdout too (commander printed it on stderr alone)', async () => {
+    for (const [args, message] of [[['commit', 'a'], "required option '-m, --message <msg>' not specified"], [['bogus'], "unknown command 'bogus'"]] as const) {
+      const r = await d.cli([...args, '--json']);
+      expect(r.code).toBe(1);
+      expect(JSON.parse(r.stdout)).toEqual({ error: { code: 'usage', message } });
+    }
+  });
+
   it('daemon --detach starts in the background with a pid file, and a second one is refused', async () => {
     const r = await d.json(['daemon', '--detach']);
     expect(r.pid).toBeGreaterThan(0);
