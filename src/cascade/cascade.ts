@@ -74,6 +74,24 @@ export class Cascade {
     return this.resumeIfClear(agent);
   }
 
+  /**
+   * At the daemon's start: a cascade cut short by a crash (the parent's commit made, some of its
+   * descendants not yet rebased) goes on, parents first. An agent paused on its own conflicts
+   * stays paused, as it would have.
+   */
+  resumeInterrupted(): CascadeReport {
+    const report: CascadeReport = { rebased: [], conflicted: [], paused: [] };
+    const visit = (agent: AgentRecord) => {
+      for (const child of this.overlay.registry.children(agent.name)) {
+        const c = this.overlay.agent(child.name);
+        if (c.base !== agent.head && Object.keys(c.conflicts ?? {}).length === 0) this.rebaseDown(c.name, report);
+        visit(this.overlay.agent(c.name));
+      }
+    };
+    for (const root of this.overlay.agents()) if (root.parent === null) visit(root);
+    return report;
+  }
+
   /** With no conflict left: catch up with a parent that moved on meanwhile, then cascade below. */
   private resumeIfClear(agent: string): CascadeReport {
     const report: CascadeReport = { rebased: [], conflicted: [], paused: [] };

@@ -1,10 +1,11 @@
 import type { ConflictRecord, RefinedHunkRecord } from '../events/types.js';
 import { mergeFiles, type FileMerge } from '../merge/index.js';
 import type { BlobStore } from '../store/blobs.js';
-import type { Entry, FileEntry } from '../overlay/entry.js';
+import type { DirEntry, Entry, FileEntry } from '../overlay/entry.js';
 import type { Layer, LayerChange } from '../overlay/layer.js';
 import { contentOf, modeOf, targetOf } from '../overlay/materialize.js';
-import { parentOf, reroot } from '../overlay/paths.js';
+import { isWithin, join, parentOf, reroot } from '../overlay/paths.js';
+import { changedPaths } from '../overlay/tree-diff.js';
 import { attrOf, kindOf, TreeView, type Resolved } from '../overlay/view.js';
 
 /** What one layer becomes on the new base. */
@@ -68,14 +69,48 @@ export function planRebase(layer: Layer, ctx: RebaseContext): RebasePlan {
     const q = lowerPath(layer, p);
     if (q === null) continue;
     const base = ctx.before.lookup(q);
-    // A directory merges through its entries, unless it took the place of a file or symlink the parent changed.
-    if (ours.kind === 'dir' && (!base || kindOf(base) === 'dir')) continue;
     const theirs = ctx.after.lookup(q);
+    // A directory merges through its entries, unless it took the place of a file or symlink the parent changed, or the parent made one there.
+    if (ours.kind === 'dir' && (!base || kindOf(base) === 'dir') && (!theirs || kindOf(theirs) === 'dir')) continue;
+    if (ours.kind === 'whiteout' && base && theirs && kindOf(base) === 'dir' && kindOf(theirs) === 'dir') {
+      if (!movedFrom(layer, q)) unfoldDeletedDirectory(p, q, ctx, plan);
+      continue;
+    }
     if (identity(base) === identity(theirs)) continue;
     mergePath(p, ours, base, theirs, ctx, plan);
   }
   keepDirectories(layer, ctx, plan);
   return plan;
+}
+
+/** Did the agent move (rename) the directory at `q` below, or something in it, away? Its whiteout is a move's source then. */
+function movedFrom(layer: Layer, q: string): boolean {
+  for (const [, e] of layer.entriesList()) if (e.kind === 'dir' && e.redirect !== null && isWithin(e.redirect, q)) return true;
+  return false;
+}
+
+/**
+ * The agent deleted directory `p` (at `q` below), which the parent still has: as git sees it,
+ * the agent deleted the files it saw there, not those the parent adds later. When the parent
+ * changed anything in it, the one whiteout becomes one per name the parent left as it was, so
+ * what it added shows; a file it edited meets the deletion in `mergePath` (a delete-modify
+ * conflict); directories it changed inside unfold the same way.
+ */
+function unfoldDeletedDirectory(p: string, q: string, ctx: RebaseContext, plan: RebasePlan): void {
+  const changed = changedPaths(ctx.before, ctx.after, ctx.blobs, [q]).filter((c) => c.path !== q);
+  if (changed.length === 0) return;
+  plan.changes.push([p, undefined]);
+  const unfold = (dir: string, below: string) => {
+    for (const name of ctx.before.list(below)?.keys() ?? []) {
+      const [sub, subBelow] = [join(dir, name), join(below, name)];
+      const base = ctx.before.lookup(subBelow);
+      const theirs = ctx.after.lookup(subBelow);
+      if (!changed.some((c) => isWithin(c.path, subBelow))) plan.changes.push([sub, { kind: 'whiteout' }]);
+      else if (base && theirs && kindOf(base) === 'dir' && kindOf(theirs) === 'dir') unfold(sub, subBelow);
+      else mergePath(sub, { kind: 'whiteout' }, base, theirs, ctx, plan);
+    }
+  };
+  unfold(p, q);
 }
 
 /**
@@ -103,13 +138,17 @@ function keepDirectories(layer: Layer, ctx: RebaseContext, plan: RebasePlan, cha
     if (e.kind === 'whiteout') continue;
     for (let dir = parentOf(p); dir !== '' && !seen.has(dir); dir = parentOf(dir)) {
       seen.add(dir);
-      if (tree.lookup(dir)) break;
+      const there = tree.lookup(dir);
+      if (there && kindOf(there) === 'dir') break;
       const was = ctx.before.lookup(lowerPath(layer, dir) ?? dir);
       const attr = was ? attrOf(was) : undefined;
-      plan.changes.push([dir, {
+      const kept: DirEntry = {
         kind: 'dir', mode: attr ? attr.mode & 0o7777 : 0o755, mtimeMs: Date.now(), ino: attr?.ino ?? ctx.dirIno(dir),
         uid: attr?.uid ?? e.uid, gid: attr?.gid ?? e.gid, opaque: false, redirect: null,
-      }]);
+      };
+      plan.changes.push([dir, kept]);
+      // The parent made it a file or a link: as git, a conflict (file/directory); ours stays until resolved.
+      if (there) mergePath(dir, kept, was, there, ctx, plan);
     }
   }
 }
@@ -135,6 +174,7 @@ export function mergePath(p: string, ours: Entry, base: Resolved | undefined, th
     const of = <T>(f: (r: Resolved | undefined) => T) => ({ base: f(base), ours: f(mine), theirs: f(theirs) });
     if (sides.some((r) => r && kindOf(r) === 'file')) record.modes = of(fileMode);
     if (sides.some((r) => r && kindOf(r) === 'symlink')) record.targets = of((r) => (r && kindOf(r) === 'symlink' ? targetOf(r) : null));
+    if (kind === 'type') record.kinds = of((r) => (r ? kindOf(r) : null));
     if (kind !== 'content') record.left = entryFingerprint(keep ? keep[1] : ours);
     plan.conflicts.push(record);
     if (keep) plan.changes.push(keep);

@@ -44,10 +44,14 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  if (err instanceof CommanderError) process.exit(err.exitCode);
   // Only cowfs's own arguments: what follows `--` belongs to the command `cowfs run` runs.
   const own = process.argv.indexOf('--');
   const json = (own < 0 ? process.argv : process.argv.slice(0, own)).includes('--json');
+  if (err instanceof CommanderError) {
+    // Commander printed the usage error on stderr; a script reading --json output gets it as JSON too.
+    if (json && err.exitCode !== 0) process.stdout.write(`${JSON.stringify({ error: { code: 'usage', message: err.message.replace(/^error: /, '') } })}\n`);
+    process.exit(err.exitCode);
+  }
   const message = err instanceof Error ? err.message : String(err);
   const code = err instanceof CliError ? err.code : 'internal';
   if (json) process.stdout.write(`${JSON.stringify({ error: { code, message } })}\n`);

@@ -6,6 +6,12 @@ export class CliError extends Error {
   }
 }
 
+/** A commander option parser for an event's sequence number: `abc` is refused (Number() made it NaN, sent as null: "the latest"). */
+export function eventNumber(v: string): number {
+  if (!/^\d+$/.test(v)) throw new CliError(`not an event number: ${v}`);
+  return Number(v);
+}
+
 export interface OutputOptions {
   json?: boolean;
 }

@@ -26,6 +26,9 @@ export function agentDiff(ov: Overlay, agent: string, opts: { from?: number; pat
   }
   const before = opts.from === undefined ? ov.commitView(a.base) : ov.replay(agent, opts.from);
   const paths = (opts.paths ?? []).map((p) => p.replace(/^\.\/+/, '').replace(/\/+$/, '')).filter((p) => p !== '' && p !== '.');
+  // Such a path matches nothing: an empty diff would read as "no changes there".
+  const outside = paths.find((p) => p.startsWith('/') || p.split('/').includes('..'));
+  if (outside !== undefined) throw new OverlayError(`${outside} is outside the tree: give paths relative to its root`);
   const { files, patch } = gitPatch(changedPaths(before, tree.tree, ov.blobs, paths), ov.blobs, opts.patch);
   return { agent, from: opts.from === undefined ? { base: a.base } : { seq: opts.from }, files, patch };
 }

@@ -202,6 +202,7 @@ export const handlers: Record<string, Handler> = {
     const out = str(p, 'out');
     const to = typeof p.to === 'number' ? p.to : Infinity;
     ctx.overlay.agent(agent);
+    if (Number.isFinite(to) && to > ctx.overlay.log.head) throw new ApiError('bad_request', `no event ${to} yet (the last is ${ctx.overlay.log.head})`);
     checkOutside(ctx, out, '--out', true);
     if (fs.existsSync(out) && fs.readdirSync(out).length > 0) throw new ApiError('bad_request', `--out ${out} is not empty`);
     const files = writeTree(ctx.overlay.replay(agent, to), ctx.overlay.blobs, out);

@@ -4,6 +4,7 @@ import pino, { type Logger } from 'pino';
 import { Cascade } from '../cascade/cascade.js';
 import { WorkspaceWatcher } from '../cascade/workspace-watcher.js';
 import { recoverLanding } from '../land/workspace-landing.js';
+import { checkStore } from '../store/check.js';
 import { Overlay } from '../overlay/overlay.js';
 import { ApiServer } from './server.js';
 import type { MountAdapter } from '../fuse/adapters.js';
@@ -90,6 +91,8 @@ export class Daemon {
     if (Buffer.byteLength(socket) > 107) {
       throw new Error(`the state directory path is too long for a unix socket (${socket}); use a shorter --state-dir`);
     }
+    // Before the log opens: an error thrown while pino's file is not ready yet ends in its stack trace.
+    checkStore(path.join(stateDir, 'store'));
     fs.writeFileSync(pidFile, `${process.pid}\n`);
     const streams: pino.StreamEntry[] = [{ stream: pino.destination({ dest: path.join(stateDir, LOG_NAME), sync: false }) }];
     if (opts.logToStderr) streams.push({ stream: process.stderr });
@@ -107,6 +110,8 @@ export class Daemon {
     const cascade = new Cascade(overlay);
     const landing = recoverLanding(overlay, cascade);
     if (landing) log.warn(landing, 'a landing into the workspace was interrupted by a crash');
+    const resumed = cascade.resumeInterrupted();
+    if (resumed.rebased.length > 0) log.warn(resumed, 'a cascade was interrupted by a crash: the agents it had not reached are rebased now');
     const runs: RunSessions = new RunSessions(stateDir, overlay, mounts, (sock, agent) => server.listenScoped(sock, agent), log);
     const server: ApiServer = new ApiServer({ overlay, mounts, cascade, runs, adapter: opts.adapter.name, startedAt: Date.now() }, log);
     const watcher = new WorkspaceWatcher(overlay, cascade, log, (listener) => mounts.watchDisk(listener));

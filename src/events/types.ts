@@ -1,5 +1,5 @@
 import type { BlobId } from '../store/blobs.js';
-import type { DirEntry, Entry, FileEntry, SymlinkEntry } from '../overlay/entry.js';
+import type { DirEntry, Entry, FileEntry, LiveEntry, SymlinkEntry } from '../overlay/entry.js';
 
 /**
  * Operations on a layer. Each carries its effect on the layer, decided when
@@ -103,6 +103,8 @@ export interface ConflictRecord {
   modes?: { base: number | null; ours: number | null; theirs: number | null };
   /** Each version's target when it is a symlink (set when a symlink is involved). */
   targets?: { base: string | null; ours: string | null; theirs: string | null };
+  /** What each version is, for a `type` conflict (a directory and absent are both no blob). */
+  kinds?: { base: LiveEntry['kind'] | null; ours: LiveEntry['kind'] | null; theirs: LiveEntry['kind'] | null };
   /** What the merge left at the path in the agent's layer (`entryFingerprint`): a commit resolves the path once it changed. */
   left?: string;
   /** Conflicting hunks of a text conflict (line numbers in the working file). */

@@ -64,6 +64,20 @@ function mergedMode(base: Node, ours: Node, theirs: Node): number {
 }
 
 /**
+ * When a root agent deleted each path it holds a whiteout for (the path: its last delete, rmdir,
+ * move away or rebase that left one there, up to event `to`).
+ */
+function deletionTimes(ov: Overlay, agent: string, to: number): Map<string, number> {
+  const at = new Map<string, number>();
+  for (const ev of ov.log.byAgent(agent, to)) {
+    if ((ev.type === 'delete' || ev.type === 'rmdir') && ev.whiteout) at.set(ev.path, ev.time);
+    else if (ev.type === 'move' && ev.whiteout) at.set(ev.from, ev.time);
+    else if (ev.type === 'AGENT_REBASED') for (const [p, e] of ev.changes) if (e?.kind === 'whiteout') at.set(p, ev.time);
+  }
+  return at;
+}
+
+/**
  * Plans landing `agent`'s committed changes (its head against its base)
  * onto `target` (its parent's head, or the workspace on disk). Each path is
  * merged three ways: base = what the agent's change started from, ours =
@@ -71,6 +85,10 @@ function mergedMode(base: Node, ours: Node, theirs: Node): number {
  *
  * The merge base of a root agent's path is the content it copied up
  * (`baseHash`), not the live workspace below it, which may have moved on.
+ * A deletion has no copy: a workspace file whose status changed (ctime)
+ * after the agent deleted it, or that came since, is a delete-modify
+ * conflict, not deleted unseen (the kernel's coarse clock only lags:
+ * never a conflict for a change made before).
  */
 export function planLanding(ov: Overlay, agent: string, target: TreeView, targetLabel: string): LandPlan {
   const a = ov.agent(agent);
@@ -81,6 +99,7 @@ export function planLanding(ov: Overlay, agent: string, target: TreeView, target
   const changes = changedPaths(ov.commitView(a.base), ov.commitView(a.head), ov.blobs);
   const plan: LandPlan = { agent, commit: a.head, paths: changes.map((c) => c.path), items: [], conflicts: [] };
   const labels = { ours: `${agent}@${a.head}`, base: `${agent}'s base`, theirs: targetLabel };
+  let deleted: Map<string, number> | undefined;
   for (const c of changes) {
     const ours = nodeOf(c.after, ov);
     let base = nodeOf(c.before, ov);
@@ -90,7 +109,17 @@ export function planLanding(ov: Overlay, agent: string, target: TreeView, target
       base = own.baseHash === null ? (base?.kind === 'file' ? null : base)
         : { kind: 'file', bytes: ov.blobs.get(own.baseHash), mode: base?.kind === 'file' ? base.mode : own.mode, ino: own.ino, blob: own.baseHash };
     }
-    const theirs = nodeOf(target.lookup(c.path), ov);
+    const there = target.lookup(c.path);
+    if (a.parent === null && ours === null && there?.src === 'disk' && there.node.kind !== 'dir') {
+      const w = headLayer.probe(c.path);
+      deleted ??= deletionTimes(ov, agent, ov.registry.commit(a.head).seq);
+      const at = w?.entry.kind === 'whiteout' ? deleted.get(w.at) : undefined;
+      if (at !== undefined && Math.floor(there.node.stat.ctimeMs) > at) {
+        plan.conflicts.push({ path: c.path, kind: 'delete-modify', hunks: [] });
+        continue;
+      }
+    }
+    const theirs = nodeOf(there, ov);
     if (sameNode(theirs, ours)) continue;
     if (sameNode(theirs, base)) {
       plan.items.push({ path: c.path, theirs, result: ours });

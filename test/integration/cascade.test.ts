@@ -237,6 +237,21 @@ describe('what an agent sees changes at once through a warm kernel cache', () =>
     expect(d.sh('cat notes.txt; stat -c %s notes.txt', c)).toBe('parent one\ntwo, longer\n23\n');
   });
 
+  it('inside the mount, resolve takes the path alone: the agent is the mount\'s', async () => {
+    const [c, p] = [d.mnt('c'), d.mnt('p')];
+    d.sh('echo base > inside.txt', p);
+    await d.json(['commit', 'p', '-m', 'inside: base']);
+    d.sh('echo child > inside.txt', c);
+    d.sh('echo parent > inside.txt', p);
+    const r = await d.json(['commit', 'p', '-m', 'inside: parent']);
+    expect(r.cascade.conflicted.map((x: any) => x.agent)).toEqual(['c']);
+    const resolved = await d.cli(['resolve', 'inside.txt', '--ours'], { cwd: c });
+    expect(resolved.stderr).toBe('');
+    expect(resolved.stdout).toMatch(/^resolved inside.txt in c\b/);
+    expect(d.sh('cat inside.txt', c)).toBe('child\n');
+    expect((await d.cli(['resolve', '--ours'], { cwd: c })).stderr).toMatch(/^cowfs: no PATH given/);
+  });
+
   it('an undo: the file as it was, at once', async () => {
     const c = d.mnt('c');
     const before = d.sh('cat notes.txt; stat -c %s notes.txt; ls', c);
@@ -431,6 +446,7 @@ describe('cascade through real mounts: additions, modes, symlinks, deletions, bi
       "printf 'kid\\nshared\\n' > added.txt", // added on both sides
       "printf 'b\\nc\\nkid\\n' > gone.txt", // modified here, deleted above
       "printf '\\211\\000kid' > logo.bin", // binary on both sides
+      'mkdir made && echo kid > made/inner', // a directory here, a file above
     ].join(' && '));
     sh('root', [
       "sed -i '10s/.*/root line 10/' app.txt",
@@ -440,12 +456,13 @@ describe('cascade through real mounts: additions, modes, symlinks, deletions, bi
       "printf 'root\\nshared\\n' > added.txt",
       'rm gone.txt',
       "printf '\\211\\000root' > logo.bin",
+      'echo root > made',
     ].join(' && '));
     await d.json(['commit', 'kid', '-m', 'kid']);
     const r = await d.json(['commit', 'root', '-m', 'root']);
     await cacheWindow();
     expect(r.cascade.conflicted).toEqual([{ agent: 'kid', paths: expect.any(Array) }]);
-    expect(r.cascade.conflicted[0].paths.sort()).toEqual(['added.txt', 'fought', 'gone.txt', 'logo.bin', 'tool.sh']);
+    expect(r.cascade.conflicted[0].paths.sort()).toEqual(['added.txt', 'fought', 'gone.txt', 'logo.bin', 'made', 'tool.sh']);
 
     // Merged: each side's change, content and mode alike.
     expect(sh('kid', 'stat -c %a app.txt run.sh tool.sh')).toBe('755\n755\n700\n');
@@ -468,10 +485,13 @@ describe('cascade through real mounts: additions, modes, symlinks, deletions, bi
     expect(human).toContain('ours (kept): symlink -> kid-target; theirs: symlink -> root-target');
     expect(human).toContain('permissions changed on both sides: base 644, ours 700 (kept), theirs 755');
     expect(human).toContain('modified here, deleted by the parent');
+    expect(human).toContain('made: type conflict');
+    expect(human).toContain('base: absent; ours (kept): a directory; theirs: a file');
 
     // The grandchild waits for every conflict of its parent.
     expect(sh('grandkid', 'readlink current; cat added.txt')).toBe('v1\nkid\nshared\n');
-    for (const p of ['tool.sh', 'fought', 'gone.txt', 'logo.bin']) await d.json(['resolve', 'kid', p, '--theirs']);
+    expect(sh('kid', 'cat made/inner')).toBe('kid\n');
+    for (const p of ['tool.sh', 'fought', 'gone.txt', 'logo.bin', 'made']) await d.json(['resolve', 'kid', p, '--theirs']);
     const last = await d.json(['resolve', 'kid', 'added.txt', '--ours']);
     expect(last.rebased).toEqual(['grandkid']);
     await cacheWindow();
@@ -479,6 +499,7 @@ describe('cascade through real mounts: additions, modes, symlinks, deletions, bi
     expect(sh('grandkid', 'stat -c %a app.txt run.sh tool.sh; readlink current fought; cat run.sh')).toBe('755\n755\n755\nv2\nroot-target\necho run by kid\n');
     expect(sh('grandkid', 'cat added.txt; od -An -c logo.bin')).toMatch(/^kid\nshared\n\s+211\s+\\0\s+r\s+o\s+o\s+t\s*$/);
     expect(sh('grandkid', 'ls')).not.toContain('gone.txt');
+    expect(sh('grandkid', 'cat made')).toBe('root\n');
   });
 });
 

@@ -40,6 +40,14 @@ describe('the CLI around the daemon', () => {
     }
   });
 
+  it('a usage error with --json is JSON on stdout too (commander printed it on stderr alone)', async () => {
+    for (const [args, message] of [[['commit', 'a'], "required option '-m, --message <msg>' not specified"], [['bogus'], "unknown command 'bogus'"]] as const) {
+      const r = await d.cli([...args, '--json']);
+      expect(r.code).toBe(1);
+      expect(JSON.parse(r.stdout)).toEqual({ error: { code: 'usage', message } });
+    }
+  });
+
   it('daemon --detach starts in the background with a pid file, and a second one is refused', async () => {
     const r = await d.json(['daemon', '--detach']);
     expect(r.pid).toBeGreaterThan(0);
@@ -114,5 +122,40 @@ describe('a pid file naming a live process that is no daemon (its pid reused aft
     await d.start();
     expect(Number(fs.readFileSync(path.join(d.stateDir, 'daemon.pid'), 'utf8'))).toBe(d.pid);
     expect(other.exitCode).toBeNull();
+  });
+});
+
+describe('a corrupt store', () => {
+  let d: TestDaemon;
+
+  afterAll(async () => {
+    await d?.destroy();
+  });
+
+  it('keeps the daemon from starting with one clear line, where lmdb killed it without a word', async () => {
+    d = TestDaemon.create((ws) => fs.writeFileSync(path.join(ws, 'a.txt'), 'a\n'));
+    await d.start();
+    await d.json(['mount', 'a', d.mnt('a')]);
+    d.sh('echo b > b.txt', d.mnt('a'));
+    await d.json(['commit', 'a', '-m', 'b']);
+    await d.stop();
+    const data = path.join(d.stateDir, 'store', 'data.mdb');
+    const good = fs.readFileSync(data);
+    const corruptions: [string, (f: string) => void][] = [
+      ['meta pages zeroed', (f) => { const fd = fs.openSync(f, 'r+'); fs.writeSync(fd, Buffer.alloc(8192), 0, 8192, 0); fs.closeSync(fd); }],
+      ['cut short', (f) => fs.truncateSync(f, 16384)],
+    ];
+    for (const [what, corrupt] of corruptions) {
+      corrupt(data);
+      for (const args of [['daemon'], ['daemon', '--detach']]) {
+        const r = await d.cli(args);
+        expect(r.code, what).toBe(1);
+        expect(r.stderr, what).toMatch(/^cowfs: the cowfs store in \S+ is corrupt: reading it killed the process \(SIG[A-Z]+\)\. Move the state directory aside/);
+        expect(r.stderr.trim().split('\n'), what).toHaveLength(1);
+      }
+      fs.writeFileSync(data, good);
+    }
+    await d.start(); // the copy put back
+    expect(d.sh('cat b.txt', d.mnt('a'))).toBe('b\n');
   });
 });

@@ -2,6 +2,8 @@ import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { O_CREAT, O_TRUNC, O_WRONLY } from '../../src/overlay/contract.js';
+import { Overlay } from '../../src/overlay/overlay.js';
 import { CLI, TestDaemon, treeChecksum } from '../helpers/daemon.js';
 
 /** libfuse 2 cannot invalidate the kernel's attribute cache: changes made by the daemon show within 1 s (ARCHITECTURE.md). */
@@ -203,6 +205,30 @@ describe('an agent\'s life through real mounts: diff, land, undo', () => {
     const tooFar = await d.cli(['undo', 'undoer', '--to', '1']);
     expect(tooFar.code).toBe(1);
     expect(tooFar.stderr).toContain('base changed at event');
+  });
+
+  it('a cascade cut short by a crash (the commit made, the children not rebased) goes on at the next start', async () => {
+    await d.json(['mount', 'cut', mnt('cut')]);
+    await d.json(['mount', 'cut-kid', mnt('cut-kid'), '--parent', 'cut']);
+    await d.json(['mount', 'cut-grandkid', mnt('cut-grandkid'), '--parent', 'cut-kid']);
+    sh('cut-kid', 'echo kid > kid.txt');
+    await d.json(['commit', 'cut-kid', '-m', 'kid']);
+    await d.kill9();
+    // What the crash left: the parent's commit in the store, its cascade not begun.
+    const ov = await Overlay.open({ workspace: d.workspace, stateDir: d.stateDir });
+    try {
+      const fh = ov.tree('cut').create('from-parent.txt', 0o644, O_WRONLY | O_CREAT | O_TRUNC, 0, 0);
+      ov.tree('cut').write(fh, Buffer.from('parent\n'), 7, 0);
+      ov.tree('cut').release(fh);
+      ov.commit('cut', 'not cascaded');
+    } finally {
+      await ov.close();
+    }
+    await d.start();
+    expect(sh('cut-kid', 'cat from-parent.txt kid.txt')).toBe('parent\nkid\n');
+    expect(sh('cut-grandkid', 'cat from-parent.txt kid.txt')).toBe('parent\nkid\n');
+    expect(d.daemonLog()).toContain('a cascade was interrupted by a crash');
+    await d.json(['land', 'cut-grandkid', '--dry-run']); // based on its parent's latest commit again
   });
 
   it('kill -9 in the middle of landing 1,000 files: after the restart the workspace holds all or none', async () => {

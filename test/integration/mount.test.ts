@@ -182,6 +182,15 @@ describe('cowfs mount: a real copy-on-write FUSE mount per agent', () => {
     d.sh('mkdir -p sub', a);
     const r6c = await d.cli(['mount', 'w', path.join(a, 'sub')]);
     expect(r6c.stderr).toMatch(/overlaps the mount of agent a/);
+    // An event number that is none is refused, not taken for the latest (NaN travelled as null).
+    for (const args of [['replay', 'a', '--to', 'abc', '--out', path.join(d.root, 'r-abc')], ['log', 'a', '--since', 'abc']]) {
+      const r = await d.cli(args);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe('cowfs: not an event number: abc\n');
+    }
+    for (const outside of ['../x', '/etc']) expect((await d.cli(['diff', 'a', '--', outside])).stderr).toBe(`cowfs: ${outside} is outside the tree: give paths relative to its root\n`);
+    const r6d = await d.cli(['replay', 'a', '--to', '99999999', '--out', path.join(d.root, 'r-far')]);
+    expect(r6d.stderr).toMatch(/no event 99999999 yet \(the last is \d+\)/);
     const r7 = await d.cli(['status', '--json'], { cwd: d.root });
     expect(JSON.parse(r7.stdout).error.message).toMatch(/not inside a cowfs workspace/);
     expect((await d.json<any[]>(['ls'])).map((a) => a.name)).not.toContain('x');

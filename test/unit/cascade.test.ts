@@ -280,6 +280,85 @@ describe('cascade rebase of additions, modes, symlinks, deletions and binary fil
     expect(snapshot(ov.replay('c'), ov)).toEqual(snapshot(c.tree, ov));
   });
 
+  it('a directory the child deleted keeps what the parent added in it; a file the parent edited there conflicts', async () => {
+    const { ov } = await openOverlay({ 'd/sub/f': 'f\n', 'd/sub/edited': 'e\n', 'd/sub/deep/x': 'x\n', 'd/g': 'g\n' });
+    opened.push(ov);
+    const cascade = new Cascade(ov);
+    ov.createAgent('p', null);
+    ov.commit('p', 'p0');
+    ov.createAgent('c', 'p');
+    ov.createAgent('g', 'c');
+    const [p, c, g] = [ov.tree('p'), ov.tree('c'), ov.tree('g')];
+    for (const f of ['d/sub/f', 'd/sub/edited', 'd/sub/deep/x']) c.unlink(f);
+    c.rmdir('d/sub/deep');
+    c.rmdir('d/sub'); // rm -rf d/sub
+    ov.commit('c', 'c1');
+    cascade.fromCommit('c');
+    writeFile(p, 'd/sub/added', 'added\n');
+    writeFile(p, 'd/sub/deep/new', 'new\n');
+    writeFile(p, 'd/sub/edited', 'e2\n');
+    ov.commit('p', 'p1');
+    // As git merges it: the child deleted the files it saw, not the ones the parent added since.
+    expect(cascade.fromCommit('p').conflicted).toEqual([{ agent: 'c', paths: ['d/sub/edited'] }]);
+    expect(conflictsOf(ov, 'c')['d/sub/edited']).toMatchObject({ kind: 'delete-modify', ours: null });
+    const names = (t: typeof c, d: string) => t.readdir(d).map((e) => e.name).filter((n) => !n.startsWith('.')).sort();
+    expect(names(c, 'd/sub')).toEqual(['added', 'deep', 'edited']);
+    expect(names(c, 'd/sub/deep')).toEqual(['new']);
+    expect(readFile(c, 'd/sub/added')).toBe('added\n');
+    expect(cascade.resolve('c', 'd/sub/edited', 'ours').rebased).toEqual(['g']);
+    expect(names(g, 'd/sub')).toEqual(['added', 'deep']);
+    expect(readFile(g, 'd/sub/deep/new')).toBe('new\n');
+    expect(readFile(g, 'd/g')).toBe('g\n');
+    for (const a of ['c', 'g']) expect(snapshot(ov.replay(a), ov)).toEqual(snapshot(ov.tree(a).tree, ov));
+  });
+
+  it('a directory the child made where the parent made a file conflicts; --theirs takes the file', async () => {
+    const { ov, cascade, p, c, g } = await tree();
+    c.mkdir('both', 0o755, 0, 0);
+    writeFile(c, 'both/x', 'x\n');
+    writeFile(p, 'both', 'parent file\n');
+    ov.commit('p', 'p1');
+    expect(cascade.fromCommit('p').conflicted).toEqual([{ agent: 'c', paths: ['both'] }]);
+    expect(conflictsOf(ov, 'c')['both']).toMatchObject({ kind: 'type', ours: null, kinds: { base: null, ours: 'dir', theirs: 'file' } });
+    expect(readFile(c, 'both/x')).toBe('x\n'); // ours stays until resolved
+    expect(cascade.resolve('c', 'both', 'theirs').rebased).toEqual(['g']);
+    expect(readFile(c, 'both')).toBe('parent file\n');
+    expect(readFile(g, 'both')).toBe('parent file\n');
+    expect(snapshot(ov.replay('c'), ov)).toEqual(snapshot(c.tree, ov));
+  });
+
+  it('a file the child added in a directory the parent made a file: a conflict, the child\'s file kept until resolved', async () => {
+    const { ov } = await openOverlay({ 'd/x': 'x\n', 'e/x': 'x\n' });
+    opened.push(ov);
+    const cascade = new Cascade(ov);
+    ov.createAgent('p', null);
+    ov.commit('p', 'p0');
+    ov.createAgent('c', 'p');
+    ov.createAgent('g', 'c');
+    const [p, c, g] = [ov.tree('p'), ov.tree('c'), ov.tree('g')];
+    c.mkdir('d/sub', 0o755, 0, 0);
+    writeFile(c, 'd/sub/new', 'new\n');
+    writeFile(c, 'e/new', 'new\n');
+    ov.commit('c', 'c1');
+    cascade.fromCommit('c');
+    for (const dir of ['d', 'e']) {
+      p.unlink(`${dir}/x`);
+      p.rmdir(dir);
+      writeFile(p, dir, 'a file now\n');
+    }
+    ov.commit('p', 'p1');
+    expect(cascade.fromCommit('p').conflicted).toEqual([{ agent: 'c', paths: expect.arrayContaining(['d', 'e']) }]);
+    expect(conflictsOf(ov, 'c')['d']).toMatchObject({ kind: 'type', base: null, ours: null });
+    expect(readFile(c, 'd/sub/new')).toBe('new\n');
+    expect(c.readdir('d').map((e) => e.name).filter((n) => !n.startsWith('.'))).toEqual(['sub']);
+    expect(snapshot(ov.replay('c'), ov)).toEqual(snapshot(c.tree, ov));
+    cascade.resolve('c', 'd', 'ours');
+    expect(cascade.resolve('c', 'e', 'theirs').rebased).toEqual(['g']);
+    expect(readFile(g, 'd/sub/new')).toBe('new\n');
+    expect(readFile(g, 'e')).toBe('a file now\n');
+    expect(snapshot(ov.replay('g'), ov)).toEqual(snapshot(g.tree, ov));
+  });
+
   it('a commit settles a conflict without markers only when the agent changed the path', async () => {
     const { ov, cascade, p, c, g } = await tree();
     writeFile(c, 'added.bin', Buffer.from([0, 1]));

@@ -104,6 +104,33 @@ describe('land into the workspace (core)', () => {
     expect(diskListing(ws)).toEqual(before);
   });
 
+  it('refuses to delete what the workspace changed or added after the agent deleted it (a root agent has no copy to merge with)', async () => {
+    const { ov, ws, cascade } = await setup();
+    ov.createAgent('a', null);
+    const t = ov.tree('a');
+    t.unlink('gone.txt');
+    t.unlink('dir/a.txt');
+    t.rmdir('dir'); // rm -rf dir
+    ov.commit('a', 'deletions');
+    await new Promise((r) => setTimeout(r, 20)); // the workspace changes after the deletions, by the clock
+    fs.appendFileSync(path.join(ws, 'gone.txt'), 'edited on disk\n');
+    fs.writeFileSync(path.join(ws, 'dir/new.txt'), 'added on disk\n');
+    const before = diskListing(ws);
+    const err = await land(ov, cascade, 'a', {}).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LandConflictError);
+    expect((err as LandConflictError).conflicts.map((c) => [c.path, c.kind]).sort()).toEqual([['dir/new.txt', 'delete-modify'], ['gone.txt', 'delete-modify']]);
+    expect(diskListing(ws)).toEqual(before);
+    // What the workspace did not touch since is deleted as before.
+    fs.rmSync(path.join(ws, 'dir/new.txt'));
+    fs.writeFileSync(path.join(ws, 'gone.txt'), 'gone\n');
+    await new Promise((r) => setTimeout(r, 20));
+    ov.createAgent('b', null);
+    ov.tree('b').unlink('gone.txt');
+    ov.commit('b', 'delete again');
+    await land(ov, cascade, 'b', {});
+    expect(fs.existsSync(path.join(ws, 'gone.txt'))).toBe(false);
+  });
+
   it('plans again when the agent\'s head moved once while the landing was prepared, and lands what it holds then', async () => {
     const { ov, ws, cascade } = await setup();
     ov.createAgent('a', null);

@@ -35,9 +35,13 @@ function describe(c: Listed, color: boolean): string {
     const m = (v: number | null) => (v === null ? '-' : v.toString(8));
     out.push(`  the content merged; permissions changed on both sides: base ${m(c.modes.base)}, ours ${m(c.modes.ours)} (kept), theirs ${m(c.modes.theirs)}`);
   }
-  if (c.targets) {
-    const t = (v: string | null, blob: string | null) => (v !== null ? `symlink -> ${v}` : blob !== null ? 'a file' : 'absent');
-    out.push(`  base: ${t(c.targets.base, c.base)}; ours (kept): ${t(c.targets.ours, c.ours)}; theirs: ${t(c.targets.theirs, c.theirs)}`);
+  if (c.targets || c.kinds) {
+    const t = (side: 'base' | 'ours' | 'theirs') => {
+      const target = c.targets?.[side] ?? null;
+      if (target !== null) return `symlink -> ${target}`;
+      return c.kinds?.[side] === 'dir' ? 'a directory' : c[side] !== null ? 'a file' : 'absent';
+    };
+    out.push(`  base: ${t('base')}; ours (kept): ${t('ours')}; theirs: ${t('theirs')}`);
   }
   for (const h of c.hunks) out.push(...describeHunk(h, color));
   return out.join('\n');

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { agentArg, withDaemon } from '../context.js';
-import { emit } from '../output.js';
+import { emit, eventNumber } from '../output.js';
 
 export function register(program: Command): void {
   program
@@ -9,7 +9,7 @@ export function register(program: Command): void {
     .description('rebuild an agent\'s tree from the event log alone, as it was at an event, into a plain directory')
     .argument('[agent]', 'default: the agent of the mount you are in')
     .requiredOption('--out <dir>', 'a new or empty directory (outside the workspace and every mount)')
-    .option('--to <seq>', 'the event to stop at (default: the latest)', (v) => Number(v))
+    .option('--to <seq>', 'the event to stop at (default: the latest)', eventNumber)
     .action((agent: string | undefined, o: { out: string; to?: number }, cmd: Command) =>
       withDaemon(cmd, async (client, t, opts) => {
         const name = agentArg(agent, t);
