@@ -19,6 +19,9 @@ export interface CascadeReport {
  * down the tree, depth first. An agent with unresolved conflicts is not
  * rebased (and neither are its children) until they are resolved.
  */
+/** What the start's resumption of interrupted cascades did; `failed`: agents left behind, with why. */
+export type ResumeReport = CascadeReport & { failed: { agent: string; error: string }[] };
+
 export class Cascade {
   constructor(private readonly overlay: Overlay) {}
 
@@ -79,12 +82,18 @@ export class Cascade {
    * descendants not yet rebased) goes on, parents first. An agent paused on its own conflicts
    * stays paused, as it would have.
    */
-  resumeInterrupted(): CascadeReport {
-    const report: CascadeReport = { rebased: [], conflicted: [], paused: [] };
+  resumeInterrupted(): ResumeReport {
+    const report: ResumeReport = { rebased: [], conflicted: [], paused: [], failed: [] };
     const visit = (agent: AgentRecord) => {
       for (const child of this.overlay.registry.children(agent.name)) {
         const c = this.overlay.agent(child.name);
-        if (c.base !== agent.head && Object.keys(c.conflicts ?? {}).length === 0) this.rebaseDown(c.name, report);
+        try {
+          if (c.base !== agent.head && Object.keys(c.conflicts ?? {}).length === 0) this.rebaseDown(c.name, report);
+        } catch (err) {
+          // One agent that cannot be rebased (a lost blob, a full disk) must not keep the daemon from
+          // starting: it stays behind, as before, and its parent's next commit tries again.
+          report.failed.push({ agent: c.name, error: (err as Error).message });
+        }
         visit(this.overlay.agent(c.name));
       }
     };

@@ -112,6 +112,7 @@ export class Daemon {
     if (landing) log.warn(landing, 'a landing into the workspace was interrupted by a crash');
     const resumed = cascade.resumeInterrupted();
     if (resumed.rebased.length > 0) log.warn(resumed, 'a cascade was interrupted by a crash: the agents it had not reached are rebased now');
+    for (const { agent, error } of resumed.failed) log.error({ agent, error }, 'could not finish an interrupted cascade for this agent: it stays on its old base until its parent commits again');
     const runs: RunSessions = new RunSessions(stateDir, overlay, mounts, (sock, agent) => server.listenScoped(sock, agent), log);
     const server: ApiServer = new ApiServer({ overlay, mounts, cascade, runs, adapter: opts.adapter.name, startedAt: Date.now() }, log);
     const watcher = new WorkspaceWatcher(overlay, cascade, log, (listener) => mounts.watchDisk(listener));

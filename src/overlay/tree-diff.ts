@@ -28,9 +28,14 @@ export function changedPaths(before: TreeView, after: TreeView, blobs: BlobStore
   for (const layer of new Set<Layer>([...before.layers, ...after.layers])) {
     if (shared.has(layer)) continue;
     for (const [p, e] of layer.entriesList()) {
+      // What an entry can change: its own subtree, walked only where it meets `within` (a whiteout
+      // of a large directory above one path of `within` walks that path, not the directory).
+      const roots = within.length === 0 ? [p]
+        : within.filter((w) => isWithin(p, w) || isWithin(w, p)).map((w) => (isWithin(p, w) ? p : w));
+      if (roots.length === 0) continue;
       add(p);
       if (e.kind === 'dir' && !e.opaque && e.redirect === null) continue;
-      for (const view of [before, after]) for (const [q] of walk(view, p)) add(q);
+      for (const root of new Set(roots)) for (const view of [before, after]) for (const [q] of walk(view, root)) add(q);
     }
   }
   const out: PathChange[] = [];

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cascade } from '../../src/cascade/cascade.js';
 import type { Overlay } from '../../src/overlay/overlay.js';
@@ -455,5 +456,25 @@ describe('what listeners of a child\'s tree see around a rebase', () => {
     expect(errnoOf(() => c.getattr('gone.txt'))).toBe('ENOENT');
     expect(readFile(c, 'edited.txt')).toBe('new edited, longer\n');
     expect([...c.layer.entriesList()].map(([p]) => p)).toEqual(['mine.txt']);
+  });
+
+  it('a cascade a crash cut short goes on at the start; one agent that cannot be rebased stays behind without stopping the others', async () => {
+    const { ov, cascade } = await family(2);
+    const big = text(lines(20_000)); // a blob kept as a file
+    writeFile(ov.tree('c'), 'app.txt', edit(big, 1, 'child'));
+    ov.commit('c', 'c1');
+    writeFile(ov.tree('p'), 'app.txt', edit(big, 20_000, 'parent'));
+    ov.commit('p', 'p1'); // no cascade: the crash came here
+    // c's merge needs its own version, whose blob is gone (a lost file, a full disk: any rebase that throws).
+    const own = ov.tree('c').layer.get('app.txt');
+    const file = own?.kind === 'file' ? ov.blobs.fileOf(own.hash) : undefined;
+    expect(file).toBeDefined();
+    fs.rmSync(file!);
+    const report = cascade.resumeInterrupted();
+    expect(report.failed.map((f) => f.agent)).toEqual(['c']);
+    expect(report.rebased).toContain('c1');
+    expect(ov.agent('c1').base).toBe(ov.agent('p').head);
+    expect(readFile(ov.tree('c1'), 'app.txt')).toBe(edit(big, 20_000, 'parent'));
+    expect(ov.agent('c').base).not.toBe(ov.agent('p').head);
   });
 });
