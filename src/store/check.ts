@@ -16,8 +16,14 @@ export function checkStore(storeDir: string): void {
   if (!fs.existsSync(path.join(storeDir, 'data.mdb'))) return;
   const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), storeDir], { encoding: 'utf8', timeout: 120_000 });
   if (r.status === 0) return;
-  const how = r.signal ? `reading it killed the process (${r.signal})` : r.stderr.trim().split('\n').at(-1) ?? `exit ${r.status}`;
-  throw new Error(`the cowfs store in ${storeDir} is corrupt: ${how}. Move the state directory aside (or put back a copy) to start afresh`);
+  // Not every failure is a corrupt store: the check itself may not have run, or run out of time.
+  if (r.error) throw new Error(`could not check the cowfs store in ${storeDir}: ${r.error.message}`);
+  const error = r.stderr?.split('\n').find((l) => /^\w*Error\b/.test(l));
+  const how = r.signal === 'SIGTERM' ? 'reading it took over 2 minutes'
+    : r.signal ? `reading it killed the process (${r.signal}: a damaged file, or one that cannot be mapped)`
+    : error ?? `the check exited with ${r.status}`;
+  throw new Error(`the cowfs store in ${storeDir} may be corrupt: ${how}. Keep a copy of the state directory; `
+    + 'moving it aside starts afresh (without the agents)');
 }
 
 function probe(storeDir: string): void {
