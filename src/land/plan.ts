@@ -113,7 +113,10 @@ export function planLanding(ov: Overlay, agent: string, target: TreeView, target
     if (a.parent === null && ours === null && there?.src === 'disk' && there.node.kind !== 'dir') {
       const w = headLayer.probe(c.path);
       deleted ??= deletionTimes(ov, agent, ov.registry.commit(a.head).seq);
-      const at = w?.entry.kind === 'whiteout' ? deleted.get(w.at) : undefined;
+      // What hides the path: a whiteout, or above it a directory made again (opaque) or a file in
+      // the directory's place: each came after the agent's deletion there.
+      const hides = w && (w.entry.kind === 'whiteout' || (w.at !== c.path && (w.entry.kind !== 'dir' || w.entry.opaque)));
+      const at = hides ? deleted.get(w.at) : undefined;
       if (at !== undefined && Math.floor(there.node.stat.ctimeMs) > at) {
         plan.conflicts.push({ path: c.path, kind: 'delete-modify', hunks: [] });
         continue;

@@ -131,6 +131,31 @@ describe('land into the workspace (core)', () => {
     expect(fs.existsSync(path.join(ws, 'gone.txt'))).toBe(false);
   });
 
+  it('the same under a directory the agent removed and made again (rm -rf d; mkdir d) or replaced with a file', async () => {
+    const { ov, ws, cascade } = await setup();
+    ov.createAgent('a', null);
+    const t = ov.tree('a');
+    t.unlink('dir/a.txt');
+    t.rmdir('dir');
+    t.mkdir('dir', 0o755, 0, 0);
+    writeFile(t, 'dir/mine.txt', 'mine\n');
+    ov.commit('a', 'dir made again');
+    ov.createAgent('b', null);
+    ov.tree('b').unlink('dir/a.txt');
+    ov.tree('b').rmdir('dir');
+    writeFile(ov.tree('b'), 'dir', 'a file now\n');
+    ov.commit('b', 'dir a file');
+    await new Promise((r) => setTimeout(r, 20));
+    fs.appendFileSync(path.join(ws, 'dir/a.txt'), 'edited on disk\n');
+    const before = diskListing(ws);
+    for (const agent of ['a', 'b']) {
+      const err = await land(ov, cascade, agent, {}).catch((e: unknown) => e);
+      expect(err, agent).toBeInstanceOf(LandConflictError);
+      expect((err as LandConflictError).conflicts.map((c) => [c.path, c.kind]), agent).toEqual([['dir/a.txt', 'delete-modify']]);
+      expect(diskListing(ws), agent).toEqual(before);
+    }
+  });
+
   it('plans again when the agent\'s head moved once while the landing was prepared, and lands what it holds then', async () => {
     const { ov, ws, cascade } = await setup();
     ov.createAgent('a', null);
