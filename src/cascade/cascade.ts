@@ -1,4 +1,5 @@
-import type { ConflictRecord } from '../events/types.js';
+import type { ConflictRecord, CowEvent } from '../events/types.js';
+import { settleLanded } from '../land/settle.js';
 import { OverlayError, type AgentRecord } from '../overlay/registry.js';
 import type { Overlay, Resolution } from '../overlay/overlay.js';
 import { TreeView } from '../overlay/view.js';
@@ -88,7 +89,18 @@ export class Cascade {
       for (const child of this.overlay.registry.children(agent.name)) {
         const c = this.overlay.agent(child.name);
         try {
-          if (c.base !== agent.head && Object.keys(c.conflicts ?? {}).length === 0) this.rebaseDown(c.name, report);
+          if (c.base !== agent.head && Object.keys(c.conflicts ?? {}).length === 0) {
+            // Cut short between its landing into the parent and its settling there: settled as the landing would.
+            const landed = this.landedUnsettled(c.name, agent.name);
+            if (landed) {
+              const r = settleLanded(this.overlay, this, c.name, landed.paths, landed.parentCommit, landed.commit);
+              report.rebased.push(c.name, ...r.rebased);
+              report.conflicted.push(...r.conflicted);
+              report.paused.push(...r.paused);
+            } else {
+              this.rebaseDown(c.name, report);
+            }
+          }
         } catch (err) {
           // One agent that cannot be rebased (a lost blob, a full disk) must not keep the daemon from
           // starting: it stays behind, as before, and its parent's next commit tries again.
@@ -99,6 +111,13 @@ export class Cascade {
     };
     for (const root of this.overlay.agents()) if (root.parent === null) visit(root);
     return report;
+  }
+
+  /** The agent's landing into `parent`, when no rebase followed it (a crash came in between). */
+  private landedUnsettled(agent: string, parent: string): Extract<CowEvent, { type: 'AGENT_LANDED' }> | undefined {
+    let last: CowEvent | undefined;
+    for (const ev of this.overlay.log.byAgent(agent)) if (ev.type === 'AGENT_LANDED' || ev.type === 'AGENT_REBASED') last = ev;
+    return last?.type === 'AGENT_LANDED' && last.into === parent ? last : undefined;
   }
 
   /** With no conflict left: catch up with a parent that moved on meanwhile, then cascade below. */
