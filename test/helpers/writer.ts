@@ -9,6 +9,14 @@ export interface HeldFile {
   read(n: number): Promise<string | { errno: string }>;
   /** fsync(2) of the file. */
   fsync(): Promise<void>;
+  /**
+   * Starts appending lines `${prefix} 1\n`, `${prefix} 2\n`… (one write(2) each) from a thread of its
+   * own, as fast as the mount takes them, until `stop`: a writer busy while the test does something else.
+   * Resolves once the first line is written.
+   */
+  burst(prefix: string): Promise<void>;
+  /** Ends a burst once its write in progress returned; resolves to how many lines it wrote. */
+  stop(): Promise<number>;
   /** Closes the file; the process exits. Resolves with its exit code and stderr. */
   close(): Promise<{ code: number | null; stderr: string }>;
   /** SIGKILL by its pid if it is still running (cleanup). */
@@ -16,7 +24,7 @@ export interface HeldFile {
 }
 
 const SCRIPT = [
-  'import errno, json, os, sys',
+  'import errno, json, os, sys, threading',
   'fd = os.open(sys.argv[1], {"r": os.O_RDONLY, "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "a": os.O_WRONLY | os.O_APPEND}[sys.argv[2]], 0o644)',
   'print("done", flush=True)',
   'for line in sys.stdin:',
@@ -24,6 +32,14 @@ const SCRIPT = [
   '    if cmd == "close":',
   '        os.close(fd); print("done", flush=True); break',
   '    if cmd == "fsync": os.fsync(fd)',
+  '    elif cmd == "burst":',
+  '        stop, first, lines = threading.Event(), threading.Event(), [0]',
+  '        def burst(prefix=arg):',
+  '            while not stop.is_set():',
+  '                lines[0] += 1; os.write(fd, f"{prefix} {lines[0]}\\n".encode()); first.set()',
+  '        thread = threading.Thread(target=burst); thread.start(); first.wait()',
+  '    elif cmd == "stop":',
+  '        stop.set(); thread.join(); print("done", lines[0], flush=True); continue',
   '    elif cmd == "read":',
   '        try: got = os.read(fd, int(arg)).decode()',
   '        except OSError as e: got = {"errno": errno.errorcode[e.errno]}',
@@ -66,6 +82,8 @@ export function holdFile(cwd: string, file: string, mode: 'r' | 'w' | 'a'): Held
     write: async (text) => { await send(`write ${JSON.stringify(text)}`); },
     read: async (n) => JSON.parse(await send(`read ${n}`)) as string | { errno: string },
     fsync: async () => { await send('fsync'); },
+    burst: async (prefix) => { await send(`burst ${prefix}`); },
+    stop: async () => Number(await send('stop')),
     async close() {
       await send('close');
       return { code: await exited, stderr: err };

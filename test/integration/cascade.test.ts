@@ -648,3 +648,54 @@ describe('a directory removed on disk in the workspace that a root agent wrote i
     expect(await poll(() => d.sh('ls -A gen', r), (s) => s.includes('old.txt'))).toBe('deep\nold.txt\ntop.txt\n');
   });
 });
+
+describe('a process in the child appends to a file while the parent commits changes to it', () => {
+  let d: TestDaemon;
+
+  beforeAll(async () => {
+    d = TestDaemon.create((ws) => fs.writeFileSync(path.join(ws, 'f.txt'), 'aaaa\nbbbb\ncccc\n'));
+    await d.start();
+    await d.json(['mount', 'p', d.mnt('p')]);
+    await d.json(['mount', 'c', d.mnt('c'), '--parent', 'p']);
+  });
+
+  afterAll(async () => {
+    await d?.destroy();
+  });
+
+  // One round: on 6be5aa9 the second rebase under the same writer is lost (the put after it holds the
+  // pre-merge line 1), an open bug; raise to 3 once fixed.
+  const ROUNDS = 1;
+  // libfuse 2: the writer's whole file wins at its close (docs/ARCHITECTURE.md): not this case.
+  it.skipIf(FUSE === 'libfuse2')("every rebase merges the parent's line 1 into what the writer appends meanwhile; its release keeps the merge: each line once, no NUL", async () => {
+    // The writer holds f.txt open across the rebases of it and appends all through each commit
+    // (libfuse 3 without the cache: its writes go to the addon), a line of its own before. The parent's
+    // line 1 keeps its length, so the kernel's offsets of the appends stay right whatever it cached.
+    const c = d.mnt('c');
+    const writer = holdFile(c, 'f.txt', 'a');
+    const appended: string[] = [];
+    const expected = (first: string) => `${[first, 'bbbb', 'cccc', ...appended].join('\n')}\n`;
+    try {
+      await writer.opened;
+      for (let round = 1; round <= ROUNDS; round++) {
+        await writer.write(`child ${round}\n`);
+        appended.push(`child ${round}`);
+        d.sh(`sed -i '1s/.*/AAA${round}/' f.txt`, d.mnt('p'));
+        await writer.burst(`during ${round}`);
+        const r = await d.json<{ cascade: { rebased: string[]; conflicted: unknown[] } }>(['commit', 'p', '-m', `line 1, round ${round}`]);
+        const n = await writer.stop();
+        appended.push(...Array.from({ length: n }, (_, i) => `during ${round} ${i + 1}`));
+        expect(r.cascade).toMatchObject({ rebased: ['c'], conflicted: [] });
+        expect(d.sh('cat f.txt', c)).toBe(expected(`AAA${round}`));
+      }
+      expect(await writer.close()).toEqual({ code: 0, stderr: '' });
+    } finally {
+      writer.kill();
+    }
+    // Once the child's handle is released (libfuse 3: idle, swept): the merge stays, stored so.
+    expect(await d.untilNoOpenFiles('c')).toBe(0);
+    expect(d.sh('cat f.txt', c)).toBe(expected(`AAA${ROUNDS}`));
+    // The child's own change is its lines alone: the parent's line 1 is its base, not undone.
+    expect((await d.cli(['diff', 'c', '--', 'f.txt'])).stdout).not.toMatch(/^[-+]AAA/m);
+  });
+});
