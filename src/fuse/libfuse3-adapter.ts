@@ -1006,6 +1006,14 @@ export class Libfuse3Session implements HandleHolder {
             }
           }
         }
+        // A reader kept on the old content (pinned) must not keep the written file standing for the
+        // path: the writer's next write (on a handle opened afresh) went into it, and its release
+        // stored the content from before the change over it (a second rebase or undo under one writer).
+        try {
+          if (!gone) this.tree.standAside(p);
+        } catch (err) {
+          this.log.error({ path: p, err }, 'cowfs: could not let go of a file at an invalidation');
+        }
         // With the writeback cache the kernel trusts its own size and mtime of a file it keeps in
         // memory over ours: a changed path gets a new node id, so the kernel's next lookup makes a
         // fresh inode (readers keep the old one); a path now gone detaches its nodes, as an unlink

@@ -360,6 +360,14 @@ export class AgentTree implements TreeOps {
     }
   }
 
+  standAside(p: string): void {
+    const f = this.files.get(p);
+    if (!f?.scratch || f.dirty || f.isLent) return;
+    this.files.delete(p);
+    // Stored already: after a crash its scratch file must not be recovered over the change.
+    this.s.store.dbs.dirty.removeSync(baseName(f.scratch.file));
+  }
+
   /**
    * Applies operations decided elsewhere (an undo, a landing) as if they
    * were written here: applied, persisted and logged; the caller runs this

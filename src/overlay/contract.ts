@@ -98,6 +98,14 @@ export interface TreeOps {
    */
   lendFd(fh: number): number | undefined;
   returnFd(fh: number, writes: LentWrites): void;
+  /**
+   * After a change at `p` from outside the adapter's requests, once the adapter let go of its own
+   * handles there: a written file open at `p` whose writes are all stored stops standing for the
+   * path (what still holds it reads what it held), so the next open finds the path's content. An
+   * adapter whose handles live on across the change (libfuse 2: the writer's own, which follows
+   * renames) does not call it.
+   */
+  standAside(p: string): void;
   /** Makes what was written so far durable on the disk (`datasync` ignored); the put event follows at release. */
   fsync(fh: number): void;
   release(fh: number): void;
