@@ -31,6 +31,18 @@ async function family(children = 1) {
   return { ov, cascade };
 }
 
+/** p (root) → c → g over a workspace of `files`; p has committed once. */
+async function generations(files: Record<string, string>) {
+  const { ov } = await openOverlay(files);
+  opened.push(ov);
+  const cascade = new Cascade(ov);
+  ov.createAgent('p', null);
+  ov.commit('p', 'p0');
+  ov.createAgent('c', 'p');
+  ov.createAgent('g', 'c');
+  return { ov, cascade, p: ov.tree('p'), c: ov.tree('c'), g: ov.tree('g') };
+}
+
 describe('cascade rebase', () => {
   it("moves the mtime of a child's directory where the parent's commit made or removed a name (git's untracked cache trusts it)", async () => {
     const { ov, cascade } = await family();
@@ -152,19 +164,12 @@ describe('cascade rebase', () => {
 
 describe('cascade rebase of additions, modes, symlinks, deletions and binary files', () => {
   /** p (root) → c → g over a workspace with files and symlinks; p has committed once. */
-  async function tree() {
-    const { ov } = await openOverlay({
+  function tree() {
+    return generations({
       'app.txt': text(lines(20)), 'run.sh': 'echo run\n', 'tool.sh': 'echo tool\n', 'both.sh': 'echo both\n',
       'gone.txt': text(lines(5)), 'kept.txt': text(lines(5)),
       'cur': '->v1', 'mine': '->v1', 'fought': '->v1', 'agreed': '->v1', 'was-file.txt': 'file\n',
     });
-    opened.push(ov);
-    const cascade = new Cascade(ov);
-    ov.createAgent('p', null);
-    ov.commit('p', 'p0');
-    ov.createAgent('c', 'p');
-    ov.createAgent('g', 'c');
-    return { ov, cascade, p: ov.tree('p'), c: ov.tree('c'), g: ov.tree('g') };
   }
   const mode = (t: { getattr(p: string): { mode: number } }, p: string) => t.getattr(p).mode & 0o7777;
   const conflictsOf = (ov: Overlay, agent: string) => ov.agent(agent).conflicts ?? {};
@@ -282,14 +287,7 @@ describe('cascade rebase of additions, modes, symlinks, deletions and binary fil
   });
 
   it('a directory the child deleted keeps what the parent added in it; a file the parent edited there conflicts', async () => {
-    const { ov } = await openOverlay({ 'd/sub/f': 'f\n', 'd/sub/edited': 'e\n', 'd/sub/deep/x': 'x\n', 'd/g': 'g\n' });
-    opened.push(ov);
-    const cascade = new Cascade(ov);
-    ov.createAgent('p', null);
-    ov.commit('p', 'p0');
-    ov.createAgent('c', 'p');
-    ov.createAgent('g', 'c');
-    const [p, c, g] = [ov.tree('p'), ov.tree('c'), ov.tree('g')];
+    const { ov, cascade, p, c, g } = await generations({ 'd/sub/f': 'f\n', 'd/sub/edited': 'e\n', 'd/sub/deep/x': 'x\n', 'd/g': 'g\n' });
     for (const f of ['d/sub/f', 'd/sub/edited', 'd/sub/deep/x']) c.unlink(f);
     c.rmdir('d/sub/deep');
     c.rmdir('d/sub'); // rm -rf d/sub
@@ -329,14 +327,7 @@ describe('cascade rebase of additions, modes, symlinks, deletions and binary fil
   });
 
   it('a file the child added in a directory the parent made a file: a conflict, the child\'s file kept until resolved', async () => {
-    const { ov } = await openOverlay({ 'd/x': 'x\n', 'e/x': 'x\n' });
-    opened.push(ov);
-    const cascade = new Cascade(ov);
-    ov.createAgent('p', null);
-    ov.commit('p', 'p0');
-    ov.createAgent('c', 'p');
-    ov.createAgent('g', 'c');
-    const [p, c, g] = [ov.tree('p'), ov.tree('c'), ov.tree('g')];
+    const { ov, cascade, p, c, g } = await generations({ 'd/x': 'x\n', 'e/x': 'x\n' });
     c.mkdir('d/sub', 0o755, 0, 0);
     writeFile(c, 'd/sub/new', 'new\n');
     writeFile(c, 'e/new', 'new\n');
