@@ -179,6 +179,8 @@ export function mergePath(p: string, ours: Entry, base: Resolved | undefined, th
     plan.conflicts.push(record);
     if (keep) plan.changes.push(keep);
   };
+  // Deleted on both sides (a directory too): nothing to merge, and nothing left below to hide.
+  if (!mine && !theirs) return void plan.changes.push([p, undefined]);
   if (sides.some((r) => r && kindOf(r) === 'dir')) return conflict('type', undefined);
   if (sides.some((r) => r && kindOf(r) === 'symlink')) {
     // A symlink is compared whole (its target), as is a file beside it: the

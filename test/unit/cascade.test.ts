@@ -468,4 +468,26 @@ describe('what listeners of a child\'s tree see around a rebase', () => {
     expect(readFile(ov.tree('c1'), 'app.txt')).toBe(edit(big, 20_000, 'parent'));
     expect(ov.agent('c').base).not.toBe(ov.agent('p').head);
   });
+
+  it('a directory deleted on both sides is gone without a conflict, and comes back if the parent makes it again', async () => {
+    const { ov, cascade, p, c } = await generations({ 'd/sub/f': 'f\n', 'd/g': 'g\n', 'keep.txt': 'k\n' });
+    for (const t of [p, c]) {
+      t.unlink('d/sub/f');
+      t.rmdir('d/sub');
+      t.unlink('d/g');
+      t.rmdir('d'); // rm -rf d on both sides
+    }
+    ov.commit('p', 'p1');
+    const r = cascade.fromCommit('p');
+    expect(r.conflicted).toEqual([]);
+    expect(ov.agent('c').conflicts ?? {}).toEqual({});
+    expect(errnoOf(() => c.getattr('d'))).toBe('ENOENT');
+    expect(c.layer.get('d')).toBeUndefined();
+    p.mkdir('d', 0o755, 0, 0);
+    writeFile(p, 'd/new', 'new\n');
+    ov.commit('p', 'p2');
+    cascade.fromCommit('p');
+    expect(readFile(c, 'd/new')).toBe('new\n');
+    expect(snapshot(ov.replay('c'), ov)).toEqual(snapshot(c.tree, ov));
+  });
 });
