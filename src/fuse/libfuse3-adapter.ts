@@ -985,10 +985,8 @@ export class Libfuse3Session implements HandleHolder {
         for (const m of this.nodes.allAt(p)) {
           this.dropAttr(m.id);
           this.forgetNames(m.id);
-          if (!gone && before !== undefined && !m.isDir) {
-            shiftTail(m, before, now.size);
-            if (m.tail) this.takeBack(m.id);
-          }
+          // keepHeld took back what the addon wrote there (it noted `before`).
+          if (!gone && before !== undefined && !m.isDir) shiftTail(m, before, now.size);
           const own = this.byNode.get(m.id);
           if (!own || own.pinned) continue;
           // Gone from the tree: whoever holds the file keeps reading what it held, until FORGET.

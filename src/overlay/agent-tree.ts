@@ -10,7 +10,7 @@ import {
 import type { DirEntry, FileEntry, LiveEntry, SymlinkEntry } from './entry.js';
 import type { Layer, LayerChange } from './layer.js';
 import { chainPaths, opPaths } from './layer-ops.js';
-import { OpenFile } from './open-file.js';
+import { fileMtimeMs, OpenFile } from './open-file.js';
 import { baseName, checkPath, isWithin, parentOf, reroot } from './paths.js';
 import { attrOf, kindOf, TreeView, type Resolved } from './view.js';
 import type { Workspace } from './workspace.js';
@@ -310,8 +310,7 @@ export class AgentTree implements TreeOps {
 
   /** Ingests a scratch file left by a crash (Overlay.recover); its own mtime is the file's (OpenFile.setMeta). */
   recover(p: string, scratchFile: string, recorded: DirtyRecord['meta']): void {
-    // Whole microseconds, as OpenFile stored it (stat's milliseconds are a double: 123 ms reads as 122.99999).
-    const meta = { ...recorded, mtimeMs: Math.round(fs.statSync(scratchFile).mtimeMs * 1000) / 1000 };
+    const meta = { ...recorded, mtimeMs: fileMtimeMs(fs.statSync(scratchFile)) };
     const hash = this.s.blobs.putFile(scratchFile, 'link');
     const size = this.s.blobs.size(hash);
     const cur = this.layer.get(p);

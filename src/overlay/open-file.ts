@@ -5,6 +5,11 @@ import { SequentialWrite } from '../store/sequential-write.js';
 import type { Attr, LentWrites } from './contract.js';
 import type { FileEntry } from './entry.js';
 
+/** A scratch file's mtime as this object keeps it: whole microseconds, as keepTime sets them (stat's double reads 123 µs as 122.9999). */
+export function fileMtimeMs(st: fs.Stats): number {
+  return Math.round(st.mtimeMs * 1000) / 1000;
+}
+
 /** Where an unmodified file's bytes are: a blob of the store, or a workspace file. */
 export type Source = { blob: BlobId } | { disk: string } | { empty: true };
 
@@ -181,8 +186,7 @@ export class OpenFile {
   private fromFile(): void {
     const st = fs.fstatSync(this.scratch!.fd);
     this.scratchSize = st.size;
-    // Whole microseconds, as keepTime sets them (the double reads 123 µs as 122.9999).
-    this.meta.mtimeMs = Math.round(st.mtimeMs * 1000) / 1000;
+    this.meta.mtimeMs = fileMtimeMs(st);
   }
 
   private keepTime(): void {
