@@ -227,6 +227,18 @@ function readWorkloads(ws: Workspace): Workload[] {
   ];
 }
 
+/**
+ * A source for `dd` whose content no earlier round wrote: a sparse file (its holes read as zeros,
+ * as cheaply as /dev/zero, and the same cost for every setup) that starts with `tag`. With
+ * /dev/zero every round after the first wrote a file cowfs already stored, and its store compared
+ * the two byte for byte after the close, in the daemon's thread, while the next row was measured.
+ */
+async function newContent(tag: string, bytes: number): Promise<string> {
+  const file = path.join(RUN, `dd-source-${tag}`);
+  await sh(`rm -f ${q(file)} && truncate -s ${bytes} ${q(file)} && printf %s ${q(tag)} | dd of=${q(file)} conv=notrunc status=none`);
+  return file;
+}
+
 function rotate<T>(xs: readonly T[], k: number): T[] {
   return xs.map((_, i) => xs[(i + k) % xs.length]!);
 }
@@ -403,12 +415,13 @@ class Bench {
           }
           await sh(`rm -rf ${d}`, { cwd: dir });
           const f = `big-${r}`;
-          Bench.add(ddw, p.name, (await timed(`dd if=/dev/zero of=${f} bs=1M count=${SIZES.ddMiB} conv=fsync status=none`, { cwd: dir })).seconds);
+          const src = await newContent(`${p.name}-${r}`, ddBytes);
+          Bench.add(ddw, p.name, (await timed(`dd if=${q(src)} of=${f} bs=1M count=${SIZES.ddMiB} conv=fsync status=none`, { cwd: dir })).seconds);
           await sh(`dd if=${f} of=/dev/null bs=1M status=none`, { cwd: dir });
           Bench.add(ddrw, p.name, (await timed(`dd if=${f} of=/dev/null bs=1M status=none`, { cwd: dir })).seconds);
           await dropCaches();
           Bench.add(ddrc, p.name, (await timed(`dd if=${f} of=/dev/null bs=1M status=none`, { cwd: dir })).seconds);
-          await sh(`rm -f ${f}`, { cwd: dir });
+          await sh(`rm -f ${f} ${q(src)}`, { cwd: dir });
           const job = `fio --name=rw --filename=fio-${r}.dat --rw=randwrite --bs=4k --size=${SIZES.fioMiB}M --ioengine=psync ` +
             `--runtime=${SIZES.fioSeconds} --time_based --fallocate=none --output-format=json`;
           const res = await sh(job, { cwd: dir, timeoutMs: 600_000 });
