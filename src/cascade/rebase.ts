@@ -65,17 +65,18 @@ export function lowerPath(layer: Layer, p: string): string | null {
  */
 export function planRebase(layer: Layer, ctx: RebaseContext): RebasePlan {
   const plan: RebasePlan = { changes: [], merged: [], refined: [], conflicts: [] };
+  // Deleted directories the parent changed in are unfolded first: what the agent made in one it
+  // made again (opaque) then meets the parent's tree below, and merges as any other path.
+  const unfolded = unfoldDeletedDirectories(layer, ctx, plan);
   for (const [p, ours] of layer.entriesList()) {
-    const q = lowerPath(layer, p);
+    const q = lowerPath(unfolded, p);
     if (q === null) continue;
     const base = ctx.before.lookup(q);
     const theirs = ctx.after.lookup(q);
     // A directory merges through its entries, unless it took the place of a file or symlink the parent changed, or the parent made one there.
     if (ours.kind === 'dir' && (!base || kindOf(base) === 'dir') && (!theirs || kindOf(theirs) === 'dir')) continue;
-    if (ours.kind === 'whiteout' && base && theirs && kindOf(base) === 'dir' && kindOf(theirs) === 'dir') {
-      if (!movedFrom(layer, q)) unfoldDeletedDirectory(p, q, ctx, plan);
-      continue;
-    }
+    // A deleted directory: unfolded above, or nothing to unfold.
+    if (ours.kind === 'whiteout' && base && theirs && kindOf(base) === 'dir' && kindOf(theirs) === 'dir') continue;
     if (identity(base) === identity(theirs)) continue;
     mergePath(p, ours, base, theirs, ctx, plan);
   }
@@ -83,34 +84,73 @@ export function planRebase(layer: Layer, ctx: RebaseContext): RebasePlan {
   return plan;
 }
 
-/** Did the agent move (rename) the directory at `q` below, or something in it, away? Its whiteout is a move's source then. */
-function movedFrom(layer: Layer, q: string): boolean {
-  for (const [, e] of layer.entriesList()) if (e.kind === 'dir' && e.redirect !== null && isWithin(e.redirect, q)) return true;
-  return false;
+/**
+ * `unfoldDeletedDirectory` for each directory the layer deleted: a whiteout, or a directory made
+ * again there (opaque: `rm -rf d; mkdir d`), where the parent still has one. Returns the layer as
+ * it is then (itself when nothing unfolded).
+ */
+function unfoldDeletedDirectories(layer: Layer, ctx: RebaseContext, plan: RebasePlan): Layer {
+  const moved = movedAway(layer);
+  for (const [p, ours] of layer.entriesList()) {
+    const deleted = ours.kind === 'whiteout' || (ours.kind === 'dir' && ours.opaque);
+    const q = deleted ? lowerPath(layer, p) : null;
+    if (q === null) continue;
+    const theirs = ctx.after.lookup(q);
+    if (!theirs || kindOf(theirs) !== 'dir') continue;
+    const base = ctx.before.lookup(q);
+    // A whiteout stands for a directory that was there; a directory made again may stand for one gone since.
+    if (base ? kindOf(base) === 'dir' : ours.kind === 'dir') unfoldDeletedDirectory(layer, p, q, moved, ctx, plan);
+  }
+  if (plan.changes.length === 0) return layer;
+  const next = layer.clone();
+  next.applyChanges(plan.changes);
+  return next;
+}
+
+/** Where the layer's moved (renamed) directories come from below: the parent's changes there show where they went. */
+function movedAway(layer: Layer): string[] {
+  const out: string[] = [];
+  for (const [, e] of layer.entriesList()) if (e.kind === 'dir' && e.redirect !== null) out.push(e.redirect);
+  return out;
 }
 
 /**
- * The agent deleted directory `p` (at `q` below), which the parent still has: as git sees it,
- * the agent deleted the files it saw there, not those the parent adds later. When the parent
- * changed anything in it, the one whiteout becomes one per name the parent left as it was, so
- * what it added shows; a file it edited meets the deletion in `mergePath` (a delete-modify
- * conflict); directories it changed inside unfold the same way.
+ * The agent deleted directory `p` (at `q` below), which the parent still has: by a whiteout, or by
+ * making it again (opaque, maybe with names of its own). As git sees it, the agent deleted the
+ * files it saw there, not those the parent adds later. When the parent changed anything in it
+ * (outside what the agent moved away, which shows the change where it went), the whiteout goes
+ * or the directory stops being opaque, and each name the parent left as it was is hidden again:
+ * by a whiteout, or by the agent's own entry when it made the name again (a directory becomes
+ * opaque; a file or link it made merges in `planRebase`). What the parent added shows; a file it
+ * edited meets the deletion in `mergePath` (a delete-modify conflict); a directory it changed
+ * inside unfolds the same way, deleted or made again.
  */
-function unfoldDeletedDirectory(p: string, q: string, ctx: RebaseContext, plan: RebasePlan): void {
-  const changed = changedPaths(ctx.before, ctx.after, ctx.blobs, [q]).filter((c) => c.path !== q);
+function unfoldDeletedDirectory(layer: Layer, p: string, q: string, moved: readonly string[], ctx: RebaseContext, plan: RebasePlan): void {
+  const changed = changedPaths(ctx.before, ctx.after, ctx.blobs, [q])
+    .filter((c) => c.path !== q && !moved.some((m) => isWithin(c.path, m)));
   if (changed.length === 0) return;
-  plan.changes.push([p, undefined]);
-  const unfold = (dir: string, below: string) => {
+  const touched = (below: string) => changed.some((c) => isWithin(c.path, below));
+  const unfold = (dir: string, below: string, own: Entry | undefined) => {
+    if (own?.kind === 'whiteout') plan.changes.push([dir, undefined]);
+    else if (own?.kind === 'dir' && own.opaque) plan.changes.push([dir, { ...own, opaque: false }]);
     for (const name of ctx.before.list(below)?.keys() ?? []) {
       const [sub, subBelow] = [join(dir, name), join(below, name)];
       const base = ctx.before.lookup(subBelow);
       const theirs = ctx.after.lookup(subBelow);
-      if (!changed.some((c) => isWithin(c.path, subBelow))) plan.changes.push([sub, { kind: 'whiteout' }]);
-      else if (base && theirs && kindOf(base) === 'dir' && kindOf(theirs) === 'dir') unfold(sub, subBelow);
+      const bothDirs = base && theirs && kindOf(base) === 'dir' && kindOf(theirs) === 'dir';
+      const mine = own?.kind === 'dir' ? layer.get(sub) : undefined;
+      if (mine && mine.kind !== 'whiteout') {
+        // Made again: a file or link merges as the agent's change; a moved-in directory hides by its redirect.
+        if (mine.kind !== 'dir' || mine.redirect !== null) continue;
+        if (bothDirs && touched(subBelow)) unfold(sub, subBelow, mine);
+        // It hid what lay below through the opaque directory above it: now it hides that itself.
+        else if (mine.opaque !== (theirs !== undefined)) plan.changes.push([sub, { ...mine, opaque: theirs !== undefined }]);
+      } else if (!touched(subBelow)) plan.changes.push([sub, { kind: 'whiteout' }]);
+      else if (bothDirs) unfold(sub, subBelow, mine);
       else mergePath(sub, { kind: 'whiteout' }, base, theirs, ctx, plan);
     }
   };
-  unfold(p, q);
+  unfold(p, q, layer.get(p));
 }
 
 /**

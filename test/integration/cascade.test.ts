@@ -611,6 +611,42 @@ describe('a parent deletes or renames a directory the child wrote into', () => {
   });
 });
 
+describe('a child deleted a directory the parent later adds to (rm -rf d; mkdir d, and mv d/sub kept; rm -rf d)', () => {
+  let d: TestDaemon;
+  const sh = (agent: string, script: string) => d.sh(script, d.mnt(agent));
+  const names = async (agent: string) => (await d.cli(['diff', agent, '--name-only'])).stdout.split('\n').filter(Boolean).sort();
+
+  beforeAll(async () => {
+    d = TestDaemon.create((ws) => {
+      for (const dir of ['d/sub', 'e/sub']) fs.mkdirSync(path.join(ws, dir), { recursive: true });
+      for (const f of ['d/x', 'd/sub/y', 'e/other', 'e/sub/f']) fs.writeFileSync(path.join(ws, f), `${f}\n`);
+    });
+    await d.start();
+    await d.json(['mount', 'p', d.mnt('p')]);
+    await d.json(['mount', 'c', d.mnt('c'), '--parent', 'p']);
+  });
+
+  afterAll(async () => {
+    await d?.destroy();
+  });
+
+  it("the child shows what the parent added there since, and landing the child keeps it", async () => {
+    sh('c', 'rm -rf d && mkdir -p d/sub && echo z > d/sub/z && mv e/sub kept && rm -rf e');
+    await d.json(['commit', 'c', '-m', 'replace d, keep e/sub']);
+    const before = await names('c');
+    sh('p', 'echo new > d/new && echo new2 > e/new2 && echo f2 > e/sub/f');
+    const r = await d.json(['commit', 'p', '-m', 'add to d and e']);
+    await cacheWindow();
+    expect(r.cascade.conflicted).toEqual([]);
+    // The child deleted what it saw (d/x, d/sub/y, e/other), not what came since; its d/sub hides d/sub/y still.
+    expect(sh('c', 'ls -A d d/sub e kept; cat d/new e/new2 kept/f')).toBe('d:\nnew\nsub\n\nd/sub:\nz\n\ne:\nnew2\n\nkept:\nf\nnew\nnew2\nf2\n');
+    expect(await names('c')).toEqual(before);
+    await d.json(['land', 'c']);
+    await cacheWindow();
+    expect(sh('p', 'ls -A d d/sub e kept; cat d/new e/new2 kept/f')).toBe('d:\nnew\nsub\n\nd/sub:\nz\n\ne:\nnew2\n\nkept:\nf\nnew\nnew2\nf2\n');
+  });
+});
+
 describe('a directory removed on disk in the workspace that a root agent wrote into', () => {
   let d: TestDaemon;
 

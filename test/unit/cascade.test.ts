@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cascade } from '../../src/cascade/cascade.js';
+import { land } from '../../src/land/land.js';
 import type { Overlay } from '../../src/overlay/overlay.js';
 import { errnoOf, openOverlay, readFile, removeTempDirs, snapshot, writeFile } from '../helpers/core.js';
 
@@ -173,6 +174,7 @@ describe('cascade rebase of additions, modes, symlinks, deletions and binary fil
   }
   const mode = (t: { getattr(p: string): { mode: number } }, p: string) => t.getattr(p).mode & 0o7777;
   const conflictsOf = (ov: Overlay, agent: string) => ov.agent(agent).conflicts ?? {};
+  const names = (t: { readdir(p: string): { name: string }[] }, d: string) => t.readdir(d).map((e) => e.name).filter((n) => !n.startsWith('.')).sort();
 
   it('add vs add: the same file merges, different ones conflict with an empty base section, binary keeps ours', async () => {
     const { ov, cascade, p, c, g } = await tree();
@@ -300,7 +302,6 @@ describe('cascade rebase of additions, modes, symlinks, deletions and binary fil
     // As git merges it: the child deleted the files it saw, not the ones the parent added since.
     expect(cascade.fromCommit('p').conflicted).toEqual([{ agent: 'c', paths: ['d/sub/edited'] }]);
     expect(conflictsOf(ov, 'c')['d/sub/edited']).toMatchObject({ kind: 'delete-modify', ours: null });
-    const names = (t: typeof c, d: string) => t.readdir(d).map((e) => e.name).filter((n) => !n.startsWith('.')).sort();
     expect(names(c, 'd/sub')).toEqual(['added', 'deep', 'edited']);
     expect(names(c, 'd/sub/deep')).toEqual(['new']);
     expect(readFile(c, 'd/sub/added')).toBe('added\n');
@@ -309,6 +310,98 @@ describe('cascade rebase of additions, modes, symlinks, deletions and binary fil
     expect(readFile(g, 'd/sub/deep/new')).toBe('new\n');
     expect(readFile(g, 'd/g')).toBe('g\n');
     for (const a of ['c', 'g']) expect(snapshot(ov.replay(a), ov)).toEqual(snapshot(ov.tree(a).tree, ov));
+  });
+
+  it('a directory the child made again (rm -rf d; mkdir d) shows what the parent adds in it later; landing keeps it', async () => {
+    const five = text(lines(5));
+    const { ov, cascade, p, c, g } = await generations({ 'd/x': 'x\n', 'd/edited': 'e\n', 'd/same': 's\n', 'd/merged': five, 'd/sub/y': 'y\n', 'keep': 'k\n' });
+    for (const f of ['d/x', 'd/edited', 'd/same', 'd/merged', 'd/sub/y']) c.unlink(f);
+    c.rmdir('d/sub');
+    c.rmdir('d'); // rm -rf d
+    c.mkdir('d', 0o755, 0, 0); // opaque: hides d/x, d/sub/y below
+    c.mkdir('d/sub', 0o755, 0, 0);
+    writeFile(c, 'd/sub/z', 'z\n');
+    writeFile(c, 'd/same', 'mine\n');
+    writeFile(c, 'd/mine', 'mine\n');
+    writeFile(c, 'd/merged', edit(five, 5, 'child 5'));
+    ov.commit('c', 'c1');
+    cascade.fromCommit('c');
+    writeFile(p, 'd/new', 'new\n');
+    writeFile(p, 'd/edited', 'e2\n');
+    writeFile(p, 'd/mine', 'mine\n');
+    writeFile(p, 'd/merged', edit(five, 1, 'parent 1'));
+    ov.commit('p', 'p1');
+    // As git merges it: the child deleted the files it saw, not the ones the parent added since.
+    expect(cascade.fromCommit('p').conflicted).toEqual([{ agent: 'c', paths: ['d/edited'] }]);
+    expect(conflictsOf(ov, 'c')['d/edited']).toMatchObject({ kind: 'delete-modify', ours: null });
+    expect(names(c, 'd')).toEqual(['edited', 'merged', 'mine', 'new', 'same', 'sub']);
+    expect(readFile(c, 'd/new')).toBe('new\n');
+    expect(readFile(c, 'd/same')).toBe('mine\n');
+    // A file the child wrote again merges with the parent's edit, as git sees it (a change of that file).
+    expect(readFile(c, 'd/merged')).toBe(edit(edit(five, 1, 'parent 1'), 5, 'child 5'));
+    // The directory the child made again under d still hides what was below it.
+    expect(names(c, 'd/sub')).toEqual(['z']);
+    expect(cascade.resolve('c', 'd/edited', 'ours').rebased).toEqual(['g']);
+    expect(names(g, 'd')).toEqual(['merged', 'mine', 'new', 'same', 'sub']);
+    expect(names(g, 'd/sub')).toEqual(['z']);
+    // The parent changes inside the directory made again under d: that one unfolds too.
+    writeFile(p, 'd/sub/new2', 'new2\n');
+    ov.commit('p', 'p2');
+    expect(cascade.fromCommit('p').conflicted).toEqual([]);
+    expect(names(c, 'd/sub')).toEqual(['new2', 'z']);
+    expect(names(g, 'd/sub')).toEqual(['new2', 'z']);
+    for (const a of ['c', 'g']) expect(snapshot(ov.replay(a), ov)).toEqual(snapshot(ov.tree(a).tree, ov));
+    // Landing the child deletes what it deleted, not what the parent added since.
+    await land(ov, cascade, 'c', {});
+    expect(names(p, 'd')).toEqual(['merged', 'mine', 'new', 'same', 'sub']);
+    expect(readFile(p, 'd/merged')).toBe(edit(edit(five, 1, 'parent 1'), 5, 'child 5'));
+    expect(names(p, 'd/sub')).toEqual(['new2', 'z']);
+    expect(readFile(p, 'd/new')).toBe('new\n');
+    expect(readFile(p, 'keep')).toBe('k\n');
+  });
+
+  it('a directory the child made again that the parent deleted shows what the parent makes there again', async () => {
+    const { ov, cascade, p, c } = await generations({ 'd/x': 'x\n' });
+    c.unlink('d/x');
+    c.rmdir('d');
+    c.mkdir('d', 0o755, 0, 0);
+    writeFile(c, 'd/mine', 'mine\n');
+    ov.commit('c', 'c1');
+    p.unlink('d/x');
+    p.rmdir('d');
+    ov.commit('p', 'p1');
+    cascade.fromCommit('p');
+    p.mkdir('d', 0o755, 0, 0);
+    writeFile(p, 'd/back', 'back\n');
+    ov.commit('p', 'p2');
+    expect(cascade.fromCommit('p').conflicted).toEqual([]);
+    expect(names(c, 'd')).toEqual(['back', 'mine']);
+    expect(snapshot(ov.replay('c'), ov)).toEqual(snapshot(c.tree, ov));
+  });
+
+  it('a directory the child emptied by a move and deleted (mv d/sub kept; rm -rf d) shows what the parent adds in it later', async () => {
+    const { ov, cascade, p, c } = await generations({ 'd/sub/f': 'f\n', 'd/other': 'o\n', 'd/old': 'old\n' });
+    c.rename('d/sub', 'kept', 0);
+    c.unlink('d/other');
+    c.unlink('d/old');
+    c.rmdir('d');
+    ov.commit('c', 'c1');
+    cascade.fromCommit('c');
+    writeFile(p, 'd/new2', 'new2\n');
+    writeFile(p, 'd/other', 'o2\n');
+    writeFile(p, 'd/sub/f', 'f2\n');
+    ov.commit('p', 'p1');
+    expect(cascade.fromCommit('p').conflicted).toEqual([{ agent: 'c', paths: ['d/other'] }]);
+    expect(conflictsOf(ov, 'c')['d/other']).toMatchObject({ kind: 'delete-modify', ours: null });
+    expect(names(c, 'd')).toEqual(['new2', 'other']);
+    // The moved directory shows the parent's change in it where the child moved it.
+    expect(readFile(c, 'kept/f')).toBe('f2\n');
+    cascade.resolve('c', 'd/other', 'ours');
+    expect(snapshot(ov.replay('c'), ov)).toEqual(snapshot(c.tree, ov));
+    await land(ov, cascade, 'c', {});
+    expect(names(p, 'd')).toEqual(['new2']);
+    expect(names(p, 'kept')).toEqual(['f']);
+    expect(readFile(p, 'kept/f')).toBe('f2\n');
   });
 
   it('a directory the child made where the parent made a file conflicts; --theirs takes the file', async () => {
