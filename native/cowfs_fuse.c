@@ -269,13 +269,17 @@ static write_target_t **target_slot(session_t *s, fuse_ino_t ino) {
   return p;
 }
 
+/* The mode bits a scratch file carries for its file (MODE_ON_FILE in src/overlay/open-file.ts). */
+#define MODE_ON_FILE 0177
+
 /*
- * Size and times of cached attributes from the file itself, as JavaScript reads them
- * (OpenFile.fromFile): the mtime as all three, in whole microseconds.
+ * Size, times and MODE_ON_FILE's bits of cached attributes from the file itself, as JavaScript
+ * reads them (OpenFile.fromFile): the mtime as all three, in whole microseconds.
  */
 static void attr_from_file(double *a, int fd) {
   struct stat st;
   if (fstat(fd, &st) != 0) return;
+  a[1] = (double)(((mode_t)a[1] & ~(mode_t)MODE_ON_FILE) | (st.st_mode & MODE_ON_FILE));
   a[5] = (double)st.st_size;
   a[6] = a[7] = a[8] = (double)st.st_mtim.tv_sec * 1e3 + (double)(st.st_mtim.tv_nsec / 1000) / 1e3;
 }
@@ -328,15 +332,18 @@ typedef struct target_end {
 } target_end_t;
 
 /*
- * A SETATTR of times only (tar's futimens after it wrote a file) of a lent
- * file with cached attributes: set on the file itself, whose mtime the tree
- * takes as the file's own (OpenFile.refresh), and answered from the cache;
- * 0 to leave it to JavaScript. The tree keeps no atime (a file's atime is
- * its mtime there), so only the mtime is set.
+ * A SETATTR of a lent file with cached attributes that the file itself
+ * carries for the tree (OpenFile.refresh reads them from it): its mtime
+ * (tar's futimens after it wrote the file), or a mode that differs only in
+ * MODE_ON_FILE's bits (tar's fchmod of the file it made 0600). Set on the
+ * file and answered from the cache; 0 to leave it to JavaScript. The tree
+ * keeps no atime (a file's atime is its mtime there), so only the mtime is set.
  */
-static int times_here(session_t *s, fuse_req_t req, fuse_ino_t ino, const struct stat *attr, int to_set) {
+static int meta_here(session_t *s, fuse_req_t req, fuse_ino_t ino, const struct stat *attr, int to_set) {
   const int times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
-  if ((to_set & ~times) || !(to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))) return 0;
+  const int set_time = (to_set & times & ~FUSE_SET_ATTR_CTIME) != 0, set_mode = (to_set & FUSE_SET_ATTR_MODE) != 0;
+  if ((to_set & ~(times | FUSE_SET_ATTR_MODE)) || !(set_time || set_mode)) return 0;
+  if (set_time && !(to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))) return 0;
   struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_OMIT } };
   if (to_set & FUSE_SET_ATTR_MTIME_NOW) ts[1].tv_nsec = UTIME_NOW;
   else ts[1] = attr->st_mtim;
@@ -346,7 +353,13 @@ static int times_here(session_t *s, fuse_req_t req, fuse_ino_t ino, const struct
   if (t) {
     pthread_mutex_lock(&s->amu);
     cached_attr_t *e = attr_find(s, ino);
-    if (e && futimens(t->fd, ts) == 0) {
+    int ok = e != NULL;
+    if (ok && set_mode) {
+      ok = !((attr->st_mode ^ (mode_t)e->a[1]) & 07777 & ~(mode_t)MODE_ON_FILE)
+        && fchmod(t->fd, (attr->st_mode & 0777) | 0600) == 0;
+    }
+    if (ok && set_time) ok = futimens(t->fd, ts) == 0;
+    if (ok) {
       t->changes += 1;
       attr_from_file(e->a, t->fd);
       hit = *e;
@@ -737,7 +750,7 @@ static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     fuse_reply_attr(req, &st, hit.timeout);
     return;
   }
-  if (times_here(s, req, ino, attr, to_set)) return;
+  if (meta_here(s, req, ino, attr, to_set)) return;
   msg_t *m = msg_new(OP_SETATTR, req, ino, NULL, NULL, NULL, 0);
   if (!m) { enomem(req); return; }
   /* n[0] unused: JavaScript works by node id (handles are ignored, see ll_open). */

@@ -10,7 +10,7 @@ import {
 import type { DirEntry, FileEntry, LiveEntry, SymlinkEntry } from './entry.js';
 import type { Layer, LayerChange } from './layer.js';
 import { chainPaths, opPaths } from './layer-ops.js';
-import { fileMtimeMs, OpenFile } from './open-file.js';
+import { fileMtimeMs, modeFrom, OpenFile } from './open-file.js';
 import { baseName, checkPath, isWithin, parentOf, reroot } from './paths.js';
 import { attrOf, kindOf, TreeView, type Resolved } from './view.js';
 import type { Workspace } from './workspace.js';
@@ -29,6 +29,8 @@ export interface DirtyRecord {
   agent: string;
   path: string;
   meta: OpenFile['meta'];
+  /** The scratch file carries the MODE_ON_FILE bits (records written before it did lack this). */
+  modeOnFile?: true;
 }
 
 /**
@@ -309,8 +311,9 @@ export class AgentTree implements TreeOps {
   }
 
   /** Ingests a scratch file left by a crash (Overlay.recover); its own mtime is the file's (OpenFile.setMeta). */
-  recover(p: string, scratchFile: string, recorded: DirtyRecord['meta']): void {
-    const meta = { ...recorded, mtimeMs: fileMtimeMs(fs.statSync(scratchFile)) };
+  recover(p: string, scratchFile: string, rec: DirtyRecord): void {
+    const st = fs.statSync(scratchFile);
+    const meta = { ...rec.meta, mtimeMs: fileMtimeMs(st), mode: rec.modeOnFile ? modeFrom(rec.meta.mode, st.mode) : rec.meta.mode };
     const hash = this.s.blobs.putFile(scratchFile, 'link');
     const size = this.s.blobs.size(hash);
     const cur = this.layer.get(p);
@@ -574,7 +577,7 @@ export class AgentTree implements TreeOps {
     if (!file.scratch) return;
     const key = baseName(file.scratch.file);
     if (file.path === null) this.s.store.dbs.dirty.removeSync(key);
-    else this.s.store.dbs.dirty.putSync(key, { agent: this.agent, path: file.path, meta: file.meta } satisfies DirtyRecord);
+    else this.s.store.dbs.dirty.putSync(key, { agent: this.agent, path: file.path, meta: file.meta, modeOnFile: true } satisfies DirtyRecord);
   }
 
   /**
@@ -749,10 +752,11 @@ export class AgentTree implements TreeOps {
     if (file?.scratch) {
       file.refresh();
       if (sameMeta(file.meta, meta)) return;
-      file.setMeta(meta);
       // Its ingest carries the new attributes; until then the crash-recovery record does, or for a
-      // new time alone the scratch file's own mtime (no store transaction per SETATTR of a time).
-      if (Object.keys(meta).join() !== 'mtimeMs') this.saveDirty(file);
+      // new time and most chmods the scratch file itself (no store transaction per such SETATTR).
+      const recorded = file.recordChangesWith(meta);
+      file.setMeta(meta);
+      if (recorded) this.saveDirty(file);
       return;
     }
     if (file) file.setMeta(meta);

@@ -91,10 +91,10 @@ export interface TreeOps {
   ftruncate(fh: number, size: number): void;
   /**
    * The descriptor of the file a writable handle writes (copied up first), for writes (and new
-   * mtimes) the adapter makes to it itself until returnFd, which comes before the handle's
-   * release and whenever the tree recalls it (MountOptions.watchSettle). Meanwhile the tree reads
-   * the file's size and mtime from the file. Undefined if the file is lent already (through
-   * another handle).
+   * mtimes, and chmods within MODE_ON_FILE's bits, set as `(mode & 0o777) | 0o600`) the adapter
+   * makes to it itself until returnFd, which comes before the handle's release and whenever the
+   * tree recalls it (MountOptions.watchSettle). Meanwhile the tree reads the file's size, mtime and
+   * those mode bits from the file. Undefined if the file is lent already (through another handle).
    */
   lendFd(fh: number): number | undefined;
   returnFd(fh: number, writes: LentWrites): void;

@@ -10,6 +10,19 @@ export function fileMtimeMs(st: fs.Stats): number {
   return Math.round(st.mtimeMs * 1000) / 1000;
 }
 
+/**
+ * The mode bits a file's scratch file carries for it: the group's, the others' and the owner's
+ * execute bit, so that tar's chmod of the file it just made (0600 to 0644 or 0755) needs no store
+ * transaction, and the addon can make it (the crash-recovery record holds the rest). The scratch
+ * file's owner can always read and write it, so that the daemon can read it back as any user.
+ */
+export const MODE_ON_FILE = 0o177;
+
+/** A file's mode from the mode recorded for it and its scratch file's mode. */
+export function modeFrom(recorded: number, onFile: number): number {
+  return (recorded & ~MODE_ON_FILE) | (onFile & MODE_ON_FILE);
+}
+
 /** Where an unmodified file's bytes are: a blob of the store, or a workspace file. */
 export type Source = { blob: BlobId } | { disk: string } | { empty: true };
 
@@ -129,6 +142,13 @@ export class OpenFile {
     if (!this.scratch) return;
     this.dirty = true;
     if ('mtimeMs' in meta) this.keepTime();
+    if ('mode' in meta) this.keepMode();
+  }
+
+  /** Whether the crash-recovery record must change with `meta` (else the scratch file carries it: mtime, MODE_ON_FILE). */
+  recordChangesWith(meta: Partial<OpenFile['meta']>): boolean {
+    return Object.keys(meta).some((k) => k !== 'mtimeMs' && k !== 'mode')
+      || (meta.mode !== undefined && modeFrom(meta.mode, 0) !== modeFrom(this.meta.mode, 0));
   }
 
   /** Copies the source into a new scratch file (or starts empty when it will be truncated anyway). */
@@ -147,6 +167,7 @@ export class OpenFile {
     this.sequential = new SequentialWrite(this.scratchSize, scratch.writeback);
     this.closeSource();
     this.keepTime();
+    this.keepMode();
   }
 
   /** After an ingest, further reads of a clean file can come from the new blob. */
@@ -180,13 +201,19 @@ export class OpenFile {
 
   /**
    * While the file is being written its mtime is also the scratch file's
-   * own, which writes move as well: after a crash, recovery takes it from
-   * there (a new time needs no store transaction).
+   * own, which writes move as well, and so are the bits of its mode in
+   * MODE_ON_FILE: after a crash, recovery takes them from there (a new time
+   * or such a chmod needs no store transaction).
    */
   private fromFile(): void {
     const st = fs.fstatSync(this.scratch!.fd);
     this.scratchSize = st.size;
     this.meta.mtimeMs = fileMtimeMs(st);
+    this.meta.mode = modeFrom(this.meta.mode, st.mode);
+  }
+
+  private keepMode(): void {
+    fs.fchmodSync(this.scratch!.fd, (this.meta.mode & 0o777) | 0o600);
   }
 
   private keepTime(): void {

@@ -392,7 +392,7 @@ export class Overlay {
       const rec = value as DirtyRecord;
       const file = path.join(this.store.scratchDir, key);
       known.add(key);
-      if (fs.existsSync(file) && this.registry.find(rec.agent)) this.tree(rec.agent).recover(rec.path, file, rec.meta);
+      if (fs.existsSync(file) && this.registry.find(rec.agent)) this.tree(rec.agent).recover(rec.path, file, rec);
       this.store.dbs.dirty.removeSync(key);
       fs.rmSync(file, { force: true });
     }

@@ -85,7 +85,8 @@ export class TestDaemon {
   /** Runs a shell script in another process; throws with its output on failure. */
   sh(script: string, cwd: string): string {
     try {
-      return execFileSync('bash', ['-euo', 'pipefail', '-c', script], { cwd, encoding: 'utf8', stdio: 'pipe', timeout: 120_000 });
+      // A writer that appends all through a slow commit can make a file of megabytes (execFileSync's default: 1 MiB).
+      return execFileSync('bash', ['-euo', 'pipefail', '-c', script], { cwd, encoding: 'utf8', stdio: 'pipe', timeout: 120_000, maxBuffer: 256 << 20 });
     } catch (err) {
       const e = err as { stdout?: string; stderr?: string; message: string };
       throw new Error(`script failed in ${cwd}:\n${script}\n--- stdout\n${e.stdout}\n--- stderr\n${e.stderr}\n${e.message}`);

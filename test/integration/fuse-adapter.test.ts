@@ -579,7 +579,15 @@ describe('mounts never outlive their tests', () => {
       sh('exec 3>stamped; echo x >&3; touch -m -d @1000000000 stamped; exec 3>&-', mp);
       expect(sh('stat -c %Y stamped', mp)).toBe('1000000000\n');
       expect(fs.statSync(path.join(src, 'stamped')).mtimeMs).toBe(1e12);
+      // tar's fchmod of the file it made: set on the file too (the group's, the others' and the owner's x bits).
+      sh('exec 3>moded; echo x >&3; chmod 751 moded; exec 3>&-', mp);
+      expect(sh('stat -c %a moded', mp)).toBe('751\n');
+      expect(fs.statSync(path.join(src, 'moded')).mode & 0o777).toBe(0o751);
       expect((await s.stats()).ops.setattr ?? 0).toBe(st.ops.setattr ?? 0);
+      // The owner's write bit is not the file's to carry: JavaScript sets it.
+      sh('exec 3>readonly; echo x >&3; chmod 444 readonly; exec 3>&-', mp);
+      expect(sh('stat -c %a readonly', mp)).toBe('444\n');
+      expect((await s.stats()).ops.setattr ?? 0).toBe((st.ops.setattr ?? 0) + 1);
     });
   });
 

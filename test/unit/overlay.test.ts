@@ -3,6 +3,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { O_RDWR, O_WRONLY, RENAME_NOREPLACE } from '../../src/overlay/contract.js';
 import { Overlay } from '../../src/overlay/overlay.js';
+import type { DirtyRecord } from '../../src/overlay/agent-tree.js';
 import { diskListing, openOverlay, readFile, removeTempDirs, snapshot, tempDir, writeFile } from '../helpers/core.js';
 import { errnoOf } from '../helpers/core.js';
 
@@ -264,6 +265,35 @@ describe('commits and children', () => {
     const a = again.tree('a').getattr('unpacked');
     expect([a.mode & 0o7777, a.mtimeMs, a.size]).toEqual([0o755, 1_600_000_000_123, 7]);
     expect(Math.abs(again.tree('a').getattr('late').mtimeMs - createdAt)).toBeLessThan(1000);
+  });
+
+  it('a chmod of a file being written: the scratch file carries group, other and owner-execute bits, the record the rest', async () => {
+    const { ov, ws } = await setup({});
+    const state = ov.stateDir;
+    ov.createAgent('a', null);
+    const t = ov.tree('a');
+    const recorded = () => [...ov.store.dbs.dirty.getRange()].map(({ value }) => (value as DirtyRecord).meta.mode).sort((x, y) => x - y);
+    const made = (name: string, mode: number) => {
+      const fh = t.create(name, 0o600, O_WRONLY, 0, 0);
+      t.write(fh, Buffer.from(name), name.length, 0);
+      t.chmod(name, mode);
+    };
+    made('plain', 0o644); // tar's: no store transaction, the record keeps 0600
+    made('tool', 0o755);
+    expect(recorded()).toEqual([0o600, 0o600]);
+    made('readonly', 0o444); // the owner's write bit: recorded
+    made('setuid', 0o4755); // a special bit: recorded
+    expect(recorded()).toEqual([0o444, 0o600, 0o600, 0o4755]);
+    expect(['plain', 'tool', 'readonly', 'setuid'].map((f) => t.getattr(f).mode & 0o7777)).toEqual([0o644, 0o755, 0o444, 0o4755]);
+    // The daemon can still read back what it must (the owner's bits of a scratch file stay rw).
+    for (const f of fs.readdirSync(path.join(state, 'scratch'))) expect(fs.statSync(path.join(state, 'scratch', f)).mode & 0o600).toBe(0o600);
+    await ov.close(); // "dies" with all four open
+    opened.pop();
+    const again = await Overlay.open({ workspace: ws, stateDir: state });
+    opened.push(again);
+    const back = again.tree('a');
+    expect(['plain', 'tool', 'readonly', 'setuid'].map((f) => back.getattr(f).mode & 0o7777)).toEqual([0o644, 0o755, 0o444, 0o4755]);
+    expect(['plain', 'tool'].map((f) => readFile(back, f))).toEqual(['plain', 'tool']);
   });
 
   it('reuses the scratch files of small files, never those that became blobs', async () => {
