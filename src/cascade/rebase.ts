@@ -2,8 +2,8 @@ import type { ConflictRecord, RefinedHunkRecord } from '../events/types.js';
 import { mergeFiles, type FileMerge } from '../merge/index.js';
 import type { BlobStore } from '../store/blobs.js';
 import type { DirEntry, Entry, FileEntry } from '../overlay/entry.js';
-import type { Layer, LayerChange } from '../overlay/layer.js';
-import { contentOf, modeOf, targetOf } from '../overlay/materialize.js';
+import { Layer, type LayerChange } from '../overlay/layer.js';
+import { contentOf, modeOf, targetOf, walk } from '../overlay/materialize.js';
 import { isWithin, join, parentOf, reroot } from '../overlay/paths.js';
 import { changedPaths } from '../overlay/tree-diff.js';
 import { attrOf, kindOf, TreeView, type Resolved } from '../overlay/view.js';
@@ -65,6 +65,13 @@ export function lowerPath(layer: Layer, p: string): string | null {
  */
 export function planRebase(layer: Layer, ctx: RebaseContext): RebasePlan {
   const plan: RebasePlan = { changes: [], merged: [], refined: [], conflicts: [] };
+  mergeLayer(layer, ctx, plan);
+  keepDirectories(layer, ctx, plan);
+  return plan;
+}
+
+/** `planRebase` up to the directories it keeps: each path of the layer where `before` and `after` differ. */
+function mergeLayer(layer: Layer, ctx: RebaseContext, plan: RebasePlan): void {
   // Deleted directories the parent changed in are unfolded first: what the agent made in one it
   // made again (opaque) then meets the parent's tree below, and merges as any other path.
   const unfolded = unfoldDeletedDirectories(layer, ctx, plan);
@@ -80,8 +87,6 @@ export function planRebase(layer: Layer, ctx: RebaseContext): RebasePlan {
     if (identity(base) === identity(theirs)) continue;
     mergePath(p, ours, base, theirs, ctx, plan);
   }
-  keepDirectories(layer, ctx, plan);
-  return plan;
 }
 
 /**
@@ -319,9 +324,18 @@ function blobOf(r: Resolved | undefined, ctx: RebaseContext): string | null {
  * (`baseHash`), ours = the layer, theirs = the file on disk now. Only paths
  * whose tree below is the workspace itself are concerned; a path an
  * ancestor's commit holds is reached by that ancestor's cascade instead.
+ * A directory the agent deleted (or made again) that `changed` reaches into
+ * unfolds as in `planRebase`, against the workspace as it was when the agent
+ * deleted it (`workspaceBefore`, from `deletedAt`: when the agent deleted a
+ * path, from its log).
  */
-export function planWorkspaceRebase(layer: Layer, below: TreeView, changed: ReadonlySet<string>, ctx: RebaseContext): RebasePlan {
+export function planWorkspaceRebase(
+  layer: Layer, below: TreeView, changed: ReadonlySet<string>, ctx: RebaseContext, deletedAt: (p: string) => number | undefined,
+): RebasePlan {
   const plan: RebasePlan = { changes: [], merged: [], refined: [], conflicts: [] };
+  // A directory the agent deleted that the workspace changed in since unfolds as after a parent's commit.
+  const before = workspaceBefore(layer, below, changed, deletedAt, ctx.blobs);
+  if (before) mergeLayer(layer, { ...ctx, before }, plan);
   for (const [p, ours] of layer.entriesList()) {
     if (ours.kind !== 'file' || ours.baseHash === null) continue;
     const q = lowerPath(layer, p);
@@ -334,4 +348,43 @@ export function planWorkspaceRebase(layer: Layer, below: TreeView, changed: Read
   }
   keepDirectories(layer, ctx, plan, changed);
   return plan;
+}
+
+/**
+ * The workspace as the agent saw it when it deleted its directories that `changed` reaches into
+ * (a whiteout, or a directory made again: opaque), or null if none. A root agent keeps no copy
+ * of what it deleted, so what was there is told by time, as landing tells it (`planLanding`): a
+ * path on disk whose status changed (ctime) after the agent deleted it, or its directory, came
+ * since if the agent never deleted that name (absent before), and was modified since if it did;
+ * the rest it saw and deleted (the same before as now). A modified file's old content is unknown:
+ * it stands as a note, which no file on disk holds, so it merges as a change (a delete-modify
+ * conflict, the file on disk kept).
+ */
+function workspaceBefore(
+  layer: Layer, below: TreeView, changed: ReadonlySet<string>, deletedAt: (p: string) => number | undefined, blobs: BlobStore,
+): TreeView | null {
+  const reached = new Set<string>();
+  for (const c of changed) for (let p = c; p !== '' && !reached.has(p); p = parentOf(p)) reached.add(p);
+  const past: [string, Entry][] = [];
+  for (const [p, e] of layer.entriesList()) {
+    const q = e.kind === 'whiteout' || (e.kind === 'dir' && e.opaque) ? lowerPath(layer, p) : null;
+    const at = q !== null && reached.has(q) ? deletedAt(p) : undefined;
+    if (at === undefined) continue;
+    let came: string | null = null;
+    for (const [s, r] of walk(below, q!)) {
+      if (r.src !== 'disk' || (came !== null && isWithin(s, came))) continue;
+      const own = deletedAt(reroot(s, q!, p));
+      if (Math.floor(r.node.stat.ctimeMs) <= (own ?? at)) continue;
+      if (own === undefined) past.push([(came = s), { kind: 'whiteout' }]);
+      else if (r.node.kind !== 'dir') past.push([s, unknownContent(r, blobs)]);
+    }
+  }
+  return past.length === 0 ? null : new TreeView([new Layer(past), ...below.layers], below.workspace);
+}
+
+const UNKNOWN = Buffer.from('(unknown: the workspace changed this path on disk after the agent deleted it; cowfs keeps no copy of what a root agent deletes)\n');
+
+/** What a path the agent deleted held then, when the workspace changed it since: unknown, a note. */
+function unknownContent(now: Resolved, blobs: BlobStore): FileEntry {
+  return { kind: 'file', hash: blobs.put(UNKNOWN), size: UNKNOWN.length, mode: modeOf(now), mtimeMs: 0, ino: 0, uid: 0, gid: 0, baseHash: null };
 }

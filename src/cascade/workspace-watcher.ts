@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import type { Logger } from 'pino';
+import { deletionTimes } from '../events/deletions.js';
 import type { Overlay } from '../overlay/overlay.js';
 import { TreeView } from '../overlay/view.js';
 import type { Cascade } from './cascade.js';
@@ -19,7 +20,8 @@ export type WatchDisk = (listener: (paths: readonly string[]) => void) => () => 
  * (base = what was copied up), then the cascade below the agents whose
  * head moved. A directory removed on disk that holds names an agent made
  * triggers it too: the rebase keeps the directory for them (as after a
- * parent's commit that removed it).
+ * parent's commit that removed it). So does a change inside a directory an
+ * agent deleted: the rebase unfolds it, so what came since shows.
  */
 export class WorkspaceWatcher {
   private readonly watcher: FSWatcher;
@@ -46,15 +48,22 @@ export class WorkspaceWatcher {
       this.watchPath(lowerPath(overlay.tree(ev.agent).layer, target));
     });
     this.offDisk = watchDisk?.((paths) => {
-      for (const p of paths) if (this.holdsNamesIn(p)) this.queuePath(p);
+      for (const p of paths) if (this.concerns(p)) this.queuePath(p);
     });
   }
 
-  /** Whether an agent's working tree or head has names of its own in directory `p`. */
-  private holdsNamesIn(p: string): boolean {
+  /**
+   * Whether a change on disk at `p` is one for an agent's working tree or head: it has names of
+   * its own in directory `p` (kept if `p` goes), or `p` lies in a directory it deleted or made
+   * again (opaque), which the rebase unfolds.
+   */
+  private concerns(p: string): boolean {
     const ov = this.overlay;
-    return ov.agents().some((a) => [ov.tree(a.name).layer, ov.registry.commitLayer(a.head)]
-      .some((layer) => !layer.namesIn(p)[Symbol.iterator]().next().done));
+    return ov.agents().some((a) => [ov.tree(a.name).layer, ov.registry.commitLayer(a.head)].some((layer) => {
+      if (!layer.namesIn(p)[Symbol.iterator]().next().done) return true;
+      const above = layer.probeAbove(p)?.entry;
+      return above?.kind === 'whiteout' || (above?.kind === 'dir' && above.opaque);
+    }));
   }
 
   async close(): Promise<void> {
@@ -95,6 +104,11 @@ export class WorkspaceWatcher {
 
   private rebaseOnto(changed: Set<string>): void {
     const ov = this.overlay;
+    // Read from the log only when a deleted directory is reached.
+    const deletedAt = (agent: string, to?: number) => {
+      let times: Map<string, number> | undefined;
+      return (p: string) => (times ??= deletionTimes(ov.log, agent, to)).get(p);
+    };
     const moved: string[] = [];
     for (const a of ov.agents()) {
       const below = new TreeView(ov.registry.chainOf(a.base), ov.workspace);
@@ -103,8 +117,8 @@ export class WorkspaceWatcher {
         before: below, after: below, from: null, to: null, blobs: ov.blobs, refine: ov.settings.all().refine, dirIno: inoPerPath(() => ov.allocIno()),
         labels: { ours: a.name, base: 'workspace (when copied)', theirs: 'workspace (on disk now)' },
       };
-      const work = planWorkspaceRebase(ov.tree(a.name).layer, below, changed, ctx);
-      const head = planWorkspaceRebase(ov.registry.commitLayer(a.head), below, changed, ctx);
+      const work = planWorkspaceRebase(ov.tree(a.name).layer, below, changed, ctx, deletedAt(a.name));
+      const head = planWorkspaceRebase(ov.registry.commitLayer(a.head), below, changed, ctx, deletedAt(a.name, ov.registry.commit(a.head).seq));
       if (work.changes.length === 0 && head.changes.length === 0 && work.conflicts.length === 0) continue;
       ov.applyRebase(a.name, {
         base: a.base, changes: work.changes, headChanges: head.changes,

@@ -1,3 +1,4 @@
+import { deletionTimes } from '../events/deletions.js';
 import type { ConflictRecord } from '../events/types.js';
 import { mergeFiles } from '../merge/index.js';
 import { contentOf, modeOf, targetOf } from '../overlay/materialize.js';
@@ -64,20 +65,6 @@ function mergedMode(base: Node, ours: Node, theirs: Node): number {
 }
 
 /**
- * When a root agent deleted each path it holds a whiteout for (the path: its last delete, rmdir,
- * move away or rebase that left one there, up to event `to`).
- */
-function deletionTimes(ov: Overlay, agent: string, to: number): Map<string, number> {
-  const at = new Map<string, number>();
-  for (const ev of ov.log.byAgent(agent, to)) {
-    if ((ev.type === 'delete' || ev.type === 'rmdir') && ev.whiteout) at.set(ev.path, ev.time);
-    else if (ev.type === 'move' && ev.whiteout) at.set(ev.from, ev.time);
-    else if (ev.type === 'AGENT_REBASED') for (const [p, e] of ev.changes) if (e?.kind === 'whiteout') at.set(p, ev.time);
-  }
-  return at;
-}
-
-/**
  * Plans landing `agent`'s committed changes (its head against its base)
  * onto `target` (its parent's head, or the workspace on disk). Each path is
  * merged three ways: base = what the agent's change started from, ours =
@@ -112,7 +99,7 @@ export function planLanding(ov: Overlay, agent: string, target: TreeView, target
     const there = target.lookup(c.path);
     if (a.parent === null && ours === null && there?.src === 'disk' && there.node.kind !== 'dir') {
       const w = headLayer.probe(c.path);
-      deleted ??= deletionTimes(ov, agent, ov.registry.commit(a.head).seq);
+      deleted ??= deletionTimes(ov.log, agent, ov.registry.commit(a.head).seq);
       // What hides the path: a whiteout, or above it a directory made again (opaque) or a file in
       // the directory's place: each came after the agent's deletion there.
       const hides = w && (w.entry.kind === 'whiteout' || (w.at !== c.path && (w.entry.kind !== 'dir' || w.entry.opaque)));

@@ -685,6 +685,50 @@ describe('a directory removed on disk in the workspace that a root agent wrote i
   });
 });
 
+describe('a root agent deleted a directory that files are later added to or edited in on disk', () => {
+  let d: TestDaemon;
+
+  beforeAll(async () => {
+    d = TestDaemon.create((ws) => {
+      for (const dir of ['d/sub', 'e']) fs.mkdirSync(path.join(ws, dir), { recursive: true });
+      for (const f of ['d/x', 'd/edited', 'd/sub/y', 'e/old']) fs.writeFileSync(path.join(ws, f), `${f}\n`);
+    });
+    await d.start();
+    await d.json(['mount', 'r', d.mnt('r')]);
+  });
+
+  afterAll(async () => {
+    await d?.destroy();
+  });
+
+  it('shows what came on disk since, conflicts on what was edited there, and landing keeps what came (rm -rf d; rm -rf e; mkdir e)', async () => {
+    const r = d.mnt('r');
+    d.sh('rm -rf d e && mkdir e && echo mine > e/mine', r);
+    await d.json(['commit', 'r', '-m', 'remove d, make e again']);
+    await new Promise((res) => setTimeout(res, 50)); // the disk changes after the deletions, by the clock
+    const at = (p: string) => path.join(d.workspace, p);
+    fs.writeFileSync(at('d/new'), 'new\n');
+    fs.appendFileSync(at('d/edited'), 'edited on disk\n');
+    fs.writeFileSync(at('e/new'), 'e new\n');
+    // The changes reach the agent through the workspace watchers: eventual, so polled.
+    const look = () => {
+      try {
+        return d.sh('ls -A d e', r);
+      } catch {
+        return '';
+      }
+    };
+    expect(await poll(look, (s) => s.includes('new\n\ne:') && s.endsWith('mine\nnew\n'))).toBe('d:\nedited\nnew\n\ne:\nmine\nnew\n');
+    expect(d.sh('cat d/new d/edited e/new', r)).toBe('new\nd/edited\nedited on disk\ne new\n');
+    const conflicts = await d.json<any[]>(['conflicts', 'r']);
+    expect(conflicts.map((c) => [c.path, c.kind])).toEqual([['d/edited', 'delete-modify']]);
+    await d.json(['resolve', 'r', 'd/edited', '--ours']);
+    await d.json(['land', 'r']);
+    // The agent deleted what it saw (d/x, d/edited, d/sub, e/old), not what came on disk since.
+    expect(d.sh('ls -A d e', d.workspace)).toBe('d:\nnew\n\ne:\nmine\nnew\n');
+  });
+});
+
 describe('a process in the child appends to a file while the parent commits changes to it', () => {
   let d: TestDaemon;
 

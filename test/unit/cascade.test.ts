@@ -1,6 +1,9 @@
 import fs from 'node:fs';
+import path from 'node:path';
+import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cascade } from '../../src/cascade/cascade.js';
+import { WorkspaceWatcher } from '../../src/cascade/workspace-watcher.js';
 import { land } from '../../src/land/land.js';
 import type { Overlay } from '../../src/overlay/overlay.js';
 import { errnoOf, openOverlay, readFile, removeTempDirs, snapshot, writeFile } from '../helpers/core.js';
@@ -582,5 +585,97 @@ describe('what listeners of a child\'s tree see around a rebase', () => {
     cascade.fromCommit('p');
     expect(readFile(c, 'd/new')).toBe('new\n');
     expect(snapshot(ov.replay('c'), ov)).toEqual(snapshot(c.tree, ov));
+  });
+});
+
+describe('a root agent deleted a directory the workspace on disk later changes inside', () => {
+  /** Root agent r over the workspace; `disk(paths)` tells the watcher, as the daemon's watcher of the workspace does, and rebases. */
+  async function root(files: Record<string, string>) {
+    const { ov, ws } = await openOverlay(files);
+    opened.push(ov);
+    const cascade = new Cascade(ov);
+    ov.createAgent('r', null);
+    let heard: (paths: readonly string[]) => void = () => {};
+    const watcher = new WorkspaceWatcher(ov, cascade, pino({ level: 'silent' }), (fn) => {
+      heard = fn;
+      return () => {};
+    });
+    closers.push(() => watcher.close());
+    const onDisk = async (edit: () => void, paths: string[]) => {
+      await new Promise((r) => setTimeout(r, 20)); // after the agent's deletions, by the clock
+      edit();
+      heard(paths);
+      watcher.flush();
+    };
+    return { ov, ws, cascade, r: ov.tree('r'), onDisk, at: (p: string) => path.join(ws, p) };
+  }
+  const closers: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const close of closers.splice(0)) await close();
+  });
+  const names = (t: { readdir(p: string): { name: string }[] }, d: string) => t.readdir(d).map((e) => e.name).filter((n) => !n.startsWith('.')).sort();
+
+  it('rm -rf d: a file added in d on disk shows, one edited there is a delete-modify conflict; landing keeps what came since', async () => {
+    const { ov, cascade, r, onDisk, at } = await root({ 'd/x': 'x\n', 'd/edited': 'e\n', 'd/sub/y': 'y\n', 'd/sub/z': 'z\n', 'keep': 'k\n' });
+    for (const f of ['d/x', 'd/edited', 'd/sub/y', 'd/sub/z']) r.unlink(f);
+    r.rmdir('d/sub');
+    r.rmdir('d'); // rm -rf d
+    ov.commit('r', 'rm -rf d');
+    ov.createAgent('c', 'r');
+    await onDisk(() => {
+      fs.writeFileSync(at('d/new'), 'new\n');
+      fs.writeFileSync(at('d/sub/new2'), 'new2\n');
+      fs.mkdirSync(at('d/added/deep'), { recursive: true });
+      fs.writeFileSync(at('d/added/deep/f'), 'f\n');
+      fs.appendFileSync(at('d/edited'), 'edited on disk\n');
+    }, ['d/new', 'd/sub/new2', 'd/added', 'd/added/deep', 'd/added/deep/f', 'd/edited']);
+    // As git sees it: the agent deleted the files it saw, not those the workspace added since.
+    expect(names(r, 'd')).toEqual(['added', 'edited', 'new', 'sub']);
+    expect(names(r, 'd/sub')).toEqual(['new2']);
+    expect(readFile(r, 'd/new')).toBe('new\n');
+    expect(readFile(r, 'd/added/deep/f')).toBe('f\n');
+    expect(ov.agent('r').conflicts?.['d/edited']).toMatchObject({ kind: 'delete-modify', ours: null, from: null, to: null });
+    expect(readFile(r, 'd/edited')).toBe('e\nedited on disk\n'); // the modified side stays until resolved
+    expect(cascade.resolve('r', 'd/edited', 'ours').rebased).toEqual(['c']); // keep the deletion
+    expect(names(r, 'd')).toEqual(['added', 'new', 'sub']);
+    expect(names(ov.tree('c'), 'd/sub')).toEqual(['new2']);
+    expect(snapshot(ov.replay('r'), ov)).toEqual(snapshot(r.tree, ov));
+    await land(ov, cascade, 'r', {});
+    expect(fs.readdirSync(at('d')).sort()).toEqual(['added', 'new', 'sub']);
+    expect(fs.readdirSync(at('d/sub'))).toEqual(['new2']);
+    expect(fs.readFileSync(at('keep'), 'utf8')).toBe('k\n');
+  });
+
+  it('rm -rf d; mkdir d: the same, and the files the agent made in d stay; a directory left hidden unfolds at a later change', async () => {
+    const { ov, cascade, r, onDisk, at } = await root({ 'd/x': 'x\n', 'd/sub/y': 'y\n' });
+    r.unlink('d/x');
+    r.unlink('d/sub/y');
+    r.rmdir('d/sub');
+    r.rmdir('d');
+    r.mkdir('d', 0o755, 0, 0); // opaque: hides d/x and d/sub below
+    writeFile(r, 'd/mine', 'mine\n');
+    ov.commit('r', 'd made again');
+    await onDisk(() => fs.writeFileSync(at('d/new'), 'new\n'), ['d/new']);
+    expect(names(r, 'd')).toEqual(['mine', 'new']);
+    expect(ov.agent('r').conflicts ?? {}).toEqual({});
+    // d/sub, untouched then, is hidden by a whiteout of its own now: a file added there later unfolds it in turn.
+    await onDisk(() => fs.writeFileSync(at('d/sub/new2'), 'new2\n'), ['d/sub/new2']);
+    expect(names(r, 'd')).toEqual(['mine', 'new', 'sub']);
+    expect(names(r, 'd/sub')).toEqual(['new2']);
+    expect(snapshot(ov.replay('r'), ov)).toEqual(snapshot(r.tree, ov));
+    await land(ov, cascade, 'r', {});
+    expect(fs.readdirSync(at('d')).sort()).toEqual(['mine', 'new', 'sub']);
+    expect(fs.readdirSync(at('d/sub'))).toEqual(['new2']);
+  });
+
+  it('a change on disk the agent\'s deletion does not cover leaves it as it was', async () => {
+    const { ov, r, onDisk, at } = await root({ 'd/x': 'x\n', 'e/y': 'y\n' });
+    r.unlink('d/x');
+    r.rmdir('d');
+    ov.commit('r', 'rm -rf d');
+    await onDisk(() => fs.writeFileSync(at('e/new'), 'new\n'), ['e/new']);
+    expect(r.layer.get('d')).toEqual({ kind: 'whiteout' });
+    expect(names(r, '')).toEqual(['e']);
+    expect(names(r, 'e')).toEqual(['new', 'y']);
   });
 });
