@@ -96,10 +96,11 @@ function mergeLayer(layer: Layer, ctx: RebaseContext, plan: RebasePlan): void {
  */
 function unfoldDeletedDirectories(layer: Layer, ctx: RebaseContext, plan: RebasePlan): Layer {
   const moved = movedAway(layer);
+  const mayDiffer = parentMayDiffer(ctx);
   for (const [p, ours] of layer.entriesList()) {
     const deleted = ours.kind === 'whiteout' || (ours.kind === 'dir' && ours.opaque);
     const q = deleted ? lowerPath(layer, p) : null;
-    if (q === null) continue;
+    if (q === null || !mayDiffer(q)) continue;
     const theirs = ctx.after.lookup(q);
     if (!theirs || kindOf(theirs) !== 'dir') continue;
     const base = ctx.before.lookup(q);
@@ -110,6 +111,31 @@ function unfoldDeletedDirectories(layer: Layer, ctx: RebaseContext, plan: Rebase
   const next = layer.clone();
   next.applyChanges(plan.changes);
   return next;
+}
+
+/**
+ * Whether the parent's two trees can differ at or below `q`: only under an entry of a layer one of
+ * them has and the other not, or below such an entry that hides or moves what lies under it. After
+ * an unfold every directory the parent left as it was is a deleted one, and walking the parent's
+ * change for each of them (changedPaths) at every later commit cost seconds of the daemon's thread
+ * with thousands of them (review).
+ */
+function parentMayDiffer(ctx: RebaseContext): (q: string) => boolean {
+  const under = new Set<string>();
+  const hiding = new Set<string>();
+  const shared = new Set(ctx.before.layers.filter((l) => ctx.after.layers.includes(l)));
+  for (const l of new Set([...ctx.before.layers, ...ctx.after.layers])) {
+    if (shared.has(l)) continue;
+    for (const [p, e] of l.entriesList()) {
+      if (e.kind !== 'dir' || e.opaque || e.redirect !== null) hiding.add(p);
+      for (let d = p; d !== '' && !under.has(d); d = parentOf(d)) under.add(d);
+    }
+  }
+  return (q) => {
+    if (under.has(q)) return true;
+    for (let d = parentOf(q); d !== ''; d = parentOf(d)) if (hiding.has(d)) return true;
+    return false;
+  };
 }
 
 /** Where the layer's moved (renamed) directories come from below: the parent's changes there show where they went. */
@@ -131,10 +157,13 @@ function movedAway(layer: Layer): string[] {
  * inside unfolds the same way, deleted or made again.
  */
 function unfoldDeletedDirectory(layer: Layer, p: string, q: string, moved: readonly string[], ctx: RebaseContext, plan: RebasePlan): void {
+  // Left out: changes in what the agent moved away from inside `q` (not a move of `q` or above it).
   const changed = changedPaths(ctx.before, ctx.after, ctx.blobs, [q])
-    .filter((c) => c.path !== q && !moved.some((m) => isWithin(c.path, m)));
+    .filter((c) => c.path !== q && !moved.some((m) => isWithin(m, q) && isWithin(c.path, m)));
   if (changed.length === 0) return;
-  const touched = (below: string) => changed.some((c) => isWithin(c.path, below));
+  const reached = new Set<string>();
+  for (const c of changed) for (let d = c.path; d !== '' && !reached.has(d); d = parentOf(d)) reached.add(d);
+  const touched = (below: string) => reached.has(below);
   const unfold = (dir: string, below: string, own: Entry | undefined) => {
     if (own?.kind === 'whiteout') plan.changes.push([dir, undefined]);
     else if (own?.kind === 'dir' && own.opaque) plan.changes.push([dir, { ...own, opaque: false }]);

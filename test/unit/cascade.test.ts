@@ -48,6 +48,27 @@ async function generations(files: Record<string, string>) {
 }
 
 describe('cascade rebase', () => {
+  it('a directory deleted inside one the child moved (mv a a2; rm -rf a2/d, or made again) shows what the parent adds to a/d later, and landing keeps it (review)', async () => {
+    for (const again of [false, true]) {
+      const { ov, cascade, p, c } = await generations({ 'a/d/f': 'f\n', 'a/keep': 'k\n' });
+      c.rename('a', 'a2', 0);
+      c.unlink('a2/d/f');
+      c.rmdir('a2/d');
+      if (again) {
+        c.mkdir('a2/d', 0o755, 0, 0);
+        writeFile(c, 'a2/d/mine', 'm\n');
+      }
+      ov.commit('c', 'c1');
+      cascade.fromCommit('c');
+      writeFile(p, 'a/d/new', 'new\n');
+      ov.commit('p', 'p1');
+      expect(cascade.fromCommit('p').conflicted).toEqual([]);
+      expect(c.readdir('a2/d').map((e) => e.name).sort()).toEqual(again ? ['mine', 'new'] : ['new']);
+      await land(ov, cascade, 'c', {});
+      expect(readFile(p, 'a2/d/new')).toBe('new\n');
+    }
+  });
+
   it("moves the mtime of a child's directory where the parent's commit made or removed a name (git's untracked cache trusts it)", async () => {
     const { ov, cascade } = await family();
     const c = ov.tree('c');
