@@ -5,7 +5,7 @@ import type { DirEntry, Entry, FileEntry } from '../overlay/entry.js';
 import { Layer, type LayerChange } from '../overlay/layer.js';
 import { contentOf, modeOf, targetOf, walk } from '../overlay/materialize.js';
 import { isWithin, join, parentOf, reroot } from '../overlay/paths.js';
-import { changedPaths } from '../overlay/tree-diff.js';
+import { changedPaths, type PathChange } from '../overlay/tree-diff.js';
 import { attrOf, kindOf, TreeView, type Resolved } from '../overlay/view.js';
 
 /** What one layer becomes on the new base. */
@@ -82,11 +82,26 @@ function mergeLayer(layer: Layer, ctx: RebaseContext, plan: RebasePlan): void {
     const theirs = ctx.after.lookup(q);
     // A directory merges through its entries, unless it took the place of a file or symlink the parent changed, or the parent made one there.
     if (ours.kind === 'dir' && (!base || kindOf(base) === 'dir') && (!theirs || kindOf(theirs) === 'dir')) continue;
+    if (ours.kind === 'dir' && base && theirs && kindOf(theirs) === 'dir') {
+      bothMadeDirectory(p, unfolded, plan);
+      continue;
+    }
     // A deleted directory: unfolded above, or nothing to unfold.
     if (ours.kind === 'whiteout' && base && theirs && kindOf(base) === 'dir' && kindOf(theirs) === 'dir') continue;
     if (identity(base) === identity(theirs)) continue;
     mergePath(p, ours, base, theirs, ctx, plan);
   }
+}
+
+/**
+ * The agent and the parent both made a directory where a file or link was: as git merges it, the
+ * two directories' entries merge (what each made inside shows beside the other's), not a `type`
+ * conflict. The agent's directory, made where something was, is opaque: it would hide the parent's
+ * entries, and the parent's own directory hides the old file already.
+ */
+function bothMadeDirectory(p: string, layer: Layer, plan: RebasePlan): void {
+  const own = layer.get(p);
+  if (own?.kind === 'dir' && own.opaque) plan.changes.push([p, { ...own, opaque: false }]);
 }
 
 /**
@@ -157,10 +172,12 @@ function movedAway(layer: Layer): string[] {
  * inside unfolds the same way, deleted or made again.
  */
 function unfoldDeletedDirectory(layer: Layer, p: string, q: string, moved: readonly string[], ctx: RebaseContext, plan: RebasePlan): void {
-  // Left out: changes in what the agent moved away from inside `q` (not a move of `q` or above it).
+  // Left out: changes in what the agent moved away from inside `q` (not a move of `q` or above it),
+  // and a directory's mode alone (git keeps no directories: a chmod brought back an empty one).
   const changed = changedPaths(ctx.before, ctx.after, ctx.blobs, [q])
-    .filter((c) => c.path !== q && !moved.some((m) => isWithin(m, q) && isWithin(c.path, m)));
+    .filter((c) => c.path !== q && !moved.some((m) => isWithin(m, q) && isWithin(c.path, m)) && !bothDirectories(c.before, c.after));
   if (changed.length === 0) return;
+  for (const c of changed) movedFromDeleted(layer, reroot(c.path, q, p), c, q, moved, ctx, plan);
   const reached = new Set<string>();
   for (const c of changed) for (let d = c.path; d !== '' && !reached.has(d); d = parentOf(d)) reached.add(d);
   const touched = (below: string) => reached.has(below);
@@ -171,20 +188,55 @@ function unfoldDeletedDirectory(layer: Layer, p: string, q: string, moved: reado
       const [sub, subBelow] = [join(dir, name), join(below, name)];
       const base = ctx.before.lookup(subBelow);
       const theirs = ctx.after.lookup(subBelow);
-      const bothDirs = base && theirs && kindOf(base) === 'dir' && kindOf(theirs) === 'dir';
+      const bothDirs = bothDirectories(base, theirs);
       const mine = own?.kind === 'dir' ? layer.get(sub) : undefined;
       if (mine && mine.kind !== 'whiteout') {
         // Made again: a file or link merges as the agent's change; a moved-in directory hides by its redirect.
         if (mine.kind !== 'dir' || mine.redirect !== null) continue;
         if (bothDirs && touched(subBelow)) unfold(sub, subBelow, mine);
-        // It hid what lay below through the opaque directory above it: now it hides that itself.
-        else if (mine.opaque !== (theirs !== undefined)) plan.changes.push([sub, { ...mine, opaque: theirs !== undefined }]);
+        // It hid what lay below through the opaque directory above it: now it hides that itself,
+        // unless the parent made a directory there too where a file was (`bothMadeDirectory`).
+        else {
+          const hides = theirs !== undefined && !(kindOf(base!) !== 'dir' && kindOf(theirs) === 'dir');
+          if (mine.opaque !== hides) plan.changes.push([sub, { ...mine, opaque: hides }]);
+        }
       } else if (!touched(subBelow)) plan.changes.push([sub, { kind: 'whiteout' }]);
       else if (bothDirs) unfold(sub, subBelow, mine);
       else mergePath(sub, { kind: 'whiteout' }, base, theirs, ctx, plan);
     }
   };
   unfold(p, q, layer.get(p));
+}
+
+/** A directory on both sides (whatever their modes: git keeps no directories, only their files). */
+function bothDirectories(x: Resolved | undefined, y: Resolved | undefined): boolean {
+  return x !== undefined && y !== undefined && kindOf(x) === 'dir' && kindOf(y) === 'dir';
+}
+
+/**
+ * A directory the parent moved (a redirect it made, at `c`) from inside directory `q` the agent
+ * deleted, which the unfold lets through at the agent's path `p`: as git reports it, each file the
+ * agent saw there and deleted is a rename/delete conflict, kept in the tree as the parent moved it
+ * (as a delete-modify conflict keeps the modified side). Before, the files came back silently.
+ * Not for what the agent moved away itself (both moved it: left to the redirects), nor where the
+ * agent made the name itself (`mergeLayer` merges its entry with the parent's file). The source
+ * must be a directory of the parent's old tree, the one the agent saw: a redirect of a lower layer
+ * met below the moved one (or a move of what the parent had moved before) points elsewhere.
+ */
+function movedFromDeleted(
+  layer: Layer, p: string, c: PathChange, q: string, moved: readonly string[], ctx: RebaseContext, plan: RebasePlan,
+): void {
+  const from = c.after?.src === 'layer' && c.after.entry.kind === 'dir' ? c.after.entry.redirect : null;
+  if (from === null || !isWithin(from, q) || moved.some((m) => isWithin(from, m))) return;
+  if (c.before?.src === 'layer' && c.before.entry.kind === 'dir' && c.before.entry.redirect === from) return;
+  const was = ctx.before.lookup(from);
+  if (!was || kindOf(was) !== 'dir') return;
+  for (const [s, theirs] of walk(ctx.after, c.path)) {
+    const base = ctx.before.lookup(reroot(s, c.path, from));
+    const own = layer.get(reroot(s, c.path, p));
+    if (!base || kindOf(base) === 'dir' || kindOf(theirs) === 'dir' || (own && own.kind !== 'whiteout')) continue;
+    recordConflict(reroot(s, c.path, p), 'delete-modify', [base, undefined, theirs], undefined, ctx, plan);
+  }
 }
 
 /**
@@ -241,16 +293,7 @@ export function mergePath(p: string, ours: Entry, base: Resolved | undefined, th
   const mine: Resolved | undefined = ours.kind === 'whiteout' ? undefined : { src: 'layer', path: p, entry: ours };
   const sides = [base, mine, theirs];
   const conflict = (kind: ConflictRecord['kind'], keep: LayerChange | undefined, hunks: ConflictRecord['hunks'] = []) => {
-    const record: ConflictRecord = {
-      path: p, kind, hunks, from: ctx.from, to: ctx.to,
-      base: blobOf(base, ctx), ours: blobOf(mine, ctx), theirs: blobOf(theirs, ctx),
-    };
-    const of = <T>(f: (r: Resolved | undefined) => T) => ({ base: f(base), ours: f(mine), theirs: f(theirs) });
-    if (sides.some((r) => r && kindOf(r) === 'file')) record.modes = of(fileMode);
-    if (sides.some((r) => r && kindOf(r) === 'symlink')) record.targets = of((r) => (r && kindOf(r) === 'symlink' ? targetOf(r) : null));
-    if (kind === 'type') record.kinds = of((r) => (r ? kindOf(r) : null));
-    if (kind !== 'content') record.left = entryFingerprint(keep ? keep[1] : ours);
-    plan.conflicts.push(record);
+    recordConflict(p, kind, sides, keep ? keep[1] : ours, ctx, plan, hunks);
     if (keep) plan.changes.push(keep);
   };
   // Deleted on both sides (a directory too): nothing to merge, and nothing left below to hide.
@@ -301,6 +344,27 @@ export function mergePath(p: string, ours: Entry, base: Resolved | undefined, th
   if (mode.clash) return conflict('mode', [p, entry]);
   plan.changes.push([p, entry]);
   plan.merged.push(p);
+}
+
+/**
+ * A conflict at `p` between the three versions (base, ours, theirs); `left`: what the agent's layer
+ * holds there after the merge, which a commit must change to settle a conflict without markers.
+ */
+function recordConflict(
+  p: string, kind: ConflictRecord['kind'], sides: (Resolved | undefined)[], left: Entry | undefined,
+  ctx: RebaseContext, plan: RebasePlan, hunks: ConflictRecord['hunks'] = [],
+): void {
+  const [base, mine, theirs] = sides;
+  const record: ConflictRecord = {
+    path: p, kind, hunks, from: ctx.from, to: ctx.to,
+    base: blobOf(base, ctx), ours: blobOf(mine, ctx), theirs: blobOf(theirs, ctx),
+  };
+  const of = <T>(f: (r: Resolved | undefined) => T) => ({ base: f(base), ours: f(mine), theirs: f(theirs) });
+  if (sides.some((r) => r && kindOf(r) === 'file')) record.modes = of(fileMode);
+  if (sides.some((r) => r && kindOf(r) === 'symlink')) record.targets = of((r) => (r && kindOf(r) === 'symlink' ? targetOf(r) : null));
+  if (kind === 'type') record.kinds = of((r) => (r ? kindOf(r) : null));
+  if (kind !== 'content') record.left = entryFingerprint(left);
+  plan.conflicts.push(record);
 }
 
 /**

@@ -468,6 +468,75 @@ describe('cascade rebase of additions, modes, symlinks, deletions and binary fil
     expect(snapshot(ov.replay('g'), ov)).toEqual(snapshot(g.tree, ov));
   });
 
+  /** rm -rf d (the child has d/sub/secret and d/x); with `again`, mkdir d and write d/mine. */
+  function deleteD(c: ReturnType<Overlay['tree']>, again: boolean) {
+    c.unlink('d/sub/secret'); c.rmdir('d/sub'); c.unlink('d/x'); c.rmdir('d');
+    if (!again) return;
+    c.mkdir('d', 0o755, 0, 0);
+    writeFile(c, 'd/mine', 'm\n');
+  }
+
+  it('a directory the parent moves inside one the child deleted (rm -rf d, or made again) is a rename/delete conflict, kept as moved (review)', async () => {
+    for (const again of [false, true]) {
+      const { ov, cascade, p, c, g } = await generations({ 'd/sub/secret': 's\n', 'd/x': 'x\n' });
+      deleteD(c, again);
+      ov.commit('c', 'c1');
+      cascade.fromCommit('c');
+      p.rename('d/sub', 'd/sub2', 0);
+      writeFile(p, 'd/sub2/added', 'a\n'); // new with the move: no conflict
+      ov.commit('p', 'p1');
+      // As git reports it: d/sub/secret deleted by the child, renamed to d/sub2/secret by the parent.
+      expect(cascade.fromCommit('p').conflicted).toEqual([{ agent: 'c', paths: ['d/sub2/secret'] }]);
+      expect(conflictsOf(ov, 'c')['d/sub2/secret']).toMatchObject({ kind: 'delete-modify', ours: null });
+      expect(names(c, 'd')).toEqual(again ? ['mine', 'sub2'] : ['sub2']);
+      expect(names(c, 'd/sub2')).toEqual(['added', 'secret']);
+      expect(snapshot(ov.replay('c'), ov)).toEqual(snapshot(c.tree, ov));
+      expect(cascade.resolve('c', 'd/sub2/secret', 'ours').rebased).toEqual(['g']);
+      expect(names(g, 'd/sub2')).toEqual(['added']);
+      for (const a of ['c', 'g']) expect(snapshot(ov.replay(a), ov)).toEqual(snapshot(ov.tree(a).tree, ov));
+    }
+  });
+
+  it('a file both sides replace by a directory merges the two directories, as git does (review)', async () => {
+    for (const again of [false, true]) {
+      const { ov, cascade, p, c, g } = await generations({ 'd/f': 'f\n', 'd/x': 'x\n' });
+      c.unlink('d/f');
+      if (again) { c.unlink('d/x'); c.rmdir('d'); c.mkdir('d', 0o755, 0, 0); } // rm -rf d; mkdir d
+      c.mkdir('d/f', 0o755, 0, 0);
+      writeFile(c, 'd/f/a', 'a\n');
+      ov.commit('c', 'c1');
+      cascade.fromCommit('c');
+      p.unlink('d/f'); p.mkdir('d/f', 0o755, 0, 0); writeFile(p, 'd/f/b', 'b\n');
+      ov.commit('p', 'p1');
+      expect(cascade.fromCommit('p').conflicted).toEqual([]);
+      expect(names(c, 'd/f')).toEqual(['a', 'b']);
+      expect(names(g, 'd/f')).toEqual(['a', 'b']);
+      for (const a of ['c', 'g']) expect(snapshot(ov.replay(a), ov)).toEqual(snapshot(ov.tree(a).tree, ov));
+      await land(ov, cascade, 'c', {});
+      expect(names(p, 'd/f')).toEqual(['a', 'b']);
+      expect(names(p, 'd')).toEqual(again ? ['f'] : ['f', 'x']);
+    }
+  });
+
+  it('a directory the child deleted stays deleted when the parent only changes a mode in it; a later file unfolds it (review)', async () => {
+    for (const again of [false, true]) {
+      const { ov, cascade, p, c } = await generations({ 'd/sub/secret': 's\n', 'd/x': 'x\n' });
+      deleteD(c, again);
+      ov.commit('c', 'c1');
+      cascade.fromCommit('c');
+      p.chmod('d/sub', 0o700);
+      ov.commit('p', 'p1');
+      expect(cascade.fromCommit('p').conflicted).toEqual([]);
+      expect(errnoOf(() => c.getattr('d/sub'))).toBe('ENOENT');
+      expect(again ? names(c, 'd') : errnoOf(() => c.getattr('d'))).toEqual(again ? ['mine'] : 'ENOENT');
+      writeFile(p, 'd/sub/new', 'n\n');
+      ov.commit('p', 'p2');
+      expect(cascade.fromCommit('p').conflicted).toEqual([]);
+      expect(names(c, 'd/sub')).toEqual(['new']);
+      expect(snapshot(ov.replay('c'), ov)).toEqual(snapshot(c.tree, ov));
+    }
+  });
+
   it('a commit settles a conflict without markers only when the agent changed the path', async () => {
     const { ov, cascade, p, c, g } = await tree();
     writeFile(c, 'added.bin', Buffer.from([0, 1]));
