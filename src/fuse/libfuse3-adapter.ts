@@ -992,7 +992,7 @@ export class Libfuse3Session implements HandleHolder {
         // A file the addon writes is not to change size between here and invalidate (its tail).
         for (const n of this.nodes.allAt(p)) this.takeBack(n.id);
         // Only where the kernel knows the path (a rebase announces every path it may touch).
-        const a = this.writeback || !this.nodes.at(p) ? undefined : this.entryAttr(p);
+        const a = this.writeback || this.nodes.allAt(p).length === 0 ? undefined : this.entryAttr(p);
         if (a && (a.mode & S_IFMT) === S_IFREG) this.sizesBefore.set(p, a.size);
         this.pin(p, false);
       }
@@ -1014,10 +1014,14 @@ export class Libfuse3Session implements HandleHolder {
       const n = this.nodes.at(p);
       const before = this.sizesBefore.get(p);
       this.sizesBefore.delete(p);
-      if (n) {
+      // Nodes an earlier change retired count even when no process looked the path up since: a
+      // holder writing through one kept the file it wrote standing for the path, over the change
+      // (an undo under an appender was undone once the idle sweep had retired the path's node).
+      const held = this.nodes.allAt(p);
+      if (held.length > 0) {
         const now = this.entryAttr(p);
         const gone = now === undefined;
-        for (const m of this.nodes.allAt(p)) {
+        for (const m of held) {
           this.dropAttr(m.id);
           this.forgetNames(m.id);
           // keepHeld took back what the addon wrote there (it noted `before`).
