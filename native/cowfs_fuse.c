@@ -55,7 +55,7 @@
 #endif
 
 /* Bumped whenever the request numbers or the calls change: src/fuse/libfuse3-binding.ts checks it. */
-#define COWFS_FUSE_ABI 6
+#define COWFS_FUSE_ABI 7
 
 /* Request kinds, as JavaScript sees them (src/fuse/libfuse3-binding.ts mirrors these). */
 enum {
@@ -284,16 +284,36 @@ static void attr_from_file(double *a, int fd) {
   a[6] = a[7] = a[8] = (double)st.st_mtim.tv_sec * 1e3 + (double)(st.st_mtim.tv_nsec / 1000) / 1e3;
 }
 
-/* A WRITE to a lent file, written here; 0 if `ino` is not lent. */
-static int write_here(session_t *s, fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off) {
+/*
+ * Where an O_APPEND WRITE goes (write_here): the file's end. Without the
+ * writeback cache the kernel places an O_APPEND write at the size its inode
+ * believes, never asking ours, and after a rebase or an undo under a
+ * process holding the file the path has a second node (a second kernel
+ * inode) for the same file: each placed its writer's lines at its own size,
+ * over the other's last lines or past the end with NULs between. As
+ * O_APPEND does on a disk, the line goes where the file ends now; the
+ * caller then has the kernel drop that inode's size and pages, which hold
+ * the line where the kernel put it.
+ */
+static off_t append_at(int fd, off_t off) {
+  struct stat st;
+  return fstat(fd, &st) == 0 ? st.st_size : off;
+}
+
+static void queue_note(session_t *s, fuse_ino_t ino, char *name);
+
+/* A WRITE to a lent file, written here (an O_APPEND one at the file's end); 0 if `ino` is not lent. */
+static int write_here(session_t *s, fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, int append) {
   pthread_mutex_lock(&s->wmu);
   write_target_t *t = *target_slot(s, ino);
   if (t) t->busy = 1;
   pthread_mutex_unlock(&s->wmu);
   if (!t) return 0;
-  ssize_t n = pwrite(t->fd, buf, size, off);
+  /* Only the loop thread writes a lent file (JavaScript takes it back before it writes it): the end read here stays the end. */
+  off_t at = append ? append_at(t->fd, off) : off;
+  ssize_t n = pwrite(t->fd, buf, size, at);
   int err = n < 0 ? errno : 0;
-  if (n > 0 && off == t->front) {
+  if (n > 0 && at == t->front) {
     if (t->hashing) XXH64_update(&t->hash, buf, (size_t)n);
     t->front += n;
   } else if (n > 0) {
@@ -318,6 +338,8 @@ static int write_here(session_t *s, fuse_req_t req, fuse_ino_t ino, const char *
   t->busy = 0;
   pthread_cond_broadcast(&s->wcv);
   pthread_mutex_unlock(&s->wmu);
+  /* Once the cached attributes hold the new size; from the notifier thread: the kernel drops the page this WRITE holds locked. */
+  if (n > 0 && at != off) queue_note(s, ino, NULL);
   if (err) fuse_reply_err(req, err);
   else fuse_reply_write(req, (size_t)n);
   return 1;
@@ -834,7 +856,9 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi) {
   session_t *s = sess(req);
-  if (write_here(s, req, ino, buf, size, off)) return;
+  /* The writer's open flags come with every WRITE; a page the kernel writes back (mmap, the writeback cache) is no append. */
+  int append = (fi->flags & O_APPEND) && !fi->writepage;
+  if (write_here(s, req, ino, buf, size, off, append)) return;
   int take = size >= EXTERNAL_MIN && s->rbuf && buf >= s->rbuf && buf + size <= s->rbuf + s->rlen;
   msg_t *m = msg_new(OP_WRITE, req, ino, NULL, NULL, take ? NULL : buf, take ? 0 : size); /* taken: no room for a copy */
   if (!m) { enomem(req); return; }
@@ -845,6 +869,7 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     s->rbuf = NULL;
   }
   m->n[2] = (double)off;
+  m->n[3] = append;
   post(s, m);
 }
 
@@ -1311,17 +1336,12 @@ static napi_value js_drain(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* invalidate(session, ino, name?) */
-static napi_value js_invalidate(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  session_t *s = open_session(env, info, 3, argv);
-  if (!s) return NULL;
-  napi_valuetype t;
-  napi_typeof(env, argv[2], &t);
+/* Queues an invalidation of inode `ino` (name NULL) or of the entry `name` (freed with the note) in directory `ino`. */
+static void queue_note(session_t *s, fuse_ino_t ino, char *name) {
   note_t *n = calloc(1, sizeof(note_t));
-  if (!n) return NULL;
-  n->ino = (fuse_ino_t)num(env, argv[1]);
-  if (t == napi_string) n->name = str(env, argv[2]);
+  if (!n) { free(name); return; }
+  n->ino = ino;
+  n->name = name;
   pthread_mutex_lock(&s->mu);
   if (s->tail) s->tail->next = n;
   else s->head = n;
@@ -1329,6 +1349,16 @@ static napi_value js_invalidate(napi_env env, napi_callback_info info) {
   s->notes_queued++;
   pthread_cond_signal(&s->cv);
   pthread_mutex_unlock(&s->mu);
+}
+
+/* invalidate(session, ino, name?) */
+static napi_value js_invalidate(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  session_t *s = open_session(env, info, 3, argv);
+  if (!s) return NULL;
+  napi_valuetype t;
+  napi_typeof(env, argv[2], &t);
+  queue_note(s, (fuse_ino_t)num(env, argv[1]), t == napi_string ? str(env, argv[2]) : NULL);
   return NULL;
 }
 

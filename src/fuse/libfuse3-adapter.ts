@@ -211,7 +211,7 @@ export class Libfuse3Session implements HandleHolder {
         case Op.SYMLINK: return this.symlink(req!, ino, name1!, name2!, n1, n2);
         case Op.RENAME: return this.rename(req!, ino, name1!, n0, name2!, n1);
         case Op.READ: return this.read(req!, ino, n1, n2);
-        case Op.WRITE: return this.write(req!, ino, data!, n2);
+        case Op.WRITE: return this.write(req!, ino, data!, n2, n3 !== 0);
         case Op.RELEASE: return this.release(req!, ino, n0);
         case Op.FSYNC: return this.fsync(req!, ino);
         case Op.READDIR: return this.readdir(req!, ino, n1, n2);
@@ -643,17 +643,51 @@ export class Libfuse3Session implements HandleHolder {
     this.b.replyBuf(req, this.readBuf, n);
   }
 
-  private write(req: Native, ino: number, data: Buffer, offset: number): void {
+  /** `append`: the writer opened the file O_APPEND (and this is no page the kernel writes back). */
+  private write(req: Native, ino: number, data: Buffer, offset: number, append: boolean): void {
     if (data.length > this.maxWrite) this.maxWrite = data.length;
     const h = this.writeHandle(ino);
+    this.writeAlone(ino);
     const own = this.byNode.get(ino);
     if (own) own.written += data.length;
     this.dropAttr(ino); // before the size and mtime change
-    const tail = this.nodes.node(ino).tail;
-    if (tail && offset >= tail.from) offset += tail.shift;
-    const written = this.tree.write(h.treeFh, data, data.length, offset);
+    const at = this.placed(ino, h, offset, append);
+    const written = this.tree.write(h.treeFh, data, data.length, at);
+    // The kernel put the line at its own idea of the end: it drops that, and its size, once told.
+    if (at !== offset && append && this.session) this.b.invalidate(this.session, ino);
     this.lend(ino);
     this.b.replyWrite(req, written);
+  }
+
+  /**
+   * Where a WRITE goes. An O_APPEND one (without the writeback cache) goes at the file's end, as on a
+   * disk (the addon does the same for the files lent to it: native/cowfs_fuse.c, append_at). The kernel
+   * places it at the size its inode believes, and after a change under a held file the path has a
+   * second node, a second inode of the kernel's, for the same file: each writer's lines landed at its
+   * own size, over the other's or past the end with NULs between. The node's tail goes with its first
+   * append: its kernel learns the real size (the caller invalidates). A write at an offset lands there,
+   * shifted by the node's tail where it has one.
+   */
+  private placed(ino: number, h: OpenHandle, offset: number, append: boolean): number {
+    const n = this.nodes.node(ino);
+    if (append && !this.writeback) {
+      delete n.tail;
+      return this.tree.fgetattr(h.treeFh).size;
+    }
+    const tail = n.tail;
+    return tail && offset >= tail.from ? offset + tail.shift : offset;
+  }
+
+  /**
+   * A write that reaches JavaScript writes a file the addon may be writing for another node of its
+   * path (the one an invalidation retired, or the path's new one): that node's writes come here too
+   * from now on, so the end an append reads stays the end while it writes. (The lend moves to this
+   * node once the write is done: `lend`.)
+   */
+  private writeAlone(ino: number): void {
+    const p = this.nodes.node(ino).path;
+    if (p === null || this.lent.size === 0) return;
+    for (const m of this.nodes.allAt(p)) if (m.id !== ino) this.takeBack(m.id);
   }
 
   /** Through the node's own handle, opened if the idle sweep closed it: the file's content reaches the disk either way. */
@@ -719,7 +753,8 @@ export class Libfuse3Session implements HandleHolder {
    * From now on the addon writes the node's WRITEs into its handle's file itself, with no round
    * trip to JavaScript (native/cowfs_fuse.c, "writes served here"), until the handle is released.
    * Not with the writeback cache (the kernel's writeback sends a node's WRITEs several at once, so
-   * one queued here could be overtaken), nor for a node whose writes land shifted (its tail).
+   * one queued here could be overtaken), nor for a node whose writes land shifted (its tail: the
+   * addon places O_APPEND writes at the file's end itself, but writes at an offset where they come).
    */
   private lend(ino: number): void {
     const own = this.byNode.get(ino);
@@ -957,7 +992,7 @@ export class Libfuse3Session implements HandleHolder {
         // A file the addon writes is not to change size between here and invalidate (its tail).
         for (const n of this.nodes.allAt(p)) this.takeBack(n.id);
         // Only where the kernel knows the path (a rebase announces every path it may touch).
-        const a = this.writeback || !this.nodes.at(p) ? undefined : this.entryAttr(p);
+        const a = this.writeback || this.nodes.allAt(p).length === 0 ? undefined : this.entryAttr(p);
         if (a && (a.mode & S_IFMT) === S_IFREG) this.sizesBefore.set(p, a.size);
         this.pin(p, false);
       }
@@ -979,10 +1014,14 @@ export class Libfuse3Session implements HandleHolder {
       const n = this.nodes.at(p);
       const before = this.sizesBefore.get(p);
       this.sizesBefore.delete(p);
-      if (n) {
+      // Nodes an earlier change retired count even when no process looked the path up since: a
+      // holder writing through one kept the file it wrote standing for the path, over the change
+      // (an undo under an appender was undone once the idle sweep had retired the path's node).
+      const held = this.nodes.allAt(p);
+      if (held.length > 0) {
         const now = this.entryAttr(p);
         const gone = now === undefined;
-        for (const m of this.nodes.allAt(p)) {
+        for (const m of held) {
           this.dropAttr(m.id);
           this.forgetNames(m.id);
           // keepHeld took back what the addon wrote there (it noted `before`).
@@ -1073,11 +1112,11 @@ export class Libfuse3Session implements HandleHolder {
 
 /**
  * A change of a file the kernel may hold took its content from `before` bytes to `after`. Without the
- * writeback cache the kernel places an O_APPEND write at the size it believes, never asking ours,
- * so a holder's next line landed at the old end: past a shorter new content, a run of NULs before it
- * ("new\n\0\0…late\n"); inside a longer one, over its end. From the kernel's end on, its writes now
- * follow the new end. The kernel's size is what the file had before, less what an earlier change
- * already shifted.
+ * writeback cache the kernel keeps the size it believed, never asking ours: a holder writing on at
+ * its file offset from the old end would write past a shorter new content (NULs before its line), or
+ * inside a longer one, over its end. From the kernel's end on, its writes (and reads) follow the new
+ * end. The kernel's size is what the file had before, less what an earlier change already shifted.
+ * An O_APPEND write needs none of it: it goes at the file's end, and ends the tail (`placed`).
  */
 function shiftTail(n: FuseNode, before: number, after: number): void {
   const kernelSize = before - (n.tail?.shift ?? 0);

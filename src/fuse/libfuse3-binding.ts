@@ -39,7 +39,7 @@ export type Dispatch = (
 type AttrArgs = [number, number, number, number, number, number, number, number, number];
 
 /** COWFS_FUSE_ABI of native/cowfs_fuse.c this file speaks. */
-const ABI = 6;
+const ABI = 7;
 
 export interface Binding {
   /** The addon's COWFS_FUSE_ABI. */

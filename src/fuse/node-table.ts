@@ -21,8 +21,10 @@ export interface FuseNode {
   open?: Set<number>;
   /**
    * Set on a file node the kernel may hold across a change of its content (libfuse 3 without the
-   * writeback cache): the kernel still believes the old size, so what it writes from `from` on (an
-   * O_APPEND writer's lines) is placed `shift` bytes further, after the new content's end.
+   * writeback cache): the kernel still believes the old size, so what it writes at offsets from
+   * `from` on (a writer going on at its file offset) is placed `shift` bytes further, after the new
+   * content's end. Its first O_APPEND write ends it: that goes at the file's end, and the kernel is
+   * told the real size.
    */
   tail?: { from: number; shift: number };
 }

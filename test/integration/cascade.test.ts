@@ -357,6 +357,40 @@ describe('what an agent sees changes at once through a warm kernel cache', () =>
     expect(d.sh('cat shrinks.txt grows.txt', c)).toBe('new\nlate\nlater\na much longer line from the parent\nlate\n');
   });
 
+  // The rebase gives the path a new node; the holder keeps the one it retired. Each kernel inode placed its
+  // writer's lines at its own size: the holder's next line landed over the other's. libfuse 2: O_APPEND
+  // reaches the tree at the open, and each writer's whole file wins at its close.
+  it.skipIf(FUSE === 'libfuse2')('an O_APPEND writer holding a file across a rebase that shortens it, and a process that opened it after: their lines alternate, each once', async () => {
+    await d.json(['mount', 'pb', d.mnt('pb')]);
+    await d.json(['mount', 'cb', d.mnt('cb'), '--parent', 'pb']);
+    const c = d.mnt('cb');
+    d.sh("printf 'an old line that is long\\n' > log.txt", d.mnt('pb'));
+    await d.json(['commit', 'pb', '-m', 'log']);
+    const held = holdFile(c, 'log.txt', 'a');
+    let opener: HeldFile | undefined;
+    const lines = ['new'];
+    try {
+      await held.opened;
+      d.sh("printf 'new\\n' > log.txt", d.mnt('pb'));
+      const r = await d.json<{ cascade: { rebased: string[] } }>(['commit', 'pb', '-m', 'shorter']);
+      expect(r.cascade.rebased).toContain('cb');
+      opener = holdFile(c, 'log.txt', 'a');
+      await opener.opened;
+      for (let i = 1; i <= 3; i++) {
+        for (const [w, name] of [[held, 'held'], [opener, 'opener']] as const) {
+          await w.write(`${name} ${i}\n`);
+          lines.push(`${name} ${i}`);
+        }
+      }
+      for (const w of [held, opener]) expect(await w.close()).toEqual({ code: 0, stderr: '' });
+    } finally {
+      held.kill();
+      opener?.kill();
+    }
+    expect(await d.untilNoOpenFiles('cb')).toBe(0);
+    expect(d.sh('cat log.txt', c)).toBe(`${lines.join('\n')}\n`);
+  });
+
   it('names a rebase brings into directories the child made (whose missing names are answered in C) show at once', async () => {
     // Agents of their own: what earlier tests left open may pause c's rebases (libfuse 2 hears closes late).
     await d.json(['mount', 'p2', d.mnt('p2')]);
