@@ -270,7 +270,7 @@ static write_target_t **target_slot(session_t *s, fuse_ino_t ino) {
 }
 
 /* The mode bits a scratch file carries for its file (MODE_ON_FILE in src/overlay/open-file.ts). */
-#define MODE_ON_FILE 0177
+#define MODE_ON_FILE 0155
 
 /*
  * Size, times and MODE_ON_FILE's bits of cached attributes from the file itself, as JavaScript
@@ -378,7 +378,7 @@ static int meta_here(session_t *s, fuse_req_t req, fuse_ino_t ino, const struct 
     int ok = e != NULL;
     if (ok && set_mode) {
       ok = !((attr->st_mode ^ (mode_t)e->a[1]) & 07777 & ~(mode_t)MODE_ON_FILE)
-        && fchmod(t->fd, (attr->st_mode & 0777) | 0600) == 0;
+        && fchmod(t->fd, (attr->st_mode & MODE_ON_FILE) | 0600) == 0;
     }
     if (ok && set_time) ok = futimens(t->fd, ts) == 0;
     if (ok) {

@@ -417,8 +417,13 @@ export class Libfuse3Session implements HandleHolder {
     let h = this.ownHandle(ino);
     const n = this.nodes.node(ino);
     const p = n.path;
-    this.dropAttr(ino);
+    // A new mode is every node's of the file: the addon compares a chmod with its cached one (meta_here).
+    if (toSet & SET.MODE && p !== null) this.dropAttrAt(p);
+    else this.dropAttr(ino);
     if (toSet & SET.SIZE) {
+      // Not while the addon writes the file (its hash would go on from bytes the truncation changed).
+      this.writeAlone(ino);
+      this.takeBack(ino);
       if (size === 0 && h?.writable && p !== null && !this.byNode.get(ino)!.pinned) {
         // Truncating to 0 is how a rewrite starts (open with O_TRUNC): what was written before, whose
         // close the kernel does not tell, gets its put event now, as at a close; a new handle starts.
@@ -646,8 +651,8 @@ export class Libfuse3Session implements HandleHolder {
   /** `append`: the writer opened the file O_APPEND (and this is no page the kernel writes back). */
   private write(req: Native, ino: number, data: Buffer, offset: number, append: boolean): void {
     if (data.length > this.maxWrite) this.maxWrite = data.length;
+    this.writeAlone(ino); // first: the handle's file may be the one the addon writes for another node
     const h = this.writeHandle(ino);
-    this.writeAlone(ino);
     const own = this.byNode.get(ino);
     if (own) own.written += data.length;
     this.dropAttr(ino); // before the size and mtime change

@@ -91,7 +91,7 @@ export interface TreeOps {
   ftruncate(fh: number, size: number): void;
   /**
    * The descriptor of the file a writable handle writes (copied up first), for writes (and new
-   * mtimes, and chmods within MODE_ON_FILE's bits, set as `(mode & 0o777) | 0o600`) the adapter
+   * mtimes, and chmods within MODE_ON_FILE's bits, set as `(mode & MODE_ON_FILE) | 0o600`) the adapter
    * makes to it itself until returnFd, which comes before the handle's release and whenever the
    * tree recalls it (MountOptions.watchSettle). Meanwhile the tree reads the file's size, mtime and
    * those mode bits from the file. Undefined if the file is lent already (through another handle).

@@ -11,12 +11,13 @@ export function fileMtimeMs(st: fs.Stats): number {
 }
 
 /**
- * The mode bits a file's scratch file carries for it: the group's, the others' and the owner's
- * execute bit, so that tar's chmod of the file it just made (0600 to 0644 or 0755) needs no store
- * transaction, and the addon can make it (the crash-recovery record holds the rest). The scratch
- * file's owner can always read and write it, so that the daemon can read it back as any user.
+ * The mode bits a file's scratch file carries for it: the read and execute bits of the group and
+ * the others, and the owner's execute bit, so that tar's chmod of the file it just made (0600 to
+ * 0644 or 0755) needs no store transaction, and the addon can make it (the crash-recovery record
+ * holds the rest). The scratch file's owner can always read and write it, so that the daemon can
+ * read it back as any user; nobody else can write it (nor the blob it may become).
  */
-export const MODE_ON_FILE = 0o177;
+export const MODE_ON_FILE = 0o155;
 
 /** A file's mode from the mode recorded for it and its scratch file's mode. */
 export function modeFrom(recorded: number, onFile: number): number {
@@ -213,7 +214,7 @@ export class OpenFile {
   }
 
   private keepMode(): void {
-    fs.fchmodSync(this.scratch!.fd, (this.meta.mode & 0o777) | 0o600);
+    fs.fchmodSync(this.scratch!.fd, (this.meta.mode & MODE_ON_FILE) | 0o600);
   }
 
   private keepTime(): void {

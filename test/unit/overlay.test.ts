@@ -283,16 +283,18 @@ describe('commits and children', () => {
     expect(recorded()).toEqual([0o600, 0o600]);
     made('readonly', 0o444); // the owner's write bit: recorded
     made('setuid', 0o4755); // a special bit: recorded
-    expect(recorded()).toEqual([0o444, 0o600, 0o600, 0o4755]);
-    expect(['plain', 'tool', 'readonly', 'setuid'].map((f) => t.getattr(f).mode & 0o7777)).toEqual([0o644, 0o755, 0o444, 0o4755]);
-    // The daemon can still read back what it must (the owner's bits of a scratch file stay rw).
-    for (const f of fs.readdirSync(path.join(state, 'scratch'))) expect(fs.statSync(path.join(state, 'scratch', f)).mode & 0o600).toBe(0o600);
+    made('shared', 0o666); // write bits for others: recorded, never on the scratch file
+    expect(recorded()).toEqual([0o444, 0o600, 0o600, 0o666, 0o4755]);
+    const all = ['plain', 'tool', 'readonly', 'setuid', 'shared'];
+    expect(all.map((f) => t.getattr(f).mode & 0o7777)).toEqual([0o644, 0o755, 0o444, 0o4755, 0o666]);
+    // The daemon can still read back what it must (the owner's bits of a scratch file stay rw); nobody else can write it.
+    for (const f of fs.readdirSync(path.join(state, 'scratch'))) expect(fs.statSync(path.join(state, 'scratch', f)).mode & 0o7622).toBe(0o600);
     await ov.close(); // "dies" with all four open
     opened.pop();
     const again = await Overlay.open({ workspace: ws, stateDir: state });
     opened.push(again);
     const back = again.tree('a');
-    expect(['plain', 'tool', 'readonly', 'setuid'].map((f) => back.getattr(f).mode & 0o7777)).toEqual([0o644, 0o755, 0o444, 0o4755]);
+    expect(all.map((f) => back.getattr(f).mode & 0o7777)).toEqual([0o644, 0o755, 0o444, 0o4755, 0o666]);
     expect(['plain', 'tool'].map((f) => readFile(back, f))).toEqual(['plain', 'tool']);
   });
 
