@@ -136,17 +136,23 @@ function unfoldDeletedDirectories(layer: Layer, ctx: RebaseContext, plan: Rebase
  * with thousands of them (review).
  */
 function parentMayDiffer(ctx: RebaseContext): (q: string) => boolean {
-  const under = new Set<string>();
-  const hiding = new Set<string>();
-  const shared = new Set(ctx.before.layers.filter((l) => ctx.after.layers.includes(l)));
-  for (const l of new Set([...ctx.before.layers, ...ctx.after.layers])) {
-    if (shared.has(l)) continue;
-    for (const [p, e] of l.entriesList()) {
-      if (e.kind !== 'dir' || e.opaque || e.redirect !== null) hiding.add(p);
-      for (let d = p; d !== '' && !under.has(d); d = parentOf(d)) under.add(d);
+  let index: { under: Set<string>; hiding: Set<string> } | undefined;
+  // Built at the first deleted directory: most layers have none, and every child is rebased at every commit.
+  const build = () => {
+    const under = new Set<string>();
+    const hiding = new Set<string>();
+    const shared = new Set(ctx.before.layers.filter((l) => ctx.after.layers.includes(l)));
+    for (const l of new Set([...ctx.before.layers, ...ctx.after.layers])) {
+      if (shared.has(l)) continue;
+      for (const [p, e] of l.entriesList()) {
+        if (e.kind !== 'dir' || e.opaque || e.redirect !== null) hiding.add(p);
+        for (let d = p; d !== '' && !under.has(d); d = parentOf(d)) under.add(d);
+      }
     }
-  }
+    return { under, hiding };
+  };
   return (q) => {
+    const { under, hiding } = (index ??= build());
     if (under.has(q)) return true;
     for (let d = parentOf(q); d !== ''; d = parentOf(d)) if (hiding.has(d)) return true;
     return false;
